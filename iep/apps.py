@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class IepConfig(AppConfig):
+    name = "iep"
+    verbose_name = "Special education (IEP and 504)"

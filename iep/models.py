@@ -1,0 +1,167 @@
+"""IEPs (IDEA) and Section 504 plans.
+
+An IEP's annual review is due "not less than annually" (34 CFR 300.324(b)(1)): the due
+date is the last review plus 365 days, not the same calendar date (leap years).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from students.models import Student
+
+ANNUAL_REVIEW_DAYS = 365
+
+
+class IEP(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        CLOSED = "closed", "Closed (exited special education)"
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="ieps")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    eligibility_date = models.DateField()
+    disability_category = models.CharField(max_length=80, blank=True)
+    last_annual_review = models.DateField()
+    next_review_due = models.DateField(editable=False, help_text="Last annual review + 365 days.")
+    last_reevaluation = models.DateField(null=True, blank=True)
+    case_manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="iep_caseload"
+    )
+    last_reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    last_reminder_offset = models.SmallIntegerField(null=True, blank=True, help_text="Days before due of the latest reminder sent.")
+    reminders_sent_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "IEP"
+        verbose_name_plural = "IEPs"
+        ordering = ["next_review_due"]
+        constraints = [
+            models.UniqueConstraint(fields=["student"], condition=Q(status="active"), name="one_active_iep_per_student"),
+            models.CheckConstraint(condition=Q(last_annual_review__gte=F("eligibility_date")), name="iep_review_after_eligibility"),
+        ]
+        indexes = [models.Index(fields=["next_review_due"], condition=Q(status="active"), name="iep_active_due_idx")]
+
+    def __str__(self) -> str:
+        return f"IEP for {self.student}" if self.student_id else "IEP"
+
+    def save(self, *args, **kwargs):
+        # Derived, never typed: the legal due date follows from the last review.
+        self.next_review_due = self.last_annual_review + dt.timedelta(days=ANNUAL_REVIEW_DAYS)
+        super().save(*args, **kwargs)
+
+
+class IEPTeamMember(models.Model):
+    class TeamRole(models.TextChoices):
+        CASE_MANAGER = "case-manager", "Case manager"
+        SPECIAL_EDUCATION_TEACHER = "sped-teacher", "Special-education teacher"
+        GENERAL_EDUCATION_TEACHER = "gen-teacher", "General-education teacher"
+        RELATED_SERVICES = "related-services", "Related-services provider"
+        ADMINISTRATOR = "administrator", "District representative"
+        PSYCHOLOGIST = "psychologist", "School psychologist"
+
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="team")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="iep_memberships")
+    role = models.CharField(max_length=20, choices=TeamRole.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["iep", "user"], name="iep_team_member_unique")]
+        indexes = [models.Index(fields=["user"], name="iep_team_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
+
+
+class IEPMeeting(models.Model):
+    class Purpose(models.TextChoices):
+        ANNUAL_REVIEW = "annual-review", "Annual review"
+        REEVALUATION = "reevaluation", "Reevaluation"
+        AMENDMENT = "amendment", "Amendment"
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        SCHEDULED = "scheduled", "Scheduled"
+        HELD = "held", "Held"
+        CANCELLED = "cancelled", "Cancelled"
+
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="meetings")
+    purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.ANNUAL_REVIEW)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROPOSED)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    guardian_notice_sent_on = models.DateField(null=True, blank=True)
+    notice_flagged_late = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["scheduled_for"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["iep", "purpose"], condition=Q(status__in=["proposed", "scheduled"]), name="one_open_meeting_per_purpose"
+            ),
+        ]
+
+
+class IEPService(models.Model):
+    """A service the IEP requires, e.g. speech therapy 120 minutes a month."""
+
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="services")
+    name = models.CharField(max_length=120)
+    minutes_per_month = models.PositiveIntegerField()
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(minutes_per_month__gt=0), name="iep_service_minutes_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.minutes_per_month} min/month)"
+
+
+class ServiceLog(models.Model):
+    service = models.ForeignKey(IEPService, on_delete=models.CASCADE, related_name="logs")
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="service_logs")
+    delivered_on = models.DateField()
+    minutes = models.PositiveIntegerField()
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(minutes__gt=0, minutes__lte=480), name="service_log_minutes_sane")]
+        indexes = [models.Index(fields=["service", "delivered_on"], name="service_log_month_idx")]
+
+
+class Section504Plan(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CLOSED = "closed", "Closed"
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="plans_504")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    evaluation_date = models.DateField()
+    start_date = models.DateField()
+    next_review_due = models.DateField()
+    coordinator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="plans_504_coordinated"
+    )
+
+    class Meta:
+        verbose_name = "Section 504 plan"
+        constraints = [
+            models.UniqueConstraint(fields=["student"], condition=Q(status="active"), name="one_active_504_per_student"),
+            models.CheckConstraint(condition=Q(start_date__gte=F("evaluation_date")), name="plan504_evaluated_before_start"),
+            models.CheckConstraint(condition=Q(next_review_due__gt=F("start_date")), name="plan504_review_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"504 plan for {self.student}" if self.student_id else "504 plan"
+
+
+class Accommodation(models.Model):
+    plan = models.ForeignKey(Section504Plan, on_delete=models.CASCADE, related_name="accommodations")
+    description = models.CharField(max_length=200)
+    implementers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="accommodations_implemented")
+
+    def __str__(self) -> str:
+        return self.description

@@ -1,0 +1,92 @@
+"""Settings read from the environment, failing loudly on a malformed value.
+
+A bad value stops start-up with one line that names the variable (no traceback): the
+person fixing a deployment at 2 a.m. needs the variable's name, not Django's internals.
+"""
+from __future__ import annotations
+
+import sys
+import zoneinfo
+
+import environ
+
+_env = environ.Env()
+
+
+class BadSetting(SystemExit):
+    pass
+
+
+def fail(name: str, problem: str) -> None:
+    print(f"SkillCore: environment variable {name} {problem}", file=sys.stderr)
+    raise BadSetting(2)
+
+
+def get_str(name: str, default: str | None = None) -> str | None:
+    return _env.str(name, default=default)
+
+
+def get_bool(name: str, default: bool) -> bool:
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    fail(name, f"must be true or false, got {raw!r}")
+
+
+def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(name, f"must be a whole number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        fail(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def get_list(name: str, default: list[str]) -> list[str]:
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def get_db(name: str, default: str) -> dict:
+    raw = _env.str(name, default=default)
+    if "://" not in raw:
+        fail(name, f"must be a URL such as postgres://user@host/db or sqlite:///path, got {raw!r}")
+    try:
+        config = environ.Env.db_url_config(raw)
+    except Exception as exc:  # django-environ raises several types for a bad URL
+        fail(name, f"is not a database URL we understand ({exc})")
+    engine = config.get("ENGINE", "")
+    if engine not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
+        fail(name, f"must point at PostgreSQL or SQLite, got {raw.split(':', 1)[0]!r}")
+    if not config.get("NAME"):
+        fail(name, "names no database")
+    return config
+
+
+def get_redis_url(name: str) -> str | None:
+    raw = _env.str(name, default=None)
+    if not raw:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        fail(name, f"must start with redis://, rediss:// or unix://, got {raw!r}")
+    return raw
+
+
+def get_zone(name: str, default: str) -> str:
+    raw = _env.str(name, default=default)
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail(name, f"is not an IANA time zone, got {raw!r}")
+    return raw

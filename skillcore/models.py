@@ -1,0 +1,46 @@
+"""The FERPA access trail: an append-only record of who read or wrote which student records.
+
+FERPA asks that access to education records be limited to school officials with a
+legitimate educational interest and that requests and disclosures be recorded
+(34 CFR 99.31, 99.32). Every job run and every staff view of a student record writes
+here. On PostgreSQL a trigger refuses UPDATE and DELETE (see migration 0002); rows older
+than the retention can only be purged through ``access_log_purge``.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AccessLog(models.Model):
+    class Operation(models.TextChoices):
+        READ = "read", "Read"
+        CREATE = "create", "Create"
+        UPDATE = "update", "Update"
+        DELETE = "delete", "Delete"
+        VIEW = "view", "Viewed in admin"
+        DISCLOSE = "disclose", "Disclosed to a third party"
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="The person, when a person acted.",
+    )
+    job_run_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="The job run, when a job acted.")
+    actor_label = models.CharField(max_length=150, help_text="Who acted, in words (kept if the user is renamed).")
+    purpose = models.CharField(max_length=200, help_text="The legitimate educational interest.")
+    model = models.CharField(max_length=100, help_text="The table read or written, as app.Model.")
+    operation = models.CharField(max_length=10, choices=Operation.choices)
+    query_count = models.PositiveIntegerField(default=1)
+    row_count = models.PositiveBigIntegerField(default=0)
+    student_count = models.PositiveIntegerField(default=0)
+    student_ids = models.JSONField(default=list, blank=True, help_text="The students whose records were touched.")
+    recipient = models.CharField(max_length=200, blank=True, help_text="Disclosures only: who received the records.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["model", "at"], name="accesslog_model_at_idx")]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.operation} {self.model} ({self.row_count} rows)"

@@ -1,0 +1,176 @@
+"""SkillCore settings, all read from the environment (see README, "Configuration").
+
+Storage time zone is UTC; each district carries its own IANA zone and every job computes
+its slots in that zone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from skillcore import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEBUG = env.get_bool("DEBUG", False)
+_secret = env.get_str("SECRET_KEY")
+if not _secret:
+    if not DEBUG:
+        env.fail("SECRET_KEY", "must be set when DEBUG is off")
+    _secret = "demo-only-insecure-key-never-use-in-production"
+SECRET_KEY = _secret
+ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "django_q",
+    "anymail",
+    "skillcore",
+    "students",
+    "interventions",
+    "iep",
+    "notifications",
+    "scheduling",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "skillcore.urls"
+WSGI_APPLICATION = "skillcore.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_db = env.get_db("DATABASE_URL", f"sqlite:///{VAR_DIR / 'skillcore.sqlite3'}")
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's own psycopg 3 pool: workers and web reuse connections instead of
+    # opening one per request or per job batch.
+    _db.setdefault("OPTIONS", {})
+    if env.get_bool("DATABASE_POOL", True):
+        _db["OPTIONS"]["pool"] = {
+            "min_size": env.get_int("DATABASE_POOL_MIN", 1, minimum=0),
+            "max_size": env.get_int("DATABASE_POOL_MAX", 10, minimum=1),
+            "timeout": 10,
+        }
+    _db["CONN_MAX_AGE"] = 0
+else:
+    _db.setdefault("OPTIONS", {})
+    # WAL and a busy timeout let the demo's web server and qcluster share the file.
+    _db["OPTIONS"].setdefault("timeout", 20)
+    _db["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    _db["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+_db["TEST"] = {"NAME": env.get_str("TEST_DATABASE_NAME")} if env.get_str("TEST_DATABASE_NAME") else {}
+DATABASES = {"default": _db}
+IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.get_redis_url("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("es", "Spanish")]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+
+# --- email: any ESP through django-anymail; the console backend for the demo -----------
+EMAIL_BACKEND = env.get_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.get_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env.get_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "SkillCore <no-reply@skillcore.invalid>")
+ANYMAIL = {
+    "SENDGRID_API_KEY": env.get_str("SENDGRID_API_KEY", ""),
+}
+
+# --- push: Firebase Cloud Messaging ----------------------------------------------------
+FCM_CREDENTIALS_FILE = env.get_str("FCM_CREDENTIALS_FILE", "")
+FCM_PROJECT_ID = env.get_str("FCM_PROJECT_ID", "")
+FCM_DRY_RUN = env.get_bool("FCM_DRY_RUN", DEBUG)
+
+# --- FERPA access trail ---------------------------------------------------------------
+ACCESS_LOG_RETENTION_DAYS = env.get_int("ACCESS_LOG_RETENTION_DAYS", 7 * 365 + 2, minimum=7 * 365)
+
+# --- django-q2 -------------------------------------------------------------------------
+# The ORM broker on the main database by default; Redis when REDIS_URL is set.
+Q_CLUSTER = {
+    "name": "skillcore",
+    "workers": env.get_int("Q_WORKERS", 2, minimum=1),
+    "timeout": env.get_int("Q_TIMEOUT", 3600, minimum=10),
+    "retry": env.get_int("Q_RETRY", 3700, minimum=20),
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 1000,
+    "time_zone": "UTC",
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env.get_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env.get_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 0, minimum=0)

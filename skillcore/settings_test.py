@@ -1,0 +1,10 @@
+"""The test suite's settings: production's, with the defaults a test run needs."""
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("DATABASE_POOL", "false")  # pytest-django's test DB teardown and a pool disagree
+
+from skillcore.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

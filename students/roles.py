@@ -1,0 +1,97 @@
+"""Roles are Django groups. Permissions per role are set here, in one place, and applied
+by the ``roles`` data migration and ``manage.py sync_roles``.
+
+Row-level scope (a counselor sees the students of their own schools) is in
+students.scoping; these are the model-level permissions.
+"""
+from __future__ import annotations
+
+from students.models import Role
+
+VIEW = "view"
+ALL = ("view", "add", "change", "delete")
+
+_STUDENT_DATA = [
+    "students.student", "students.guardianlink", "students.attendancerecord", "students.grade",
+    "students.assignment", "students.submission", "students.section", "students.sectionenrollment",
+    "students.behaviorincident", "interventions.intervention", "interventions.counselortask",
+]
+_SCHOOL = ["students.district", "students.school", "students.academicsession", "students.calendarday"]
+_SPED = ["iep.iep", "iep.iepteammember", "iep.iepmeeting", "iep.iepservice", "iep.servicelog",
+         "iep.section504plan", "iep.accommodation"]
+
+ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    Role.SYSTEM_ADMIN: {},  # system admins are superusers
+    Role.DISTRICT_ADMIN: {
+        **{m: ALL for m in _SCHOOL + _STUDENT_DATA + _SPED},
+        "students.staffprofile": ALL, "students.devicetoken": (VIEW,),
+        "notifications.notificationpreference": ALL, "skillcore.accesslog": (VIEW,),
+    },
+    Role.PRINCIPAL: {
+        **{m: (VIEW,) for m in _SCHOOL + _SPED}, **{m: (VIEW, "change") for m in _STUDENT_DATA},
+        "skillcore.accesslog": (VIEW,),
+    },
+    Role.COUNSELOR: {
+        **{m: (VIEW,) for m in _SCHOOL}, **{m: (VIEW,) for m in _STUDENT_DATA},
+        "interventions.intervention": ALL, "interventions.counselortask": (VIEW, "change"),
+        "iep.section504plan": (VIEW,), "iep.accommodation": (VIEW,),
+    },
+    Role.SPED_COORDINATOR: {
+        **{m: (VIEW,) for m in _SCHOOL}, "students.student": (VIEW,), "students.guardianlink": (VIEW,),
+        **{m: ALL for m in _SPED},
+    },
+    Role.CASE_MANAGER: {
+        **{m: (VIEW,) for m in _SCHOOL}, "students.student": (VIEW,), "students.guardianlink": (VIEW,),
+        **{m: (VIEW, "change") for m in _SPED}, "iep.servicelog": ALL, "iep.iepmeeting": ALL,
+    },
+    Role.TEACHER: {
+        "students.school": (VIEW,), "students.student": (VIEW,), "students.section": (VIEW,),
+        "students.sectionenrollment": (VIEW,), "students.assignment": ALL, "students.grade": ALL,
+        "students.submission": ALL, "students.attendancerecord": (VIEW, "add", "change"),
+        "students.behaviorincident": (VIEW, "add"), "iep.iep": (VIEW,), "iep.iepservice": (VIEW,),
+        "iep.section504plan": (VIEW,), "iep.accommodation": (VIEW,),
+    },
+    Role.GUARDIAN: {},  # families use the parent portal, never the staff admin
+    Role.STUDENT: {},
+}
+
+STAFF_ROLES = {Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER}
+
+
+def sync_roles(apps=None) -> None:
+    """Create each role's group and give it exactly its permissions. Idempotent."""
+    if apps is None:
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for role, models in ROLE_PERMISSIONS.items():
+        wanted[role] = {
+            (label.split(".")[0], f"{action}_{label.split('.')[1]}") for label, actions in models.items() for action in actions
+        }
+    all_codes = {code for codes in wanted.values() for code in codes}
+    perms = {
+        (p.content_type.app_label, p.codename): p
+        for p in Permission.objects.select_related("content_type").filter(codename__in={c for _, c in all_codes})
+    }
+    for role, codes in wanted.items():
+        group, _ = Group.objects.get_or_create(name=str(role))
+        group.permissions.set([perms[c] for c in codes if c in perms])
+
+
+def user_roles(user) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    cached = getattr(user, "_skillcore_roles", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        if user.is_superuser:
+            cached.add(Role.SYSTEM_ADMIN)
+        user._skillcore_roles = cached
+    return cached
+
+
+def has_role(user, *roles: str) -> bool:
+    return bool(user_roles(user) & {str(r) for r in roles})
