@@ -8,6 +8,20 @@ from students.models import Role
 from tests import factories as f
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let the test database's transactional tests empty the access trail between tests.
+
+    The append-only trigger refuses TRUNCATE unless the database says otherwise; only test
+    databases do (production never sets skillcore.allow_truncate).
+    """
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET skillcore.allow_truncate = \'on\'')
+            connection.close()
+
+
 @pytest.fixture
 def district(db):
     return f.DistrictFactory(name="Lakeside Unified", time_zone="America/New_York")
