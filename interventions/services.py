@@ -1,0 +1,115 @@
+"""Writes on interventions. Every state change of an intervention goes through here."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from interventions.models import CounselorTask, Intervention
+from interventions.selectors import AttendanceRisk
+
+ATTENDANCE_STRATEGIES = ["Parent conference", "Attendance contract", "Transportation support"]
+TIER_2_STRATEGIES = ["Attendance team referral", "Daily check-in/check-out", "Home visit"]
+CONFERENCE_LEAD_DAYS = 7
+
+
+@dataclass
+class AttendanceOutcome:
+    created: list[Intervention] = field(default_factory=list)
+    escalated: list[Intervention] = field(default_factory=list)
+    tasks_created: int = 0
+
+
+@transaction.atomic
+def attendance_interventions_apply(
+    *, risks: list[AttendanceRisk], escalate: set[int], opened_at: dt.datetime, local_date: dt.date,
+    job_run_id: int | None, district_id: int,
+) -> AttendanceOutcome:
+    """Open Tier 1 attendance interventions for at-risk students and escalate to Tier 2.
+
+    Idempotent per slot: ``opened_at`` is the job's slot, so a retry of the same slot finds
+    the rows it opened (and returns them again, for notifications keyed by intervention),
+    and the one-active-per-type constraint means a second active intervention never exists,
+    even when two workers race.
+
+    1. Read the district's active attendance interventions (one query).
+    2. Escalate: active Tier 1 rows of students in ``escalate`` become "escalated" and a Tier 2
+       row opens, linked through ``escalated_from``.
+    3. Open Tier 1 for at-risk students with none active (ON CONFLICT DO NOTHING).
+    4. Return the rows opened at this slot (fresh or from an earlier attempt of it) and put
+       each on the counselor's list with a proposed parent conference.
+    """
+    by_student = {r.student_id: r for r in risks}
+    active = {
+        row["student_id"]: row
+        for row in Intervention.objects.filter(
+            type=Intervention.Type.ATTENDANCE, status=Intervention.Status.ACTIVE,
+            student__school__district_id=district_id,
+        ).values("id", "student_id", "tier")
+    }
+
+    # 2. Escalation.
+    to_escalate = [row for sid, row in active.items() if sid in escalate and row["tier"] == 1]
+    if to_escalate:
+        ids = [row["id"] for row in to_escalate]
+        Intervention.objects.filter(id__in=ids, status=Intervention.Status.ACTIVE).update(
+            status=Intervention.Status.ESCALATED, closed_at=opened_at,
+            closed_reason="Escalated to Tier 2: session absence rate reached 20%",
+        )
+        Intervention.objects.bulk_create([
+            Intervention(
+                student_id=row["student_id"], type=Intervention.Type.ATTENDANCE, tier=2,
+                reason=by_student[row["student_id"]].reason, recommended_strategies=TIER_2_STRATEGIES,
+                opened_at=opened_at, owner_id=by_student[row["student_id"]].counselor_id,
+                escalated_from_id=row["id"], opened_by_run_id=job_run_id,
+            )
+            for row in to_escalate
+        ])
+
+    # 3. New Tier 1 interventions.
+    new = [r for r in risks if r.student_id not in active]
+    Intervention.objects.bulk_create(
+        [
+            Intervention(
+                student_id=r.student_id, type=Intervention.Type.ATTENDANCE, tier=1, reason=r.reason,
+                recommended_strategies=ATTENDANCE_STRATEGIES, opened_at=opened_at, owner_id=r.counselor_id,
+                opened_by_run_id=job_run_id,
+            )
+            for r in new
+        ],
+        ignore_conflicts=True,
+    )
+
+    # 4. What this slot opened, including on an earlier attempt of the same slot.
+    opened = list(
+        Intervention.objects.filter(
+            type=Intervention.Type.ATTENDANCE, status=Intervention.Status.ACTIVE, opened_at=opened_at,
+            student__school__district_id=district_id,
+        ).select_related("student")
+    )
+    outcome = AttendanceOutcome(
+        created=[i for i in opened if i.tier == 1 and i.escalated_from_id is None],
+        escalated=[i for i in opened if i.escalated_from_id is not None],
+    )
+    tasks = []
+    for intervention in opened:
+        counselor_id = intervention.owner_id
+        if counselor_id is None:
+            continue
+        tasks.append(CounselorTask(
+            counselor_id=counselor_id, student_id=intervention.student_id, intervention=intervention,
+            kind=CounselorTask.Kind.PRIORITY, note=intervention.reason, created_at=opened_at,
+        ))
+        tasks.append(CounselorTask(
+            counselor_id=counselor_id, student_id=intervention.student_id, intervention=intervention,
+            kind=CounselorTask.Kind.PARENT_CONFERENCE, note="Proposed: attendance conference with the family",
+            due_date=local_date + dt.timedelta(days=CONFERENCE_LEAD_DAYS), created_at=opened_at,
+        ))
+    slot_tasks = CounselorTask.objects.filter(
+        intervention__opened_at=opened_at, intervention__student__school__district_id=district_id
+    )
+    before = slot_tasks.count()
+    CounselorTask.objects.bulk_create(tasks, ignore_conflicts=True)
+    outcome.tasks_created = slot_tasks.count() - before
+    return outcome
