@@ -1,0 +1,126 @@
+"""Set-based reads for special education: which IEP reminder is due, who gets it."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+
+from iep.models import IEP, IEPTeamMember
+from students.models import District, Role
+
+# Who is told at each offset (days before the review is due). Offsets a district adds
+# beyond these get the widest audience of the nearest standard offset at or above it.
+RECIPIENTS_BY_OFFSET = {
+    90: ("coordinator",),
+    60: ("case-manager", "principal"),
+    30: ("team",),
+    14: ("team",),
+    7: ("team",),
+    0: ("team",),
+}
+
+
+def audience_for(offset: int) -> tuple[str, ...]:
+    standard = sorted(RECIPIENTS_BY_OFFSET)
+    for o in standard:
+        if offset <= o:
+            return RECIPIENTS_BY_OFFSET[o]
+    return RECIPIENTS_BY_OFFSET[standard[-1]]
+
+
+def due_offset(*, days_until_due: int, offsets: list[int], last_sent: int | None) -> int | None:
+    """The reminder to send today, if any.
+
+    The reminder is the offset crossed most recently (the smallest offset >= days left), so
+    a missed day is caught up by the next run; an offset is never sent twice and an earlier
+    reminder never follows a later one (offsets only go down).
+    """
+    crossed = [o for o in offsets if days_until_due <= o]
+    if not crossed:
+        return None
+    latest = min(crossed)
+    if last_sent is not None and latest >= last_sent:
+        return None
+    return latest
+
+
+@dataclass(frozen=True)
+class ReminderDue:
+    iep_id: int
+    student_id: int
+    school_id: int
+    due: dt.date
+    days_until_due: int
+    offset: int
+
+
+def active_ieps_within(*, district: District, today: dt.date, horizon_days: int) -> QuerySet[IEP]:
+    return IEP.objects.filter(
+        status=IEP.Status.ACTIVE, student__school__district=district, student__is_active=True,
+        next_review_due__lte=today + dt.timedelta(days=horizon_days),
+    )
+
+
+def reminders_due(*, district: District, today: dt.date) -> tuple[list[ReminderDue], list[ReminderDue]]:
+    """(reminders to send today, overdue IEPs), in one query.
+
+    ``today`` is the district's local date. Overdue means past due with no review recorded.
+    """
+    offsets = sorted(set(district.iep_reminder_offsets), reverse=True)
+    horizon = max(offsets)
+    due, overdue = [], []
+    rows = active_ieps_within(district=district, today=today, horizon_days=horizon).values_list(
+        "id", "student_id", "student__school_id", "next_review_due", "last_reminder_offset"
+    )
+    for iep_id, student_id, school_id, review_due, last_sent in rows:
+        days = (review_due - today).days
+        if days < 0:
+            overdue.append(ReminderDue(iep_id, student_id, school_id, review_due, days, -1))
+        # Past due, the day-0 reminder is still sent once if its run was missed.
+        offset = due_offset(days_until_due=days, offsets=offsets, last_sent=last_sent)
+        if offset is not None:
+            due.append(ReminderDue(iep_id, student_id, school_id, review_due, days, offset))
+    return due, overdue
+
+
+def reminder_recipients(*, district: District, reminders: list[ReminderDue]) -> dict[int, dict[str, set[int]]]:
+    """For each IEP, user ids by audience (coordinator, case-manager, principal, team).
+
+    Three queries for any number of IEPs.
+    """
+    User = get_user_model()
+    iep_ids = [r.iep_id for r in reminders]
+    school_ids = {r.school_id for r in reminders}
+    coordinators = set(
+        User.objects.filter(is_active=True, groups__name=Role.SPED_COORDINATOR, staff_profile__district=district)
+        .values_list("id", flat=True)
+    )
+    principals: dict[int, set[int]] = {}
+    for user_id, school_id in User.objects.filter(
+        is_active=True, groups__name=Role.PRINCIPAL, staff_profile__schools__in=school_ids
+    ).values_list("id", "staff_profile__schools"):
+        principals.setdefault(school_id, set()).add(user_id)
+    team: dict[int, set[int]] = {}
+    case_managers: dict[int, set[int]] = {}
+    for iep_id, user_id, role in IEPTeamMember.objects.filter(iep_id__in=iep_ids, user__is_active=True).values_list(
+        "iep_id", "user_id", "role"
+    ):
+        team.setdefault(iep_id, set()).add(user_id)
+        if role == IEPTeamMember.TeamRole.CASE_MANAGER:
+            case_managers.setdefault(iep_id, set()).add(user_id)
+    for iep_id, manager_id in IEP.objects.filter(id__in=iep_ids, case_manager__is_active=True).values_list(
+        "id", "case_manager_id"
+    ):
+        case_managers.setdefault(iep_id, set()).add(manager_id)
+        team.setdefault(iep_id, set()).add(manager_id)
+    result: dict[int, dict[str, set[int]]] = {}
+    for r in reminders:
+        result[r.iep_id] = {
+            "coordinator": coordinators,
+            "case-manager": case_managers.get(r.iep_id, set()),
+            "principal": principals.get(r.school_id, set()),
+            "team": team.get(r.iep_id, set()),
+        }
+    return result
