@@ -49,6 +49,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "students.sectionenrollment": (VIEW,), "students.assignment": ALL, "students.grade": ALL,
         "students.submission": ALL, "students.attendancerecord": (VIEW, "add", "change"),
         "students.behaviorincident": (VIEW, "add"), "iep.iep": (VIEW,), "iep.iepservice": (VIEW,),
+        # Row scope limits these to the IEPs whose team the teacher is on (students.scoping.iep_q).
+        "iep.iepteammember": (VIEW,), "iep.iepmeeting": (VIEW,),
         "iep.section504plan": (VIEW,), "iep.accommodation": (VIEW,),
     },
     Role.GUARDIAN: {},  # families use the parent portal, never the staff admin
@@ -64,6 +66,12 @@ def sync_roles(apps=None) -> None:
         from django.apps import apps as global_apps
 
         apps = global_apps
+    # post_migrate reaches the students app before interventions, iep and notifications have
+    # their permissions: create every app's now, or those roles would lack them on a fresh database.
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, apps=apps)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     wanted: dict[str, set[tuple[str, str]]] = {}

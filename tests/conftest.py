@@ -55,3 +55,29 @@ def other_counselor(other_school):
 @pytest.fixture
 def on_postgres():
     return connection.vendor == "postgresql"
+
+
+# More personas, one per staff role, for the role-scoped admin (and the role matrix).
+@pytest.fixture
+def district_admin(school):
+    return f.StaffFactory(username="district_admin", roles=[Role.DISTRICT_ADMIN], schools=[school])
+
+
+@pytest.fixture
+def principal(school):
+    return f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+
+
+@pytest.fixture
+def teacher(school):
+    return f.StaffFactory(username="teacher", roles=[Role.TEACHER], schools=[school])
+
+
+@pytest.fixture
+def case_manager(school):
+    return f.StaffFactory(username="case_manager", roles=[Role.CASE_MANAGER], schools=[school])
+
+
+@pytest.fixture
+def sped_coordinator(school):
+    return f.StaffFactory(username="sped_coordinator", roles=[Role.SPED_COORDINATOR], schools=[school])

@@ -1,0 +1,209 @@
+"""Admin for IEPs and Section 504 plans.
+
+Who sees an IEP is narrower than who sees the student (students.scoping.iep_q): the team,
+the case manager, the school's principal and the district's coordinators. Team, services
+and meetings are edited inline on the IEP; accommodations inline on the 504 plan.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
+from django.utils import timezone
+
+from iep.models import IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
+from skillcore.admin import ScopedTabularInline, StudentRecordAdmin
+from students.models import Role
+
+SPED_STAFF = (Role.CASE_MANAGER, Role.SPED_COORDINATOR, Role.TEACHER, Role.PRINCIPAL, Role.COUNSELOR, Role.DISTRICT_ADMIN)
+
+
+class ReviewDueFilter(admin.SimpleListFilter):
+    """What a coordinator asks first: which annual reviews are overdue or coming up."""
+
+    title = "annual review"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue"), ("30", "Due within 30 days"), ("90", "Due within 90 days")]
+
+    def queryset(self, request, queryset):
+        today = timezone.localdate()
+        if self.value() == "overdue":
+            return queryset.filter(next_review_due__lt=today)
+        if self.value() in ("30", "90"):
+            return queryset.filter(next_review_due__gte=today, next_review_due__lte=today + dt.timedelta(days=int(self.value())))
+        return queryset
+
+
+class TeamInline(ScopedTabularInline):
+    model = IEPTeamMember
+    fields = ["user", "role"]
+    person_roles = {"user": SPED_STAFF}
+
+
+class ServiceInline(ScopedTabularInline):
+    model = IEPService
+    fields = ["name", "minutes_per_month", "provider"]
+    person_roles = {"provider": SPED_STAFF}
+
+
+class MeetingInline(ScopedTabularInline):
+    model = IEPMeeting
+    fields = ["purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
+
+
+class IEPForm(forms.ModelForm):
+    class Meta:
+        model = IEP
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        eligible, review = data.get("eligibility_date"), data.get("last_annual_review")
+        if eligible and review and review < eligible:
+            self.add_error("last_annual_review", "The annual review cannot precede the eligibility date.")
+        return data
+
+
+@admin.register(IEP)
+class IEPAdmin(StudentRecordAdmin):
+    form = IEPForm
+    list_display = ["student", "school", "status", "next_review_due", "last_annual_review", "case_manager", "disability_category"]
+    list_filter = [ReviewDueFilter, "status", ("student__school", RelatedOnly), ("case_manager", RelatedOnly), "disability_category"]
+    list_select_related = ["student__school", "case_manager"]
+    search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
+    autocomplete_fields = ["student"]
+    date_hierarchy = "next_review_due"
+    readonly_fields = ["next_review_due", "last_reminder_sent_at", "last_reminder_offset", "reminders_sent_count"]
+    person_roles = {"case_manager": (Role.CASE_MANAGER, Role.SPED_COORDINATOR)}
+    inlines = [TeamInline, ServiceInline, MeetingInline]
+
+    @admin.display(description="School", ordering="student__school__name")
+    def school(self, obj):
+        return obj.student.school
+
+
+@admin.register(IEPTeamMember)
+class IEPTeamMemberAdmin(StudentRecordAdmin):
+    student_path = "iep__student"
+    list_display = ["user", "role", "iep"]
+    list_filter = ["role", ("iep__student__school", RelatedOnly)]
+    list_select_related = ["user", "iep__student"]
+    search_fields = ["user__last_name", "user__username", "iep__student__last_name", "=iep__student__local_id"]
+    autocomplete_fields = ["iep"]
+    person_roles = {"user": SPED_STAFF}
+
+
+class IEPMeetingForm(forms.ModelForm):
+    class Meta:
+        model = IEPMeeting
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("status") == IEPMeeting.Status.SCHEDULED and not data.get("scheduled_for"):
+            self.add_error("scheduled_for", "A scheduled meeting needs a date and time.")
+        return data
+
+
+@admin.register(IEPMeeting)
+class IEPMeetingAdmin(StudentRecordAdmin):
+    form = IEPMeetingForm
+    student_path = "iep__student"
+    list_display = ["iep", "purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
+    list_filter = ["purpose", "status", "notice_flagged_late", ("iep__student__school", RelatedOnly)]
+    list_select_related = ["iep__student"]
+    search_fields = ["iep__student__last_name", "=iep__student__local_id"]
+    autocomplete_fields = ["iep"]
+    date_hierarchy = "scheduled_for"
+
+
+@admin.register(IEPService)
+class IEPServiceAdmin(StudentRecordAdmin):
+    student_path = "iep__student"
+    list_display = ["name", "minutes_per_month", "iep", "provider"]
+    list_filter = [("provider", RelatedOnly), ("iep__student__school", RelatedOnly)]
+    list_select_related = ["iep__student", "provider"]
+    search_fields = ["name", "iep__student__last_name", "=iep__student__local_id"]
+    autocomplete_fields = ["iep"]
+    person_roles = {"provider": SPED_STAFF}
+
+
+class ServiceLogForm(forms.ModelForm):
+    minutes = forms.IntegerField(min_value=1, max_value=480, help_text="Minutes delivered in this session (at most 8 hours).")
+
+    class Meta:
+        model = ServiceLog
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        service, student = data.get("service"), data.get("student")
+        if service and student and service.iep.student_id != student.pk:
+            self.add_error("student", "This service belongs to another student's IEP.")
+        return data
+
+
+@admin.register(ServiceLog)
+class ServiceLogAdmin(StudentRecordAdmin):
+    form = ServiceLogForm
+    list_display = ["student", "service", "delivered_on", "minutes", "provider"]
+    list_filter = [("provider", RelatedOnly), ("student__school", RelatedOnly)]
+    list_select_related = ["student", "service", "provider"]
+    search_fields = ["student__last_name", "=student__local_id", "service__name"]
+    autocomplete_fields = ["service", "student"]
+    date_hierarchy = "delivered_on"
+    person_roles = {"provider": SPED_STAFF}
+
+
+class AccommodationInline(ScopedTabularInline):
+    model = Accommodation
+    fields = ["description", "implementers"]
+    person_roles = {"implementers": SPED_STAFF}
+
+
+class Section504PlanForm(forms.ModelForm):
+    class Meta:
+        model = Section504Plan
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        evaluated, start, review = data.get("evaluation_date"), data.get("start_date"), data.get("next_review_due")
+        if evaluated and start and start < evaluated:
+            self.add_error("start_date", "A 504 plan starts after its evaluation (34 CFR 104.35).")
+        if start and review and review <= start:
+            self.add_error("next_review_due", "The review is due after the plan starts.")
+        return data
+
+
+@admin.register(Section504Plan)
+class Section504PlanAdmin(StudentRecordAdmin):
+    form = Section504PlanForm
+    list_display = ["student", "school", "status", "start_date", "next_review_due", "coordinator"]
+    list_filter = ["status", ("student__school", RelatedOnly), ("coordinator", RelatedOnly)]
+    list_select_related = ["student__school", "coordinator"]
+    search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
+    autocomplete_fields = ["student"]
+    date_hierarchy = "next_review_due"
+    person_roles = {"coordinator": (Role.COUNSELOR, Role.SPED_COORDINATOR, Role.PRINCIPAL, Role.CASE_MANAGER)}
+    inlines = [AccommodationInline]
+
+    @admin.display(description="School", ordering="student__school__name")
+    def school(self, obj):
+        return obj.student.school
+
+
+@admin.register(Accommodation)
+class AccommodationAdmin(StudentRecordAdmin):
+    student_path = "plan__student"
+    list_display = ["description", "plan"]
+    list_filter = [("plan__student__school", RelatedOnly)]
+    list_select_related = ["plan__student"]
+    search_fields = ["description", "plan__student__last_name", "=plan__student__local_id"]
+    autocomplete_fields = ["plan"]
+    filter_horizontal = ["implementers"]
+    person_roles = {"implementers": SPED_STAFF}

@@ -1,0 +1,244 @@
+"""The base of every SkillCore admin page, and the read-only FERPA access trail.
+
+``ScopedAdmin`` applies students.scoping to everything admin shows or accepts: the
+changelist, the change page (an out-of-scope object is a 404, never the data), the
+permission checks, foreign-key and many-to-many choices (a counselor cannot pick a
+student of another school, even by POSTing an id) and the filters' choices.
+
+``StudentRecordAdmin`` adds the FERPA trail: its views run inside
+``skillcore.access.access_trail``, which records every query on student-data tables, and
+each changelist or change page also writes one ``operation="view"`` row naming exactly the
+students whose rows were shown. Why both: the automatic rows say what the database read
+(including counts and filter choices, and nothing at all for tables that hold no student id
+column, such as IEP team members); the view row says what a person saw.
+"""
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.http import Http404
+from django.utils import timezone
+from django.utils.html import format_html
+
+from skillcore.access import access_trail
+from skillcore.models import AccessLog
+from students import scoping
+from students.models import Role
+
+User = get_user_model()
+
+
+class ScopedFormfieldsMixin:
+    """Foreign-key and many-to-many choices limited to what the requesting user may see.
+
+    ``person_roles`` maps a user field to the roles its choices come from (staff of the
+    user's district); ``Role.GUARDIAN`` / ``Role.STUDENT`` pick family accounts instead.
+    """
+
+    person_roles: dict[str, tuple[str, ...]] = {}
+
+    def scoped_choices(self, db_field, request):
+        related = db_field.related_model
+        if related is User:
+            roles = tuple(str(r) for r in self.person_roles.get(db_field.name, ()))
+            if roles and roles[0] in (Role.GUARDIAN, Role.STUDENT):
+                return scoping.role_user_choices(request.user, roles[0])
+            return scoping.user_choices(request.user, roles)
+        if related._meta.label_lower in scoping.SCOPES:
+            return scoping.scoped(request.user, related)
+        return None
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "queryset" not in kwargs:
+            qs = self.scoped_choices(db_field, request)
+            if qs is not None:
+                kwargs["queryset"] = qs
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if "queryset" not in kwargs:
+            qs = self.scoped_choices(db_field, request)
+            if qs is not None:
+                kwargs["queryset"] = qs
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
+    """A model admin whose rows, objects and choices are limited by students.scoping."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(scoping.scope_q(request.user, self.model))
+
+    def get_object(self, request, object_id, from_field=None):
+        # Django would redirect to the index with "doesn't exist"; a plain 404 says no more.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with this id is visible to you.")
+        return obj
+
+    def _in_scope(self, request, obj) -> bool:
+        # Several permission checks run per page; one query per object and request.
+        cache = request.__dict__.setdefault("_skillcore_in_scope", {})
+        key = (self.opts.label_lower, obj.pk)
+        if key not in cache:
+            cache[key] = self.model._default_manager.filter(scoping.scope_q(request.user, self.model), pk=obj.pk).exists()
+        return cache[key]
+
+    def has_module_permission(self, request):
+        return scoping.is_staff_member(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return (
+            scoping.is_staff_member(request.user)
+            and super().has_view_permission(request, obj)
+            and (obj is None or self._in_scope(request, obj))
+        )
+
+    def has_add_permission(self, request):
+        return scoping.is_staff_member(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return (
+            scoping.is_staff_member(request.user)
+            and super().has_change_permission(request, obj)
+            and (obj is None or self._in_scope(request, obj))
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return (
+            scoping.is_staff_member(request.user)
+            and super().has_delete_permission(request, obj)
+            and (obj is None or self._in_scope(request, obj))
+        )
+
+
+class ScopedTabularInline(ScopedFormfieldsMixin, admin.TabularInline):
+    """Rows come through the (already scoped) parent; the choices still need scoping."""
+
+    extra = 0
+
+    def has_view_permission(self, request, obj=None):
+        return scoping.is_staff_member(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return scoping.is_staff_member(request.user) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return scoping.is_staff_member(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return scoping.is_staff_member(request.user) and super().has_delete_permission(request, obj)
+
+
+def student_id_of(obj, path: str):
+    """The student id of ``obj`` along ``path`` ("" for a Student, "iep__student" for a team member)."""
+    if not path:
+        return obj.pk
+    *hops, last = path.split("__")
+    for hop in hops:
+        obj = getattr(obj, hop)
+        if obj is None:
+            return None
+    return getattr(obj, f"{last}_id")
+
+
+class StudentRecordAdmin(ScopedAdmin):
+    """Admin for a model that holds student records: scoped, and every view is on the FERPA trail."""
+
+    # How this model reaches the student; the hops before it are always select_related so
+    # the view row costs no query.
+    student_path = "student"
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        hops = self.student_path.split("__")[:-1]
+        return qs.select_related("__".join(hops)) if hops else qs
+
+    def _trail(self, request, view: str):
+        return access_trail(actor=request.user, purpose=f"admin: {view} {self.opts.label_lower}")
+
+    def _log_view(self, request, view: str, objs) -> None:
+        ids = sorted({i for i in (student_id_of(o, self.student_path) for o in objs) if i is not None})
+        AccessLog.objects.create(
+            at=timezone.now(), actor=request.user, actor_label=request.user.get_username()[:150],
+            purpose=f"admin: {view} {self.opts.label_lower}", model=self.opts.label,
+            operation=AccessLog.Operation.VIEW, query_count=0, row_count=len(objs),
+            student_count=len(ids), student_ids=ids,
+        )
+
+    @staticmethod
+    def _render(response):
+        # A TemplateResponse renders after the view returns, outside the trail; the rows
+        # are fetched while rendering, so render here, inside it.
+        if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+            response.render()
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        with self._trail(request, "changelist"):
+            response = self._render(super().changelist_view(request, extra_context))
+            cl = (getattr(response, "context_data", None) or {}).get("cl")
+            if response.status_code == 200 and cl is not None and request.method == "GET":
+                self._log_view(request, "changelist", list(cl.result_list))
+        return response
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        view = "change" if object_id else "add"
+        with self._trail(request, view):
+            response = self._render(super().changeform_view(request, object_id, form_url, extra_context))
+            original = (getattr(response, "context_data", None) or {}).get("original")
+            if object_id and original is not None and response.status_code == 200:
+                self._log_view(request, view, [original])
+        return response
+
+    def delete_view(self, request, object_id, extra_context=None):
+        with self._trail(request, "delete"):
+            return self._render(super().delete_view(request, object_id, extra_context))
+
+    def history_view(self, request, object_id, extra_context=None):
+        with self._trail(request, "history"):
+            return self._render(super().history_view(request, object_id, extra_context))
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ScopedAdmin):
+    """The FERPA access trail: read-only for everyone, superusers included (PostgreSQL also refuses writes)."""
+
+    list_display = ["at", "actor_label", "operation", "model", "purpose", "row_count", "student_count", "job_run_id"]
+    list_filter = ["operation", "model", ("actor", admin.RelatedOnlyFieldListFilter), ("at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "purpose", "model", "recipient"]
+    date_hierarchy = "at"
+    list_per_page = 100
+    show_full_result_count = False  # the log grows without bound; an exact count is a full scan
+    readonly_fields = [
+        "at", "actor", "actor_label", "job_run_id", "purpose", "model", "operation", "query_count",
+        "row_count", "student_count", "student_ids_display", "recipient",
+    ]
+    fields = readonly_fields
+    actions = None
+
+    @admin.display(description="Student ids")
+    def student_ids_display(self, obj):
+        return format_html("<code>{}</code>", ", ".join(str(i) for i in obj.student_ids) or "-")
+
+    def get_search_results(self, request, queryset, search_term):
+        # "student:123" finds the rows that touched that student (JSON containment on PostgreSQL,
+        # a text match on the JSON elsewhere).
+        term = search_term.strip()
+        if term.startswith("student:") and term[8:].strip().isdigit():
+            sid = int(term[8:].strip())
+            from django.db import connection
+
+            if connection.vendor == "postgresql":
+                return queryset.filter(student_ids__contains=[sid]), False
+            return queryset.filter(student_ids__regex=rf"[\[ ,]{sid}[,\]]"), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

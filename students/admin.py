@@ -1,0 +1,363 @@
+"""Admin for districts, schools, staff and the student record.
+
+Thin by design: what a counselor or coordinator filters and searches by, scoped through
+skillcore.admin.ScopedAdmin (rows, objects, choices) and, for student data, logged on the
+FERPA trail through StudentRecordAdmin. Changelists select their related rows up front
+(``list_select_related``) so the query count does not grow with the rows shown.
+"""
+from __future__ import annotations
+
+import re
+import zoneinfo
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
+
+from skillcore.admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin
+from students import scoping
+from students.models import (
+    AcademicSession,
+    Assignment,
+    AttendanceRecord,
+    BehaviorIncident,
+    CalendarDay,
+    DeviceToken,
+    District,
+    Grade,
+    GuardianLink,
+    Role,
+    School,
+    Section,
+    SectionEnrollment,
+    StaffProfile,
+    Student,
+    Submission,
+)
+
+# ---- districts ---------------------------------------------------------------------------------
+
+
+class OffsetsField(forms.CharField):
+    """IEP reminder offsets typed as "90, 60, 30, 14, 7, 0" and stored as a list of days."""
+
+    def prepare_value(self, value):
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return []
+        items = [v for v in re.split(r"[\s,;]+", value.strip("[] ")) if v]
+        out = []
+        for item in items:
+            if not re.fullmatch(r"\d{1,3}", item):
+                raise forms.ValidationError(f"“{item}” is not a whole number of days; write e.g. 90, 60, 30, 14, 7, 0.")
+            out.append(int(item))
+        return out
+
+
+class DistrictForm(forms.ModelForm):
+    # A list of IANA names rather than free text: a typo cannot reach the scheduler.
+    time_zone = forms.ChoiceField(choices=[(z, z) for z in sorted(zoneinfo.available_timezones())])
+    iep_reminder_offsets = OffsetsField(help_text="Days before the annual review is due, e.g. 90, 60, 30, 14, 7, 0.")
+
+    class Meta:
+        model = District
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("notify_window_start"), data.get("notify_window_end")
+        if start and end and start >= end:
+            self.add_error("notify_window_end", "The end of the messaging window must be after its start.")
+        return data
+
+
+@admin.register(District)
+class DistrictAdmin(ScopedAdmin):
+    form = DistrictForm
+    list_display = ["name", "state", "time_zone", "chronic_absence_threshold", "min_enrolled_days", "notify_window_start", "notify_window_end"]
+    list_filter = ["state", "time_zone"]
+    search_fields = ["name"]
+    filter_horizontal = ["emergency_test_group"]
+    fieldsets = [
+        (None, {"fields": ["name", "state", "time_zone", "it_contact_email"]}),
+        ("Scheduled jobs", {"fields": ["chronic_absence_threshold", "min_enrolled_days", "iep_reminder_offsets", "meeting_notice_lead_days"]}),
+        ("Family messages", {"fields": ["notify_window_start", "notify_window_end", "emergency_test_group"]}),
+    ]
+
+    # Creating or removing a district is a system admin's job; district admins edit theirs.
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class SchoolForm(forms.ModelForm):
+    class Meta:
+        model = School
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("lowest_grade"), data.get("highest_grade")
+        if low is not None and high is not None and low > high:
+            self.add_error("highest_grade", "The highest grade is below the lowest grade.")
+        return data
+
+
+@admin.register(School)
+class SchoolAdmin(ScopedAdmin):
+    form = SchoolForm
+    list_display = ["name", "code", "district", "lowest_grade", "highest_grade"]
+    list_filter = [("district", RelatedOnly)]
+    list_select_related = ["district"]
+    search_fields = ["name", "code"]
+
+
+@admin.register(AcademicSession)
+class AcademicSessionAdmin(ScopedAdmin):
+    list_display = ["name", "district", "start_date", "end_date", "is_current"]
+    list_filter = ["is_current", ("district", RelatedOnly)]
+    list_select_related = ["district"]
+    search_fields = ["name"]
+    date_hierarchy = "start_date"
+
+
+@admin.register(CalendarDay)
+class CalendarDayAdmin(ScopedAdmin):
+    list_display = ["date", "school", "is_instructional", "note"]
+    list_filter = ["is_instructional", ("school", RelatedOnly)]
+    list_select_related = ["school"]
+    search_fields = ["note", "school__name"]
+    date_hierarchy = "date"
+
+
+class StaffProfileForm(forms.ModelForm):
+    class Meta:
+        model = StaffProfile
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        district, schools = data.get("district"), data.get("schools")
+        if district and schools and any(s.district_id != district.pk for s in schools):
+            self.add_error("schools", "Every school must belong to the staff member's district.")
+        return data
+
+
+@admin.register(StaffProfile)
+class StaffProfileAdmin(ScopedAdmin):
+    form = StaffProfileForm
+    list_display = ["user", "title", "district", "flagged_for_review_at"]
+    list_filter = [("district", RelatedOnly), ("schools", RelatedOnly)]
+    list_select_related = ["user", "district"]
+    search_fields = ["user__username", "user__last_name", "user__first_name", "title"]
+    filter_horizontal = ["schools"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            # Staff accounts that have no profile yet, or whose profile is in this district.
+            from django.contrib.auth import get_user_model
+            from django.db.models import Q
+
+            s = scoping.staff_of(request.user)
+            qs = get_user_model().objects.filter(is_staff=True)
+            if not s.is_system_admin:
+                qs = qs.filter(Q(staff_profile__isnull=True) | Q(staff_profile__district_id=s.district_id))
+            kwargs["queryset"] = qs
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# ---- the student record --------------------------------------------------------------------------
+
+
+class GuardianLinkInline(ScopedTabularInline):
+    model = GuardianLink
+    fk_name = "student"
+    fields = ["guardian", "relationship", "is_custodial", "access_revoked", "access_revoked_note", "is_dependent_claim", "preferred_language"]
+    raw_id_fields = ["guardian"]
+    person_roles = {"guardian": (Role.GUARDIAN,)}
+
+
+class StudentForm(forms.ModelForm):
+    grade_level = forms.IntegerField(min_value=-1, max_value=12, help_text="0 = kindergarten, -1 = pre-K.")
+
+    class Meta:
+        model = Student
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        school, grade = data.get("school"), data.get("grade_level")
+        if school and grade is not None and not (school.lowest_grade <= grade <= school.highest_grade):
+            self.add_error("grade_level", f"{school} teaches grades {school.lowest_grade} to {school.highest_grade}.")
+        return data
+
+
+@admin.register(Student)
+class StudentAdmin(StudentRecordAdmin):
+    form = StudentForm
+    student_path = ""
+    list_display = ["last_name", "first_name", "local_id", "school", "grade_level", "is_active", "counselor"]
+    list_display_links = ["last_name", "first_name"]
+    list_filter = [
+        ("school", RelatedOnly), "grade_level", "is_active", ("counselor", RelatedOnly), "directory_opt_out",
+    ]
+    list_select_related = ["school", "counselor"]
+    search_fields = ["last_name", "first_name", "=local_id"]
+    raw_id_fields = ["user"]
+    person_roles = {"counselor": (Role.COUNSELOR,), "user": (Role.STUDENT,)}
+    inlines = [GuardianLinkInline]
+    fieldsets = [
+        (None, {"fields": ["school", "local_id", "first_name", "last_name", "grade_level", "birth_date", "counselor", "user"]}),
+        ("Enrollment", {"fields": ["enrollment_date", "exit_date", "is_active", "graduated_on", "transferred_on", "archived_at"]}),
+        ("Privacy", {"fields": ["directory_opt_out", "consents_to_guardian_access"]}),
+    ]
+
+
+@admin.register(GuardianLink)
+class GuardianLinkAdmin(StudentRecordAdmin):
+    list_display = ["guardian", "student", "relationship", "is_custodial", "access_revoked", "preferred_language"]
+    list_filter = ["relationship", "is_custodial", "access_revoked", "preferred_language"]
+    list_select_related = ["guardian", "student"]
+    search_fields = ["guardian__last_name", "guardian__email", "student__last_name", "=student__local_id"]
+    autocomplete_fields = ["student"]
+    raw_id_fields = ["guardian"]
+    person_roles = {"guardian": (Role.GUARDIAN,)}
+
+
+@admin.register(DeviceToken)
+class DeviceTokenAdmin(ScopedAdmin):
+    list_display = ["user", "platform", "is_active", "created_at", "last_seen_at", "token_tail"]
+    list_filter = ["platform", "is_active"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user__email"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["user"]
+
+    @admin.display(description="Token")
+    def token_tail(self, obj):
+        # The token is a credential for pushing to someone's phone: show its end only.
+        return f"…{obj.token[-8:]}"
+
+    def get_fields(self, request, obj=None):
+        return ["user", "platform", "is_active", "last_seen_at"] + (["token"] if obj is None else [])
+
+
+# ---- classes, grades, attendance, behaviour ----------------------------------------------------------
+
+
+@admin.register(Section)
+class SectionAdmin(ScopedAdmin):
+    list_display = ["course_name", "period", "school", "session", "teacher"]
+    list_filter = [("school", RelatedOnly), ("session", RelatedOnly), ("teacher", RelatedOnly)]
+    list_select_related = ["school", "session__district", "teacher"]
+    search_fields = ["course_name", "teacher__last_name"]
+    person_roles = {"teacher": (Role.TEACHER,)}
+
+
+@admin.register(SectionEnrollment)
+class SectionEnrollmentAdmin(StudentRecordAdmin):
+    list_display = ["student", "section", "start_date", "end_date", "notifications_muted"]
+    list_filter = ["notifications_muted", ("section__school", RelatedOnly)]
+    list_select_related = ["student", "section"]
+    search_fields = ["student__last_name", "=student__local_id", "section__course_name"]
+    autocomplete_fields = ["student", "section"]
+    date_hierarchy = "start_date"
+
+
+class AssignmentForm(forms.ModelForm):
+    class Meta:
+        model = Assignment
+        fields = "__all__"
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(ScopedAdmin):
+    form = AssignmentForm
+    list_display = ["title", "section", "status", "due_date", "max_score", "is_major"]
+    list_filter = ["status", "is_major", ("section__school", RelatedOnly)]
+    list_select_related = ["section"]
+    search_fields = ["title", "section__course_name"]
+    autocomplete_fields = ["section"]
+    date_hierarchy = "due_date"
+
+
+class SubmissionForm(forms.ModelForm):
+    class Meta:
+        model = Submission
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("submitted_at") and not data.get("is_exempt"):
+            self.add_error("submitted_at", "Give the submission time, or mark the student exempt.")
+        return data
+
+
+@admin.register(Submission)
+class SubmissionAdmin(StudentRecordAdmin):
+    form = SubmissionForm
+    list_display = ["student", "assignment", "submitted_at", "is_exempt"]
+    list_filter = ["is_exempt", ("assignment__section__school", RelatedOnly)]
+    list_select_related = ["student", "assignment"]
+    search_fields = ["student__last_name", "=student__local_id", "assignment__title"]
+    autocomplete_fields = ["student", "assignment"]
+    date_hierarchy = "submitted_at"
+
+
+class GradeForm(forms.ModelForm):
+    class Meta:
+        model = Grade
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        assignment, student = data.get("assignment"), data.get("student")
+        if assignment and student and not SectionEnrollment.objects.filter(section_id=assignment.section_id, student=student).exists():
+            self.add_error("student", "This student is not enrolled in the assignment's section.")
+        return data
+
+
+@admin.register(Grade)
+class GradeAdmin(StudentRecordAdmin):
+    form = GradeForm
+    list_display = ["student", "assignment", "score", "max_score", "posted_at"]
+    list_filter = [("assignment__section__school", RelatedOnly), "assignment__is_major"]
+    list_select_related = ["student", "assignment"]
+    search_fields = ["student__last_name", "=student__local_id", "assignment__title"]
+    autocomplete_fields = ["student", "assignment"]
+    date_hierarchy = "posted_at"
+
+    @admin.display(description="Out of", ordering="assignment__max_score")
+    def max_score(self, obj):
+        return obj.assignment.max_score
+
+
+@admin.register(AttendanceRecord)
+class AttendanceRecordAdmin(StudentRecordAdmin):
+    list_display = ["student", "date", "status", "fraction_present", "school", "recorded_at"]
+    list_filter = ["status", ("student__school", RelatedOnly), "date"]
+    list_select_related = ["student__school"]
+    search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
+    autocomplete_fields = ["student"]
+    date_hierarchy = "date"
+
+    @admin.display(description="School", ordering="student__school__name")
+    def school(self, obj):
+        return obj.student.school
+
+
+@admin.register(BehaviorIncident)
+class BehaviorIncidentAdmin(StudentRecordAdmin):
+    list_display = ["student", "occurred_at", "category", "severity", "reported_by"]
+    list_filter = ["severity", "category", ("student__school", RelatedOnly)]
+    list_select_related = ["student", "reported_by"]
+    search_fields = ["student__last_name", "=student__local_id", "category", "description"]
+    autocomplete_fields = ["student"]
+    date_hierarchy = "occurred_at"
