@@ -1,0 +1,107 @@
+"""``manage.py seed_district``: generate a synthetic district (see students.seed).
+
+Bad input (a count that is not a positive number, an unknown time zone, a malformed date, a
+district name already in use) exits with status 2 and one line, before anything is written.
+There is deliberately no ``--replace``: deleting millions of rows of a district is a job for
+a fresh database, not a side effect of a seeding command.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import zoneinfo
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from students.seed import MAX_STUDENTS, SeedError, seed_district
+
+
+def parse_count(value: str, option: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"{option} must be a whole number, not {value!r}.", returncode=2)
+    if number < 1 or number > MAX_STUDENTS:
+        raise CommandError(f"{option} must be from 1 to {MAX_STUDENTS:,}, not {number}.", returncode=2)
+    return number
+
+
+def parse_date(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"{option} must be a date as YYYY-MM-DD, not {value!r}.", returncode=2)
+
+
+class Progress:
+    """A one-line progress report on stderr: rewritten in place on a terminal, a line per
+    step otherwise (so logs stay readable)."""
+
+    def __init__(self, stream, enabled: bool = True):
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.enabled:
+            return
+        line = f"seeding: {message} ({time.monotonic() - self.started:.0f}s)"
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+
+
+class Command(BaseCommand):
+    help = "Generate a realistic, deterministic synthetic district (students, calendar, attendance, grades, IEPs)."
+
+    def add_arguments(self, parser):
+        # Counts and dates are parsed here rather than by argparse so that bad input gives
+        # one line and exit status 2, from the shell and from call_command alike.
+        parser.add_argument("--students", required=True, help="Number of students (about 500 a school).")
+        parser.add_argument("--seed", default="1", help="Random seed: the same seed gives the same rows (default 1).")
+        parser.add_argument("--timezone", default="America/New_York", help="The district's IANA time zone.")
+        parser.add_argument("--as-of", help="Generate attendance and grades up to this date, YYYY-MM-DD (default: today in the district's zone).")
+        parser.add_argument("--name", help='District name (default "Synthetic District <seed>").')
+        parser.add_argument("--no-progress", action="store_true", help="Do not print progress on stderr.")
+
+    def handle(self, *args, **options):
+        students = parse_count(options["students"], "--students")
+        try:
+            seed = int(options["seed"])
+        except (TypeError, ValueError):
+            raise CommandError(f"--seed must be a whole number, not {options['seed']!r}.", returncode=2)
+        zone = options["timezone"]
+        try:
+            tz = zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise CommandError(f"--timezone {zone!r} is not an IANA time zone (for example America/New_York).", returncode=2)
+        as_of = parse_date(options["as_of"], "--as-of") if options["as_of"] else timezone.now().astimezone(tz).date()
+        name = options["name"] or f"Synthetic District {seed}"
+
+        progress = Progress(self.stderr._out if hasattr(self.stderr, "_out") else sys.stderr,
+                            enabled=not options["no_progress"] and options["verbosity"] > 0)
+        try:
+            result = seed_district(name=name, students=students, seed=seed, time_zone=zone, as_of=as_of, progress=progress)
+        except SeedError as e:
+            raise CommandError(str(e), returncode=2)
+        finally:
+            progress.done()
+        self.report(result)
+
+    def report(self, result) -> None:
+        d = result.district
+        session = d.sessions.get(is_current=True)
+        self.stdout.write(
+            f"Seeded {d.name!r} (id {d.pk}, {d.time_zone}), session {session.name} "
+            f"{session.start_date}..{session.end_date}, in {result.elapsed:.1f}s."
+        )
+        width = max(len(label) for label in result.counts)
+        for label, n in result.counts.items():
+            self.stdout.write(f"  {label:<{width}}  {n:>12,}")
+        self.stdout.write(f"  {'total':<{width}}  {sum(result.counts.values()):>12,}")
