@@ -24,6 +24,7 @@ import contextlib
 import logging
 import re
 import threading
+from operator import itemgetter
 from dataclasses import dataclass, field
 
 from django.apps import apps
@@ -102,8 +103,7 @@ class _ObservedCursor:
         if self._touch is not None and rows:
             self._touch.row_count += len(rows)
             if self._index is not None:
-                i = self._index
-                self._touch.student_ids.update(r[i] for r in rows)
+                self._touch.student_ids.update(map(itemgetter(self._index), rows))
         return rows
 
     def fetchone(self):
