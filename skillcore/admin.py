@@ -28,6 +28,14 @@ from students.models import Role
 User = get_user_model()
 
 
+CHOICE_RELATED = {
+    "students.academicsession": ("district",),
+    "iep.iep": ("student",),
+    "iep.section504plan": ("student",),
+    "interventions.intervention": ("student",),
+}
+
+
 class ScopedFormfieldsMixin:
     """Foreign-key and many-to-many choices limited to what the requesting user may see.
 
@@ -45,7 +53,8 @@ class ScopedFormfieldsMixin:
                 return scoping.role_user_choices(request.user, roles[0])
             return scoping.user_choices(request.user, roles)
         if related._meta.label_lower in scoping.SCOPES:
-            return scoping.scoped(request.user, related)
+            # Choices whose __str__ reads a related row fetch it in the same query.
+            return scoping.scoped(request.user, related).select_related(*CHOICE_RELATED.get(related._meta.label_lower, ()))
         return None
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -61,6 +70,20 @@ class ScopedFormfieldsMixin:
             if qs is not None:
                 kwargs["queryset"] = qs
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def related_only(*select_related: str):
+    """RelatedOnlyFieldListFilter whose choices are fetched with ``select_related`` (their
+    ``__str__`` reads a related row, e.g. a session names its district): one query, not one per choice."""
+
+    class Filter(admin.RelatedOnlyFieldListFilter):
+        def field_choices(self, field, request, model_admin):
+            pks = model_admin.get_queryset(request).distinct().values_list(f"{self.field_path}__pk", flat=True)
+            qs = field.related_model._default_manager.filter(pk__in=pks).select_related(*select_related)
+            ordering = self.field_admin_ordering(field, request, model_admin)
+            return [(obj.pk, str(obj)) for obj in (qs.order_by(*ordering) if ordering else qs)]
+
+    return Filter
 
 
 class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
@@ -152,7 +175,12 @@ class StudentRecordAdmin(ScopedAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         hops = self.student_path.split("__")[:-1]
-        return qs.select_related("__".join(hops)) if hops else qs
+        # Selected here rather than only through list_select_related (which ChangeList skips
+        # once anything is selected) so change pages and autocomplete results get them too.
+        related = (["__".join(hops)] if hops else []) + list(
+            self.list_select_related if isinstance(self.list_select_related, (list, tuple)) else []
+        )
+        return qs.select_related(*related) if related else qs
 
     def _trail(self, request, view: str):
         return access_trail(actor=request.user, purpose=f"admin: {view} {self.opts.label_lower}")

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
-from skillcore.admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin
+from skillcore.admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, related_only
 from students import scoping
 from students.models import (
     AcademicSession,
@@ -255,7 +255,7 @@ class DeviceTokenAdmin(ScopedAdmin):
 @admin.register(Section)
 class SectionAdmin(ScopedAdmin):
     list_display = ["course_name", "period", "school", "session", "teacher"]
-    list_filter = [("school", RelatedOnly), ("session", RelatedOnly), ("teacher", RelatedOnly)]
+    list_filter = [("school", RelatedOnly), ("session", related_only("district")), ("teacher", RelatedOnly)]
     list_select_related = ["school", "session__district", "teacher"]
     search_fields = ["course_name", "teacher__last_name"]
     person_roles = {"teacher": (Role.TEACHER,)}
