@@ -42,3 +42,136 @@ class NotificationPreferenceAdmin(ScopedAdmin):
 
             kwargs["queryset"] = get_user_model().objects.filter(scoping.people_q(request.user))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# --- the outbox (notifications work) ------------------------------------------------------
+from django.utils.html import format_html  # noqa: E402
+
+from notifications import selectors, services  # noqa: E402
+from notifications.models import DigestItem, Notification, RecipientProfile, Status  # noqa: E402
+from notifications.rendering import RenderError, render_email, render_push  # noqa: E402
+from skillcore.admin import StudentRecordAdmin  # noqa: E402
+
+
+class StatusWithCountsFilter(admin.SimpleListFilter):
+    """The status filter doubles as the counts by status ("Failed (3)"), one GROUP BY."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        counts = selectors.outbox_status_counts(model_admin.get_queryset(request))
+        return [(s.value, f"{s.label} ({counts[s.value]})") for s in Status]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+class OutboxPermissionMixin:
+    """Only system and district admins see the outbox (it names families and students);
+    a district admin sees their own district's rows. Nobody edits rows by hand."""
+
+    def _allowed(self, request) -> bool:
+        return selectors.may_view_outbox(request.user)
+
+    def has_module_permission(self, request):
+        return self._allowed(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._allowed(request) and (obj is None or self._in_scope(request, obj))
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(OutboxPermissionMixin, StudentRecordAdmin):
+    list_display = ["id", "created_at", "recipient", "channel", "category", "status", "status_reason", "attempts", "send_after", "sent_at"]
+    list_filter = [StatusWithCountsFilter, "channel", "category", "priority", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["dedupe_key", "=recipient__username", "recipient__email", "recipient__last_name", "template", "provider_message_id"]
+    list_select_related = ["recipient"]
+    show_full_result_count = False
+    actions = ["resend_failed"]
+    fields = readonly_fields = [
+        "recipient", "channel", "category", "priority", "template", "language", "student", "dedupe_key",
+        "status", "status_reason", "send_after", "attempts", "claimed_at", "claimed_by", "sent_at",
+        "provider_message_id", "error", "job_run_id", "district", "quiet_hours", "created_at", "context", "preview",
+    ]
+
+    def get_queryset(self, request):
+        return selectors.outbox_visible_to(request.user)
+
+    def _in_scope(self, request, obj) -> bool:
+        return selectors.outbox_visible_to(request.user).filter(pk=obj.pk).exists()
+
+    def has_resend_permission(self, request):
+        return self._allowed(request)
+
+    @admin.display(description="Rendered preview")
+    def preview(self, obj):
+        try:
+            if obj.channel == "email":
+                r = render_email(obj)
+                return format_html(
+                    "<p><strong>Subject:</strong> {}</p><pre style='white-space: pre-wrap'>{}</pre>"
+                    "<iframe sandbox srcdoc='{}' style='width: 100%; height: 320px; border: 1px solid #ccc'></iframe>",
+                    r.subject, r.text, r.html,
+                )
+            r = render_push(obj)
+            return format_html("<p><strong>{}</strong></p><p>{}</p>", r.push_title, r.push_body)
+        except RenderError as exc:
+            return format_html("<p class='errornote'>Cannot render: {}</p>", str(exc))
+
+    @admin.action(description="Resend selected failed messages", permissions=["resend"])
+    def resend_failed(self, request, queryset):
+        n = services.notifications_resend(notification_ids=queryset.filter(status=Status.FAILED).values_list("id", flat=True))
+        skipped = queryset.count() - n
+        self.message_user(request, f"{n} failed message(s) queued again." + (f" {skipped} not failed, left alone." if skipped else ""))
+
+
+@admin.register(DigestItem)
+class DigestItemAdmin(OutboxPermissionMixin, StudentRecordAdmin):
+    list_display = ["id", "recipient", "channel", "frequency", "period_start", "object_key", "event", "notification"]
+    list_filter = ["frequency", "channel", "category"]
+    search_fields = ["=recipient__username", "recipient__email", "object_key"]
+    list_select_related = ["recipient"]
+    actions = None
+
+    def get_queryset(self, request):
+        return selectors.digest_items_visible_to(request.user)
+
+    def _in_scope(self, request, obj) -> bool:
+        return selectors.digest_items_visible_to(request.user).filter(pk=obj.pk).exists()
+
+
+@admin.register(RecipientProfile)
+class RecipientProfileAdmin(admin.ModelAdmin):
+    """Language and email health. Staff reset a bounce here after a family fixes its address."""
+
+    list_display = ["user", "language", "email_status", "email_status_reason", "email_status_at"]
+    list_filter = ["email_status", "language"]
+    search_fields = ["=user__username", "user__email"]
+    raw_id_fields = ["user"]
+
+    def get_queryset(self, request):
+        return selectors.recipient_profiles_visible_to(request.user)
+
+    def has_module_permission(self, request):
+        return selectors.may_view_outbox(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return selectors.may_view_outbox(request.user) and (obj is None or self.get_queryset(request).filter(pk=obj.pk).exists())
+
+    has_change_permission = has_view_permission
+
+    def has_add_permission(self, request):
+        return selectors.may_view_outbox(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -57,3 +57,149 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.category} by {self.channel} {self.frequency}"
+
+
+class Priority(models.TextChoices):
+    HIGH = "high", "High"
+    NORMAL = "normal", "Normal"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DEFERRED = "deferred", "Deferred (quiet hours)"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed"
+
+
+# Statuses a drainer may claim once send_after has passed. "deferred" is "pending, held for
+# the family window": the row says why it waited, the claim treats both alike.
+CLAIMABLE_STATUSES = (Status.PENDING, Status.DEFERRED)
+EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
+
+
+class Notification(models.Model):
+    """The outbox: one row per recipient, channel and dedupe key.
+
+    Jobs write rows through ``services.notifications_enqueue``; the drainer
+    (``delivery.drain_batch``) claims, sends and settles them. The context holds ids and the
+    few values the template prints, never whole records; push bodies are generic.
+    """
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    category = models.CharField(max_length=30, choices=Category.choices)
+    priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
+    template = models.CharField(max_length=100)
+    context = models.JSONField(default=dict, blank=True)
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=200, blank=True)
+    send_after = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    # The scheduling app's JobRun id. Not a foreign key: the outbox must not depend on the
+    # scheduler's tables (and a pruned run must not cascade into delivery history).
+    job_run_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    student = models.ForeignKey(
+        "students.Student", on_delete=models.SET_NULL, null=True, blank=True, related_name="notifications",
+        help_text="Whom the message is about, if anyone.",
+    )
+    district = models.ForeignKey(
+        "students.District", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Whose quiet-hours window and time zone apply.",
+    )
+    quiet_hours = models.BooleanField(
+        default=False, help_text="A family message: retries are also held to the district's window."
+    )
+    language = models.CharField(max_length=5, default="en")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The drainer's claim: status IN (pending, deferred) AND send_after <= now ORDER BY
+            # send_after. Partial, so sent/suppressed history (the bulk of the table) is not in it.
+            models.Index(
+                fields=["send_after"], condition=Q(status__in=["pending", "deferred"]), name="notification_claimable_idx"
+            ),
+            # Stale-claim sweep (status='sending' AND claimed_at < lease) and the admin's counts.
+            models.Index(fields=["status", "send_after"], name="notification_status_idx"),
+            models.Index(fields=["recipient", "-created_at"], name="notification_recipient_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="notification_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(channel__in=[c.value for c in Channel]), name="notification_channel_valid"),
+        ]
+        permissions = [("resend_notification", "Can resend failed notifications")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.category} to {self.recipient_id} by {self.channel} ({self.status})"
+
+
+class DigestItem(models.Model):
+    """One line of a daily or weekly digest, waiting for its period to close.
+
+    Keyed by recipient, channel, frequency, period and (object, event): a second item about
+    the same object and event replaces the first (upsert), so the digest shows the latest.
+    """
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest_items")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    frequency = models.CharField(max_length=12, choices=[(Frequency.DAILY, "Daily"), (Frequency.WEEKLY, "Weekly")])
+    period_start = models.DateField(help_text="Local date the period starts (the Monday for weekly).")
+    object_key = models.CharField(max_length=120, help_text="e.g. grade:123")
+    event = models.CharField(max_length=40, help_text="e.g. posted, changed")
+    category = models.CharField(max_length=30, choices=Category.choices)
+    template = models.CharField(max_length=100)
+    context = models.JSONField(default=dict, blank=True)
+    student = models.ForeignKey("students.Student", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    district = models.ForeignKey("students.District", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    language = models.CharField(max_length=5, default="en")
+    quiet_hours = models.BooleanField(default=False)
+    job_run_id = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+    notification = models.ForeignKey(
+        Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="digest_items",
+        help_text="The digest message this item went out in.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "channel", "frequency", "period_start", "object_key", "event"],
+                name="digest_item_unique",
+            ),
+        ]
+        # Assembly reads the open items of closed periods, grouped by recipient.
+        indexes = [
+            models.Index(
+                fields=["frequency", "period_start", "recipient", "channel"],
+                condition=Q(notification__isnull=True), name="digest_item_open_idx",
+            )
+        ]
+
+
+class RecipientProfile(models.Model):
+    """Per-person delivery facts the outbox owns: language for non-guardians and the
+    email channel's health (set by delivery on a permanent bounce)."""
+
+    class EmailStatus(models.TextChoices):
+        OK = "ok", "OK"
+        BOUNCING = "bouncing", "Bouncing (permanent failure)"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recipient_profile")
+    language = models.CharField(max_length=5, default="en", choices=[("en", "English"), ("es", "Spanish")])
+    email_status = models.CharField(max_length=10, choices=EmailStatus.choices, default=EmailStatus.OK)
+    email_status_reason = models.CharField(max_length=200, blank=True)
+    email_status_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language}, email {self.email_status}"

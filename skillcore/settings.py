@@ -137,6 +137,8 @@ ANYMAIL = {
 FCM_CREDENTIALS_FILE = env.get_str("FCM_CREDENTIALS_FILE", "")
 FCM_PROJECT_ID = env.get_str("FCM_PROJECT_ID", "")
 FCM_DRY_RUN = env.get_bool("FCM_DRY_RUN", DEBUG)
+# Replaces the FCM messages:send URL ({project_id} is filled in): an emulator, a proxy, tests.
+FCM_ENDPOINT = env.get_str("FCM_ENDPOINT", "")
 
 # --- FERPA access trail ---------------------------------------------------------------
 ACCESS_LOG_RETENTION_DAYS = env.get_int("ACCESS_LOG_RETENTION_DAYS", 7 * 365 + 2, minimum=7 * 365)

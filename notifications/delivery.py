@@ -1,0 +1,224 @@
+"""Draining the outbox: claim a batch, render, send, settle.
+
+Claim protocol
+--------------
+1. In one transaction, ``SELECT id ... WHERE (status IN ('pending','deferred') AND
+   send_after <= now) OR (status = 'sending' AND claimed_at < now - lease) ORDER BY
+   send_after, id LIMIT n FOR UPDATE SKIP LOCKED``, then ``UPDATE ... SET status='sending',
+   claimed_at=now, claimed_by=<worker>, attempts=attempts+1 WHERE id IN (...) AND <same
+   condition>``. On PostgreSQL a second drainer skips the locked rows and takes the next
+   ones; on SQLite the transaction takes the database write lock at BEGIN (IMMEDIATE), so
+   two drainers serialize. Either way a row is claimed by one worker at a time.
+2. Each message is rendered and sent outside any transaction (no row lock held during a
+   network call).
+3. Its outcome is written with ``UPDATE ... WHERE id=? AND status='sending' AND
+   claimed_by=<worker>``: a worker whose lease expired (someone re-claimed its row) cannot
+   overwrite the newer attempt's result.
+
+A worker that dies between send and status update
+--------------------------------------------------
+The row stays 'sending'. After the lease (10 minutes by default, longer than any batch
+takes) the next drainer re-claims it and sends it again: delivery is **at-least-once**,
+and the attempt counter (incremented at claim) stops a message that kills its worker from
+looping forever. We chose at-least-once over at-most-once because a missed emergency
+or IEP-meeting notice is worse than a duplicate, and because both providers let us make
+the duplicate harmless: email carries a Message-ID derived from the dedupe key (mailbox
+providers collapse copies; SendGrid's custom_args carry the key for reconciliation), push
+carries collapse ids/tags derived from it (a re-sent push replaces the first on the device).
+Rows that were claimed but not yet sent when the worker died are simply sent once, late.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from notifications import push, quiet_hours
+from notifications.mail import Mailer, Outcome
+from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Status
+from notifications.rendering import RenderError, render_email, render_push
+from notifications.services import recipient_mark_email_bouncing
+from students.models import DeviceToken
+
+logger = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = dt.timedelta(minutes=1)
+BACKOFF_CAP = dt.timedelta(hours=6)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:100]
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """1, 2, 4, 8 ... minutes after the n-th failed attempt, at most 6 hours."""
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+
+
+def _claimable(now: dt.datetime, lease: dt.timedelta) -> Q:
+    return Q(status__in=CLAIMABLE_STATUSES, send_after__lte=now) | Q(status=Status.SENDING, claimed_at__lt=now - lease)
+
+
+@transaction.atomic
+def claim_batch(*, worker: str, limit: int, now: dt.datetime, lease: dt.timedelta = LEASE) -> list[int]:
+    """Claim up to ``limit`` due rows for ``worker`` (see the module docstring)."""
+    condition = _claimable(now, lease)
+    ids = list(
+        Notification.objects.select_for_update(skip_locked=True)
+        .filter(condition).order_by("send_after", "id").values_list("id", flat=True)[:limit]
+    )
+    if not ids:
+        return []
+    Notification.objects.filter(condition, id__in=ids).update(
+        status=Status.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
+    )
+    return ids
+
+
+@dataclass
+class DrainSummary:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    reasons: dict = field(default_factory=dict)
+
+    def add(self, other: "DrainSummary") -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        for k, v in other.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + v
+
+    def as_dict(self) -> dict:
+        return {"claimed": self.claimed, "sent": self.sent, "retried": self.retried, "failed": self.failed, "reasons": self.reasons}
+
+
+def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime, summary: DrainSummary) -> None:
+    """Write one outcome, only if this worker still holds the claim."""
+    mine = Notification.objects.filter(id=n.id, status=Status.SENDING, claimed_by=worker)
+    if outcome.kind == "sent":
+        mine.update(status=Status.SENT, sent_at=timezone.now(), provider_message_id=outcome.provider_message_id,
+                    status_reason="", error="")
+        summary.sent += 1
+        return
+    if outcome.kind == "retry" and n.attempts < MAX_ATTEMPTS:
+        send_after = now + backoff(n.attempts)
+        if n.quiet_hours and n.district_id:
+            d = n.district
+            send_after = quiet_hours.next_window_start(send_after, d.zone, d.notify_window_start, d.notify_window_end)
+        mine.update(status=Status.PENDING, send_after=send_after, status_reason=f"retry {n.attempts}/{MAX_ATTEMPTS}: {outcome.reason}"[:200],
+                    error=outcome.error or outcome.reason, claimed_at=None, claimed_by="")
+        summary.retried += 1
+        return
+    reason = outcome.reason if outcome.kind == "fail" else f"gave up after {n.attempts} attempts: {outcome.reason}"
+    mine.update(status=Status.FAILED, status_reason=reason[:200], error=outcome.error or reason, claimed_at=None)
+    summary.failed += 1
+    summary.reasons[reason[:60]] = summary.reasons.get(reason[:60], 0) + 1
+
+
+def _deliver_email(rows: list[Notification], *, worker, now, summary) -> None:
+    mailer = Mailer()
+    bounced: list[int] = []
+    try:
+        for n in rows:
+            try:
+                rendered = render_email(n)
+            except RenderError as exc:
+                _settle(n, Outcome("fail", reason=str(exc)[:200], error=str(exc)), worker=worker, now=now, summary=summary)
+                continue
+            outcome = mailer.send(n, rendered)
+            if outcome.bounce:
+                bounced.append(n.recipient_id)
+            _settle(n, outcome, worker=worker, now=now, summary=summary)
+    finally:
+        mailer.close()
+    if bounced:
+        recipient_mark_email_bouncing(user_ids=bounced, reason="permanent delivery failure")
+
+
+def _deliver_push(rows: list[Notification], *, worker, now, summary) -> None:
+    tokens: dict[int, list[tuple[int, str]]] = {}
+    for tid, uid, token in DeviceToken.objects.filter(
+        user_id__in={n.recipient_id for n in rows}, is_active=True
+    ).values_list("id", "user_id", "token"):
+        tokens.setdefault(uid, []).append((tid, token))
+    triples, owners, malformed = [], [], []
+    for n in rows:
+        try:
+            rendered = render_push(n)
+        except RenderError as exc:
+            _settle(n, Outcome("fail", reason=str(exc)[:200], error=str(exc)), worker=worker, now=now, summary=summary)
+            continue
+        mine = tokens.get(n.recipient_id, [])
+        good = [(tid, t) for tid, t in mine if push.token_is_wellformed(t)]
+        malformed += [tid for tid, t in mine if not push.token_is_wellformed(t)]
+        if not good:
+            reason = "malformed device token" if mine else "no active device token"
+            _settle(n, Outcome("fail", reason=reason), worker=worker, now=now, summary=summary)
+            continue
+        for tid, t in good:
+            triples.append((n, rendered, t))
+            owners.append((n, tid))
+    results = push.send_batch(triples) if triples else []
+    per_notification: dict[int, list] = {}
+    dead_tokens = list(malformed)
+    for (n, tid), result in zip(owners, results):
+        per_notification.setdefault(n.id, []).append(result)
+        if result.deactivate:
+            dead_tokens.append(tid)
+    if dead_tokens:
+        # Invalid or unregistered tokens are switched off at once so later enqueues see the
+        # recipient has no device (and skip push) instead of failing again.
+        DeviceToken.objects.filter(id__in=dead_tokens).update(is_active=False)
+    by_id = {n.id: n for n, _ in owners}
+    for nid, token_results in per_notification.items():
+        _settle(by_id[nid], push.settle(token_results), worker=worker, now=now, summary=summary)
+
+
+def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.datetime | None = None,
+                lease: dt.timedelta = LEASE) -> DrainSummary:
+    """Claim one batch and deliver it. Returns counts; ``claimed == 0`` means nothing was due."""
+    worker = worker or worker_name()
+    now = now or timezone.now()
+    summary = DrainSummary()
+    ids = claim_batch(worker=worker, limit=batch_size, now=now, lease=lease)
+    summary.claimed = len(ids)
+    if not ids:
+        return summary
+    rows = list(Notification.objects.filter(id__in=ids, claimed_by=worker).select_related("recipient", "district").order_by("id"))
+    live = []
+    for n in rows:
+        if n.attempts > MAX_ATTEMPTS:  # a re-claimed row whose worker kept dying
+            _settle(n, Outcome("fail", reason=f"gave up after {n.attempts - 1} attempts (outcome of the last unknown: worker stopped)"),
+                    worker=worker, now=now, summary=summary)
+        else:
+            live.append(n)
+    _deliver_email([n for n in live if n.channel == Channel.EMAIL], worker=worker, now=now, summary=summary)
+    _deliver_push([n for n in live if n.channel == Channel.PUSH], worker=worker, now=now, summary=summary)
+    logger.info("notifications drain %s: %s", worker, summary.as_dict())
+    return summary
+
+
+def drain(*, batch_size: int = 100, max_batches: int | None = None, worker: str | None = None) -> DrainSummary:
+    """Drain batches until nothing is due (or ``max_batches``)."""
+    worker = worker or worker_name()
+    total = DrainSummary()
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        summary = drain_batch(worker=worker, batch_size=batch_size)
+        total.add(summary)
+        batches += 1
+        if summary.claimed < batch_size:
+            break
+    return total

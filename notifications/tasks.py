@@ -1,0 +1,19 @@
+"""django-q2 entry points: thin wrappers over delivery and services.
+
+Schedule (see the scheduling app): ``drain_outbox`` every minute (a backlog drains in a
+loop of batches; deferred rows become due at the window start); ``assemble_digests`` with
+"daily" a few minutes after local midnight and with "weekly" on Monday just after midnight
+— the digests it writes are held to 07:00 by quiet hours for families.
+"""
+from __future__ import annotations
+
+from notifications import delivery, services
+
+
+def drain_outbox(batch_size: int = 100, max_batches: int | None = 50) -> dict:
+    return delivery.drain(batch_size=batch_size, max_batches=max_batches).as_dict()
+
+
+def assemble_digests(frequency: str = "daily", job_run_id: int | None = None) -> dict:
+    s = services.digests_assemble(frequency=frequency, job_run_id=job_run_id)
+    return {"digests": s.digests, "items": s.items, "dropped_revoked": s.dropped_revoked}

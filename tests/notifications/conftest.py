@@ -1,0 +1,133 @@
+"""Real servers on localhost for the delivery tests: an SMTP server (aiosmtpd) and, through
+pytest-httpserver, Google's token endpoint and FCM's messages:send. Nothing leaves the machine."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+from email import message_from_bytes
+
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from werkzeug import Response
+
+from notifications import push
+from students.models import Role
+from tests import factories as f
+
+PROJECT = "skillcore-test"
+FCM_PATH = f"/v1/projects/{PROJECT}/messages:send"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SMTPRecorder:
+    """aiosmtpd handler: records each message; ``refuse`` maps an address to an SMTP reply."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse: dict[str, str] = {}
+        self.on_data = None
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = message_from_bytes(envelope.content)
+        with self.lock:
+            self.messages.append(msg)
+        if self.on_data:
+            self.on_data(msg)
+        return "250 Message accepted for delivery"
+
+    def message_ids(self):
+        return [m["Message-ID"] for m in self.messages]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    handler = SMTPRecorder()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = 5
+    handler.port = port
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def fcm(httpserver, settings, tmp_path):
+    """firebase-admin with a fake service account (a fresh RSA key) whose token_uri and the
+    FCM endpoint are the local HTTP server. ``fcm.responses`` maps a token to a handler."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = {
+        "type": "service_account", "project_id": PROJECT, "private_key_id": "test-key-1", "private_key": pem,
+        "client_email": f"fcm@{PROJECT}.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": httpserver.url_for("/token"),
+    }
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps(account))
+    settings.FCM_CREDENTIALS_FILE = str(path)
+    settings.FCM_PROJECT_ID = PROJECT
+    settings.FCM_ENDPOINT = httpserver.url_for("/v1/projects/{project_id}/messages:send")
+    settings.FCM_DRY_RUN = False
+
+    class State:
+        received: list[dict] = []
+        behaviour: dict[str, tuple[int, dict]] = {}  # token -> (status, body)
+
+    state = State()
+    state.received = []
+    state.behaviour = {}
+    counter = iter(range(1, 10**9))
+
+    def send_handler(request):
+        body = request.get_json()
+        state.received.append({"json": body, "auth": request.headers.get("Authorization")})
+        token = body["message"]["token"]
+        status, payload = state.behaviour.get(token, (200, None))
+        if payload is None:
+            payload = {"name": f"projects/{PROJECT}/messages/{next(counter)}"}
+        return Response(json.dumps(payload), status=status, content_type="application/json")
+
+    httpserver.expect_request("/token", method="POST").respond_with_json(
+        {"access_token": "local-test-token", "expires_in": 3600, "token_type": "Bearer"}
+    )
+    httpserver.expect_request(FCM_PATH, method="POST").respond_with_handler(send_handler)
+    push.reset_firebase_app()
+    yield state
+    push.reset_firebase_app()
+
+
+def fcm_error(status: int, grpc_status: str, fcm_code: str | None = None, message: str = "error") -> tuple[int, dict]:
+    err = {"code": status, "message": message, "status": grpc_status}
+    if fcm_code:
+        err["details"] = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}]
+    return status, {"error": err}
+
+
+@pytest.fixture
+def family(school):
+    """A student (Maria, 15) with a guardian (Spanish) and her own account."""
+    student_user = f.UserFactory(username="maria", first_name="Maria", roles=[Role.STUDENT])
+    student = f.StudentFactory(school=school, first_name="Maria", user=student_user, birth_date=dt.date(2011, 3, 15))
+    guardian = f.UserFactory(username="ana", first_name="Ana", email="ana@example.org", roles=[Role.GUARDIAN])
+    link = f.GuardianLinkFactory(guardian=guardian, student=student, preferred_language="es")
+    return {"student": student, "student_user": student_user, "guardian": guardian, "link": link}
