@@ -161,6 +161,15 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- scheduling engine (scheduling/) ------------------------------------------------------
+# Global jobs' cron zone; a schedule overdue by more than the grace (the scheduler ticks
+# every ~30 s) means no scheduler is running; a run still "running" LOST_GRACE seconds
+# past its job's timeout lost its worker and is retried from its checkpoint.
+SCHEDULING_GLOBAL_TIME_ZONE = env.get_zone("SCHEDULING_GLOBAL_TIME_ZONE", "UTC")
+SCHEDULING_OVERDUE_GRACE = env.get_int("SCHEDULING_OVERDUE_GRACE", 300, minimum=60)
+SCHEDULING_LOST_GRACE = env.get_int("SCHEDULING_LOST_GRACE", 60, minimum=1)
+SCHEDULING_EXTRA_JOB_MODULES = env.get_list("SCHEDULING_EXTRA_JOB_MODULES", [])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,174 @@
+"""The wrapper every run goes through, from a qcluster worker or from ``jobs run``.
+
+``execute(run_id)`` steps:
+1. Claim the run: one conditional UPDATE queued -> running (a redelivered task finds the
+   run no longer queued and stops, unless that run's worker is gone: then it is recovered
+   and its retry runs here, from the checkpoint).
+2. Build the JobContext and call ``job.entry(ctx)`` inside the FERPA access trail.
+3. Record the outcome: succeeded with the returned counts, or failed / timed out with the
+   error and traceback; then either a retry one-off schedule (backoff with jitter) or,
+   after the last attempt, the alert hook.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import time
+import traceback as tb
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling import registry
+from scheduling.models import JobRun
+from skillcore.access import access_trail
+
+logger = logging.getLogger(__name__)
+
+LOG_LINES = 500
+_current_task_id: str | None = None  # set by the pre_execute receiver (scheduling/signals.py)
+
+
+def worker_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
+
+
+class _RunLogHandler(logging.Handler):
+    def __init__(self, lines: collections.deque):
+        super().__init__(level=logging.DEBUG)
+        self.lines = lines
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def emit(self, record):
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line must never fail a job
+            self.handleError(record)
+
+
+class JobContext:
+    """What a job's entry point receives. See scheduling/jobs/__init__.py for the contract."""
+
+    def __init__(self, *, run: JobRun, job: registry.Job, progress_interval: float = 1.0):
+        self.run = run
+        self.job = job
+        self.scheduled_for = run.slot
+        self.district = run.district
+        self.checkpoint: dict = dict(run.checkpoint or {})
+        self._lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+        # A Logger that is not registered with logging's manager (no leak per run) but
+        # propagates to "scheduling.jobs" so lines still reach the console/log shipper.
+        self.logger = logging.Logger(f"scheduling.jobs.{job.slug}", level=logging.INFO)
+        self.logger.parent = logging.getLogger("scheduling.jobs")
+        self.logger.addHandler(_RunLogHandler(self._lines))
+        self._progress_interval = progress_interval
+        self._last_write = 0.0
+        self._done: int | None = None
+        self._total: int | None = None
+
+    @property
+    def log_text(self) -> str:
+        return "\n".join(self._lines)
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        """Record progress; written at most once per ``progress_interval`` seconds."""
+        self._done, self._total = done, total
+        now = time.monotonic()
+        if now - self._last_write >= self._progress_interval:
+            self._last_write = now
+            self._write(progress_done=done, progress_total=total, log=self.log_text)
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        """Store where a retry should resume. Call it inside the same transaction as the
+        batch's outputs, so a crash leaves either both or neither."""
+        self.checkpoint = dict(checkpoint)
+        self._write(checkpoint=self.checkpoint, progress_done=self._done, progress_total=self._total)
+
+    def _write(self, **fields: Any) -> None:
+        JobRun.objects.filter(pk=self.run.pk).update(**fields)
+
+
+def _deadline(job: registry.Job, start):
+    return start + timezone.timedelta(seconds=job.timeout + settings.SCHEDULING_LOST_GRACE)
+
+
+def claim(run_id: int) -> JobRun | None:
+    """Step 1: queued -> running, or recover a run whose worker is gone. Returns the run
+    to execute here, or None when there is nothing to do (a duplicate delivery)."""
+    from scheduling import services
+
+    now = timezone.now()
+    run = JobRun.objects.select_related("district").get(pk=run_id)
+    job = registry.get(run.job)
+    claimed = JobRun.objects.filter(pk=run_id, status=JobRun.Status.QUEUED).update(
+        status=JobRun.Status.RUNNING, started_at=now, deadline=_deadline(job, now),
+        worker=worker_label(), task_id=_current_task_id or run.task_id,
+    )
+    if claimed:
+        run.refresh_from_db()
+        return run
+    run.refresh_from_db()
+    if run.status == JobRun.Status.RUNNING and run.deadline and run.deadline < now:
+        # The broker redelivered the task of a worker that died (SIGKILL, OOM, host
+        # loss): the run never reached a result. Recover it and run its retry here.
+        retry = services.recover_lost_run(run=run, now=now, enqueue=False)
+        if retry is not None:
+            return claim(retry.pk)
+    logger.info("run %s is %s: nothing to do for this delivery", run.pk, run.status)
+    return None
+
+
+def execute(run_id: int, *, enforce_timeout: bool = False, auto_retry: bool = True) -> JobRun | None:
+    """Run a queued JobRun to its end. Returns the finished run (None: nothing to do)."""
+    run = claim(run_id)
+    if run is None:
+        return None
+    return _execute_claimed(run, enforce_timeout=enforce_timeout, auto_retry=auto_retry)
+
+
+def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) -> JobRun:
+    from django_q.exceptions import TimeoutException
+    from django_q.timeout import TimeoutHandler
+
+    from scheduling import services
+
+    job = registry.get(run.job)
+    ctx = JobContext(run=run, job=job)
+    started = time.monotonic()
+    status, result, error, trace = JobRun.Status.SUCCEEDED, {}, "", ""
+    try:
+        if job.entry is None:
+            raise NotImplementedError(f"job {job.slug} has no body yet")
+        with access_trail(job_run_id=run.id, purpose=f"scheduled job {job.slug}"):
+            # Inside a qcluster worker django-q2 already enforces the timeout; ``jobs run``
+            # enforces it here with the same SIGALRM handler.
+            if enforce_timeout:
+                with TimeoutHandler(job.timeout):
+                    result = job.entry(ctx)
+            else:
+                result = job.entry(ctx)
+        if not isinstance(result, dict):
+            raise TypeError(f"job {job.slug} returned {type(result).__name__}, not a dict of counts")
+    except TimeoutException as exc:
+        status, error, trace = JobRun.Status.TIMED_OUT, str(exc), tb.format_exc()
+        ctx.logger.error("timed out after %s s", job.timeout)
+    except Exception as exc:  # the job's failure is recorded, never lost
+        status, error, trace = JobRun.Status.FAILED, f"{type(exc).__name__}: {exc}", tb.format_exc()
+        ctx.logger.error("failed: %s", error)
+    finally:
+        duration = time.monotonic() - started
+    with transaction.atomic():
+        JobRun.objects.filter(pk=run.pk).update(
+            status=status, finished_at=timezone.now(), duration_seconds=round(duration, 3),
+            result=result if status == JobRun.Status.SUCCEEDED else {}, error=error[:10000], traceback=trace[-20000:],
+            log=ctx.log_text, progress_done=ctx._done if ctx._done is not None else run.progress_done,
+            progress_total=ctx._total if ctx._total is not None else run.progress_total,
+        )
+        run.refresh_from_db()
+        if status != JobRun.Status.SUCCEEDED:
+            services.after_failure(run=run, job=job, auto_retry=auto_retry)
+    return run

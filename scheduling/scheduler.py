@@ -1,0 +1,85 @@
+"""How the engine drives django-q2's own scheduler loop (``django_q.scheduler.scheduler``).
+
+django-q2 1.11.1 computes a CRON row's next_run with croniter, in one global zone, from
+"now" (DESIGN.md §1). We keep django-q2's loop (its row locking, task creation, intended
+date and cluster routing) and replace only that computation, for rows we own:
+
+1. ``Schedule.calculate_next_run`` is wrapped (``install()``, called from AppConfig.ready).
+   For CRON rows whose name starts with "skillcore:" it returns the first slot of the
+   row's cron, in the zone stored in the row's kwargs, strictly after max(the slot just
+   fired, now), computed by cronsim with Debian's DST rules. Every other row keeps
+   django-q2's behaviour. Why a wrapper rather than our own schedule type: the scheduler
+   loop, the admin and ``Schedule.save()`` all call this one method, so one override
+   keeps them consistent; a ONCE row re-armed by the task would stop firing whenever a
+   worker is down, and the lost slots would never be recorded as missed.
+   Why "after max(slot, now)": catch-up is the engine's (services.claim_slot records
+   missed slots and runs the latest one within the job's window), so the loop must not
+   replay slots one per pass.
+2. The sentinel's reference to ``scheduler`` (``django_q.cluster.scheduler``) is replaced
+   by ``scheduler_pass``: a heartbeat row and the lost-run reaper, then the real pass.
+   django-q2 has no scheduler signal; this is the pre-pass hook.
+3. The computation never raises into the pass: django-q2 runs every due row in one
+   transaction, so one bad row would stall all schedules (DESIGN.md §1). A row whose
+   cron or zone cannot be evaluated is pushed an hour ahead and logged.
+"""
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import logging
+
+from django.utils import timezone
+
+from scheduling import cron
+
+logger = logging.getLogger(__name__)
+PREFIX = "skillcore:"
+
+
+def engine_next_run(schedule, after: dt.datetime | None) -> dt.datetime:
+    now = timezone.now()
+    base = after or schedule.next_run or now
+    if schedule.pk is None:
+        base = now
+    try:
+        tz = ast.literal_eval(schedule.kwargs or "{}").get("tz", "UTC")
+        return cron.next_slot(schedule.cron, tz, max(base, now))
+    except Exception:
+        logger.exception("schedule %s: cannot compute the next run of %r; retrying in an hour", schedule.name, schedule.cron)
+        return now + dt.timedelta(hours=1)
+
+
+def install() -> None:
+    """Wrap Schedule.calculate_next_run and the sentinel's scheduler (idempotent)."""
+    from django_q.models import Schedule
+
+    original = Schedule.calculate_next_run
+    if not getattr(original, "_skillcore", False):
+        def calculate_next_run(self, next_run=None):
+            if self.schedule_type == Schedule.CRON and (self.name or "").startswith(PREFIX):
+                return engine_next_run(self, next_run)
+            return original(self, next_run)
+
+        calculate_next_run._skillcore = True
+        calculate_next_run.__wrapped__ = original
+        Schedule.calculate_next_run = calculate_next_run
+
+    import django_q.cluster
+
+    if getattr(django_q.cluster.scheduler, "__name__", "") != "scheduler_pass":
+        django_q.cluster.scheduler = scheduler_pass
+
+
+def scheduler_pass(broker=None):
+    """What each qcluster sentinel runs every ~30 s: heartbeat, reaper, then django-q2's pass."""
+    from django_q.scheduler import scheduler
+
+    from scheduling import runner, services
+
+    try:
+        now = timezone.now()
+        services.record_heartbeat(name=runner.worker_label(), now=now)
+        services.reap_lost_runs(now=now)
+    except Exception:  # bookkeeping must never stop schedules from firing
+        logger.exception("scheduler pre-pass failed")
+    return scheduler(broker)

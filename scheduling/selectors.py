@@ -1,0 +1,171 @@
+"""Set-based reads for the dashboard, the CLI, ``jobs check`` and (later) /health and metrics.
+
+Each selector is a fixed number of queries whatever the number of schedules: figures per
+schedule are correlated subqueries on JobRun (index jobrun_job_district_started), never a
+query per row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Avg, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from scheduling import cron, registry
+from scheduling.models import JobRun, JobSchedule, SchedulerHeartbeat
+
+EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+
+
+def schedules_with_figures(*, now: dt.datetime | None = None, include_removed: bool = False) -> QuerySet[JobSchedule]:
+    """JobSchedule rows annotated for the dashboard and ``jobs list`` (one query):
+
+    next_run (UTC, NULL when paused or ad hoc), last_run_id, last_run_status,
+    last_run_started, last_run_finished, avg_duration (seconds, last 30 days),
+    runs_30d (executed runs), succeeded_30d. Success rate: ``success_rate(row)``.
+    """
+    now = now or timezone.now()
+    since = now - dt.timedelta(days=30)
+    # Correlated subqueries keyed on (job, district). For global schedules district is
+    # NULL and "district_id = NULL" never matches, so the district match is spelled as
+    # "same district, or both NULL" with a coalesce to 0 (no district has id 0).
+    runs = JobRun.objects.annotate(d=Coalesce("district_id", Value(0))).filter(
+        job=OuterRef("job"), d=OuterRef("d0")
+    )
+    last = runs.exclude(status__in=[JobRun.Status.QUEUED, JobRun.Status.MISSED, JobRun.Status.SKIPPED]).order_by(
+        F("started_at").desc(nulls_last=True), "-id"
+    )
+    recent = runs.filter(started_at__gte=since, status__in=EXECUTED)
+    qs = (
+        JobSchedule.objects.select_related("district", "q_schedule", "paused_by")
+        .annotate(d0=Coalesce("district_id", Value(0)))
+        .annotate(
+            next_run=F("q_schedule__next_run"),
+            last_run_id=Subquery(last.values("id")[:1]),
+            last_run_status=Subquery(last.values("status")[:1]),
+            last_run_started=Subquery(last.values("started_at")[:1]),
+            last_run_finished=Subquery(last.values("finished_at")[:1]),
+            avg_duration=Subquery(
+                recent.order_by().values("job").annotate(a=Avg("duration_seconds")).values("a")[:1]
+            ),
+            runs_30d=Coalesce(
+                Subquery(recent.order_by().values("job").annotate(c=Count("id")).values("c")[:1], output_field=IntegerField()),
+                Value(0),
+            ),
+            succeeded_30d=Coalesce(
+                Subquery(
+                    recent.filter(status=JobRun.Status.SUCCEEDED).order_by().values("job").annotate(c=Count("id")).values("c")[:1],
+                    output_field=IntegerField(),
+                ),
+                Value(0),
+            ),
+        )
+        .order_by("job", "district__name")
+    )
+    if not include_removed:
+        qs = qs.filter(removed_at__isnull=True)
+    return qs
+
+
+def success_rate(row: JobSchedule) -> float | None:
+    """Share of executed runs in the last 30 days that succeeded (None: no runs)."""
+    return round(row.succeeded_30d / row.runs_30d, 3) if row.runs_30d else None
+
+
+def schedule_zone(row: JobSchedule) -> str:
+    return row.district.time_zone if row.district_id else settings.SCHEDULING_GLOBAL_TIME_ZONE
+
+
+def next_run_local(row: JobSchedule) -> dt.datetime | None:
+    """The schedule's next run in its district's zone (None: paused or ad hoc)."""
+    if row.paused or not row.q_schedule_id or row.q_schedule is None or row.q_schedule.next_run is None:
+        return None
+    return row.q_schedule.next_run.astimezone(cron.zone(schedule_zone(row)))
+
+
+@dataclass(frozen=True)
+class DashboardRow:
+    schedule: JobSchedule
+    job: registry.Job | None
+    time_zone: str
+    cron_text: str
+    next_run_utc: dt.datetime | None
+    next_run_local: dt.datetime | None
+    last_run_id: int | None
+    last_status: str | None
+    last_started: dt.datetime | None
+    avg_duration: float | None
+    runs_30d: int
+    success_rate: float | None
+    overdue: bool
+
+
+def dashboard_rows(*, now: dt.datetime | None = None) -> list[DashboardRow]:
+    """One DashboardRow per live schedule, ordered by job then district (one query)."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.SCHEDULING_OVERDUE_GRACE)
+    jobs = {j.slug: j for j in registry.all_jobs()}
+    rows = []
+    for s in schedules_with_figures(now=now):
+        local = next_run_local(s)
+        rows.append(DashboardRow(
+            schedule=s, job=jobs.get(s.job), time_zone=schedule_zone(s),
+            cron_text=cron.describe(s.cron) if s.cron else "ad hoc (run on demand)",
+            next_run_utc=local.astimezone(dt.timezone.utc) if local else None, next_run_local=local,
+            last_run_id=s.last_run_id, last_status=s.last_run_status, last_started=s.last_run_started,
+            avg_duration=s.avg_duration, runs_30d=s.runs_30d, success_rate=success_rate(s),
+            overdue=bool(local and not s.paused and local < cutoff),
+        ))
+    return rows
+
+
+def overdue_schedules(now: dt.datetime | None = None) -> QuerySet[JobSchedule]:
+    """Live, unpaused schedules whose next run is more than the grace in the past: no
+    scheduler has fired them, so no scheduler is running (one query)."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.SCHEDULING_OVERDUE_GRACE)
+    return (
+        JobSchedule.objects.filter(
+            removed_at__isnull=True, paused=False, q_schedule__isnull=False,
+            q_schedule__next_run__lt=cutoff,
+        )
+        .exclude(q_schedule__repeats=0)
+        .select_related("district", "q_schedule")
+        .order_by("q_schedule__next_run")
+    )
+
+
+def last_scheduler_heartbeat() -> dt.datetime | None:
+    """When any scheduler last ran a pass (None: never)."""
+    return SchedulerHeartbeat.objects.order_by("-last_beat").values_list("last_beat", flat=True).first()
+
+
+def failing_critical_schedules(now: dt.datetime | None = None) -> list[JobSchedule]:
+    """Live schedules of critical jobs whose latest executed run failed or timed out."""
+    critical = [j.slug for j in registry.all_jobs() if j.critical]
+    return [
+        s for s in schedules_with_figures(now=now).filter(job__in=critical)
+        if s.last_run_status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+    ]
+
+
+def run_history(*, job_slug: str, district_id: int | None = None, limit: int = 20) -> QuerySet[JobRun]:
+    """Runs of a job (one district, or all), newest slot first."""
+    qs = JobRun.objects.filter(job=job_slug).select_related("district", "triggered_by")
+    if district_id is not None:
+        qs = qs.filter(district_id=district_id)
+    return qs.order_by("-slot", "-attempt", "-id")[:limit]
+
+
+def running_runs() -> QuerySet[JobRun]:
+    return JobRun.objects.filter(status=JobRun.Status.RUNNING).select_related("district")
+
+
+def recent_durations(*, job_slug: str, district_id: int | None, limit: int = 30) -> list[tuple[dt.datetime, float]]:
+    """(started, seconds) of the latest executed runs, oldest first: the run page's chart."""
+    qs = JobRun.objects.filter(job=job_slug, district_id=district_id, status__in=EXECUTED, duration_seconds__isnull=False)
+    rows = list(qs.order_by("-started_at").values_list("started_at", "duration_seconds")[:limit])
+    return rows[::-1]

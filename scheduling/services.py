@@ -1,0 +1,588 @@
+"""Every write of the scheduling engine: sync, the slot claim, run now, pause, resume,
+retry, cron edits, delete/restore, failure handling, the reaper and the heartbeat.
+
+Staff actions take ``acting_user=`` (None from the command line, with ``actor_label``)
+and write their ScheduleChange audit row in the same transaction (one write path per
+state change). Bad input raises ScheduleError with a one-line message; nothing is written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from django_q.models import Schedule
+
+from scheduling import alerts, cron, registry
+from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
+from students.models import District
+
+logger = logging.getLogger(__name__)
+
+FIRE_FUNC = "scheduling.tasks.fire"
+EXECUTE_FUNC = "scheduling.tasks.execute_run"
+
+
+class ScheduleError(ValueError):
+    """Bad input for a scheduling action; the message is one line for the user."""
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def global_zone() -> str:
+    return settings.SCHEDULING_GLOBAL_TIME_ZONE
+
+
+def zone_name(district: District | None) -> str:
+    return district.time_zone if district is not None else global_zone()
+
+
+def _q_kwargs(job: registry.Job, district_id: int | None, tz: str) -> str:
+    # The zone travels in the q Schedule row so computing its next_run needs no query
+    # (see scheduling/scheduler.py); q_options gives the worker the job's own timeout.
+    return repr({"job": job.slug, "district": district_id, "tz": tz, "q_options": {"timeout": job.timeout}})
+
+
+def _snapshot(schedule: JobSchedule) -> dict:
+    q = schedule.q_schedule
+    return {
+        "cron": schedule.cron,
+        "cron_customized": schedule.cron_customized,
+        "paused": schedule.paused,
+        "pause_note": schedule.pause_note,
+        "removed": schedule.removed_at is not None,
+        "next_run": q.next_run.isoformat() if q is not None and q.next_run else None,
+    }
+
+
+def _audit(schedule: JobSchedule, action: str, *, acting_user, actor_label: str, before: dict, after: dict, now) -> ScheduleChange:
+    label = acting_user.get_username() if acting_user is not None else actor_label
+    return ScheduleChange.objects.create(
+        schedule=schedule, action=action, acting_user=acting_user, actor_label=label[:150], at=now,
+        before=before, after=after,
+    )
+
+
+def _locked(schedule: JobSchedule) -> JobSchedule:
+    return JobSchedule.objects.select_for_update().select_related("district", "q_schedule").get(pk=schedule.pk)
+
+
+def _new_q_schedule(schedule: JobSchedule, job: registry.Job, tz: str, now) -> Schedule:
+    return Schedule(
+        name=schedule_name(job.slug, schedule.district_id),
+        func=FIRE_FUNC,
+        kwargs=_q_kwargs(job, schedule.district_id, tz),
+        schedule_type=Schedule.CRON,
+        cron=schedule.cron,
+        repeats=0 if schedule.paused else -1,
+        next_run=cron.next_slot(schedule.cron, tz, now),
+        intended_date_kwarg="scheduled_for",
+    )
+
+
+def _ensure_q(schedule: JobSchedule, job: registry.Job, now) -> None:
+    """Create or refresh the q Schedule row to match the JobSchedule (cron, zone, pause)."""
+    tz = zone_name(schedule.district)
+    if not schedule.cron:
+        if schedule.q_schedule_id:
+            Schedule.objects.filter(pk=schedule.q_schedule_id).delete()
+            schedule.q_schedule = None
+            schedule.save(update_fields=["q_schedule", "updated_at"])
+        return
+    q = schedule.q_schedule
+    if q is None:
+        # A leftover row with the stable name (e.g. its link was lost): reuse, never duplicate.
+        q = Schedule.objects.filter(name=schedule_name(job.slug, schedule.district_id)).first()
+    fresh = _new_q_schedule(schedule, job, tz, now)
+    if q is None:
+        Schedule.objects.bulk_create([fresh])  # bulk_create: Schedule.save() would recompute next_run
+        q = Schedule.objects.get(name=fresh.name)
+    else:
+        Schedule.objects.filter(pk=q.pk).update(
+            func=fresh.func, kwargs=fresh.kwargs, schedule_type=fresh.schedule_type, cron=fresh.cron,
+            repeats=fresh.repeats, next_run=fresh.next_run, intended_date_kwarg=fresh.intended_date_kwarg,
+        )
+        q.refresh_from_db()
+    schedule.q_schedule = q
+    schedule.save(update_fields=["q_schedule", "updated_at"])
+
+
+# -- sync ------------------------------------------------------------------------------------
+@dataclass
+class SyncReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@transaction.atomic
+def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
+    """Upsert one JobSchedule + q Schedule per job and district (per job for global jobs).
+
+    Idempotent and set-based (a fixed number of queries whatever the number of districts).
+    Never deletes run history, never brings back a schedule staff deleted, and never
+    overwrites a cron staff changed (cron_customized) or a pause.
+    Steps:
+    1. Load jobs, districts and existing schedules with their q rows.
+    2. Create missing JobSchedule rows, then their q Schedule rows, then link them.
+    3. For existing rows: reseed a non-customized cron from code, refresh the q row's
+       zone/timeout/cron, and recompute next_run only when cron or zone changed.
+    """
+    now = now or timezone.now()
+    report = SyncReport()
+    jobs = registry.all_jobs()
+    districts = list(District.objects.only("id", "time_zone"))
+    existing = {
+        (s.job, s.district_id): s
+        for s in JobSchedule.objects.select_related("q_schedule", "district")
+    }
+    q_by_name = {q.name: q for q in Schedule.objects.filter(name__startswith="skillcore:").exclude(schedule_type=Schedule.ONCE)}
+
+    # 2. new schedules
+    new: list[JobSchedule] = []
+    for job in jobs:
+        targets = [None] if job.is_global else districts
+        for district in targets:
+            key = (job.slug, district.id if district else None)
+            if key not in existing:
+                new.append(JobSchedule(job=job.slug, district=district, cron=job.default_cron or ""))
+    if new:
+        # bulk_create sets primary keys on PostgreSQL and SQLite >= 3.35.
+        JobSchedule.objects.bulk_create(new, batch_size=1000)
+        pairs = []
+        for s in new:
+            if s.cron and schedule_name(s.job, s.district_id) not in q_by_name:
+                pairs.append((s, _new_q_schedule(s, registry.get(s.job), zone_name(s.district), now)))
+            elif s.cron:
+                pairs.append((s, q_by_name[schedule_name(s.job, s.district_id)]))
+        Schedule.objects.bulk_create([q for _, q in pairs if q.pk is None], batch_size=1000)
+        for s, q in pairs:
+            s.q_schedule = q
+        JobSchedule.objects.bulk_update([s for s, _ in pairs], ["q_schedule"], batch_size=1000)
+        report.created = len(new)
+
+    # 3. existing schedules
+    known = {j.slug: j for j in jobs}
+    changed_s, changed_q = [], []
+    for (slug, _district_id), s in existing.items():
+        job = known.get(slug)
+        if job is None or s.removed_at is not None:
+            continue
+        dirty = False
+        if not s.cron_customized and s.cron != (job.default_cron or ""):
+            s.cron = job.default_cron or ""
+            dirty = True
+        tz = zone_name(s.district)
+        q = s.q_schedule or q_by_name.get(schedule_name(slug, s.district_id))
+        if s.cron and q is None:
+            _ensure_q(s, job, now)
+            report.updated += 1
+            continue
+        if q is not None and not s.cron:
+            s.q_schedule = None
+            Schedule.objects.filter(pk=q.pk).delete()
+            changed_s.append(s)
+            report.updated += 1
+            continue
+        if q is not None:
+            kwargs = _q_kwargs(job, s.district_id, tz)
+            repeats = 0 if s.paused else -1
+            if q.cron != s.cron or q.kwargs != kwargs or q.repeats != repeats or s.q_schedule_id != q.pk:
+                if q.cron != s.cron or f"'tz': {tz!r}" not in (q.kwargs or ""):
+                    q.next_run = cron.next_slot(s.cron, tz, now)
+                q.cron, q.kwargs, q.repeats = s.cron, kwargs, repeats
+                q.func, q.intended_date_kwarg, q.schedule_type = FIRE_FUNC, "scheduled_for", Schedule.CRON
+                changed_q.append(q)
+                s.q_schedule = q
+                dirty = True
+        if dirty:
+            changed_s.append(s)
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if changed_q:
+        Schedule.objects.bulk_update(
+            changed_q, ["cron", "kwargs", "repeats", "next_run", "func", "intended_date_kwarg", "schedule_type"],
+            batch_size=1000,
+        )
+    if changed_s:
+        JobSchedule.objects.bulk_update(changed_s, ["cron", "q_schedule"], batch_size=1000)
+    return report
+
+
+# -- the slot claim (called by the fire task in a worker) -------------------------------------
+def _slot_row(job: str, district_id, slot, status, note: str, trigger=JobRun.Trigger.SCHEDULE, now=None) -> JobRun:
+    return JobRun(
+        job=job, district_id=district_id, trigger=trigger, slot=slot, status=status, note=note[:300],
+        enqueued_at=now, finished_at=now if status in JobRun.FINISHED else None,
+    )
+
+
+@transaction.atomic
+def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now: dt.datetime | None = None) -> JobRun | None:
+    """Decide what happens to a slot the scheduler fired, and claim it.
+
+    Returns the queued JobRun to execute now, or None (skipped, missed, paused, or another
+    scheduler/cluster already claimed the slot). Steps:
+    1. Lock the JobSchedule row: claims of one schedule are serialized.
+    2. Paused (a task enqueued just before the pause): record the slot as skipped.
+    3. Slots of the cron after the fired one and up to now (an outage): all but the
+       latest are recorded as missed.
+    4. The latest slot: on time (within the overdue grace) runs as a scheduled run; late
+       but within the job's catch-up window runs as a catch-up; beyond it, missed.
+    5. Overlap (policy skip): the previous run of this job and district still running
+       means this slot is recorded as skipped, with the reason.
+    6. Insert the run row: the unique (job, district, slot) makes this the claim.
+    """
+    now = now or timezone.now()
+    try:
+        job = registry.get(job_slug)
+    except registry.UnknownJob:
+        logger.error("slot %s fired for unknown job %s: ignored", slot, job_slug)
+        return None
+    schedule = (
+        JobSchedule.objects.select_for_update().select_related("district")
+        .filter(job=job_slug, district_id=district_id, removed_at__isnull=True).first()
+    )
+    if schedule is None or not schedule.cron:
+        logger.warning("slot %s of %s/%s has no active schedule: ignored", slot, job_slug, district_id)
+        return None
+    tz = zone_name(schedule.district)
+    rows: list[JobRun] = []
+    if schedule.paused:
+        rows.append(_slot_row(job_slug, district_id, slot, JobRun.Status.SKIPPED, f"paused: {schedule.pause_note}", now=now))
+        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        return None
+    later = cron.slots_between(schedule.cron, tz, after=slot, until=now)
+    due = [slot, *later]
+    latest = due[-1]
+    for missed in due[:-1]:
+        rows.append(_slot_row(
+            job_slug, district_id, missed, JobRun.Status.MISSED,
+            f"missed: the scheduler was not running; only the latest slot ({latest:%Y-%m-%d %H:%M}Z) is considered", now=now,
+        ))
+    lateness = now - latest
+    trigger = JobRun.Trigger.SCHEDULE
+    if lateness > dt.timedelta(seconds=settings.SCHEDULING_OVERDUE_GRACE):
+        if lateness > job.catch_up_window:
+            rows.append(_slot_row(
+                job_slug, district_id, latest, JobRun.Status.MISSED,
+                f"missed: {_human(lateness)} late, beyond the catch-up window of {_human(job.catch_up_window)}", now=now,
+            ))
+            JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+            JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
+            return None
+        trigger = JobRun.Trigger.CATCH_UP
+    if rows:
+        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+
+    running = (
+        JobRun.objects.filter(job=job_slug, district_id=district_id, status=JobRun.Status.RUNNING)
+        .order_by("-started_at").first()
+    )
+    if running is not None and running.deadline and running.deadline < now:
+        _mark_lost(running, now, note=f"worker lost; superseded by slot {latest:%Y-%m-%d %H:%M}Z")
+        running = None
+    if running is not None:
+        JobRun.objects.bulk_create([_slot_row(
+            job_slug, district_id, latest, JobRun.Status.SKIPPED,
+            f"skipped: run #{running.pk} (slot {running.slot:%Y-%m-%d %H:%M}Z) is still running; overlap policy: skip",
+            trigger=trigger, now=now,
+        )], ignore_conflicts=True)
+        return None
+    try:
+        with transaction.atomic():  # a savepoint: losing the race must not poison the outer block
+            run = JobRun.objects.create(
+                job=job_slug, district_id=district_id, trigger=trigger, slot=latest,
+                status=JobRun.Status.QUEUED, enqueued_at=now,
+                note="catch-up after an outage" if trigger == JobRun.Trigger.CATCH_UP else "",
+            )
+    except IntegrityError:
+        logger.info("slot %s of %s/%s already claimed", latest, job_slug, district_id)
+        return None
+    JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
+    return run
+
+
+def _human(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+# -- running on demand ---------------------------------------------------------------------------
+def _check_target(job: registry.Job, district: District | None) -> None:
+    if job.is_global and district is not None:
+        raise ScheduleError(f"job {job.slug} is global: do not give a district")
+    if not job.is_global and district is None:
+        raise ScheduleError(f"job {job.slug} runs per district: give --district ID")
+
+
+def _schedule_for(job: registry.Job, district: District | None) -> JobSchedule | None:
+    return JobSchedule.objects.filter(job=job.slug, district=district, removed_at__isnull=True).first()
+
+
+def _enqueue(run: JobRun, job: registry.Job) -> None:
+    """Send the run to the cluster once the transaction commits (Redis is not transactional)."""
+    from django_q.tasks import async_task
+
+    def send():
+        task_id = async_task(EXECUTE_FUNC, run.pk, q_options={"timeout": job.timeout, "task_name": f"{job.slug}-run-{run.pk}"})
+        JobRun.objects.filter(pk=run.pk, task_id="").update(task_id=task_id or "")
+
+    transaction.on_commit(send)
+
+
+@transaction.atomic
+def run_now(*, job_slug: str, district: District | None, acting_user, actor_label: str = "command line",
+            as_of: dt.datetime | None = None, now: dt.datetime | None = None) -> JobRun:
+    """Queue a manual run for the cluster (the dashboard's "run now"); records who asked."""
+    now = now or timezone.now()
+    job = registry.get(job_slug)
+    _check_target(job, district)
+    if not job.has_body:
+        raise ScheduleError(f"job {job.slug} has no body yet")
+    run = JobRun.objects.create(
+        job=job.slug, district=district, trigger=JobRun.Trigger.MANUAL, slot=as_of or now,
+        status=JobRun.Status.QUEUED, enqueued_at=now, triggered_by=acting_user,
+    )
+    schedule = _schedule_for(job, district)
+    if schedule is not None:
+        _audit(schedule, ScheduleChange.Action.RUN_NOW, acting_user=acting_user, actor_label=actor_label,
+               before={}, after={"run": run.pk, "slot": run.slot.isoformat()}, now=now)
+    _enqueue(run, job)
+    return run
+
+
+def run_sync(*, job_slug: str, district: District | None, acting_user=None, as_of: dt.datetime | None = None) -> JobRun:
+    """``jobs run``: record a manual run and execute it here, through the same wrapper."""
+    from scheduling import runner
+
+    job = registry.get(job_slug)
+    _check_target(job, district)
+    if not job.has_body:
+        raise ScheduleError(f"job {job.slug} has no body yet")
+    now = timezone.now()
+    run = JobRun.objects.create(
+        job=job.slug, district=district, trigger=JobRun.Trigger.MANUAL, slot=as_of or now,
+        status=JobRun.Status.QUEUED, enqueued_at=now, triggered_by=acting_user, note="run from the command line",
+    )
+    return runner.execute(run.pk, enforce_timeout=True, auto_retry=False)
+
+
+# -- pause / resume / cron / delete ---------------------------------------------------------------
+@transaction.atomic
+def pause_schedule(*, schedule: JobSchedule, acting_user, note: str, actor_label: str = "command line",
+                   now: dt.datetime | None = None) -> JobSchedule:
+    """Pause: the q Schedule stops firing (repeats=0); the note says why (required)."""
+    now = now or timezone.now()
+    note = (note or "").strip()
+    if not note:
+        raise ScheduleError("a pause needs a note saying why")
+    schedule = _locked(schedule)
+    if schedule.removed_at:
+        raise ScheduleError(f"schedule {schedule} was deleted")
+    if schedule.paused:
+        raise ScheduleError(f"schedule {schedule} is already paused")
+    before = _snapshot(schedule)
+    schedule.paused, schedule.pause_note, schedule.paused_by, schedule.paused_at = True, note, acting_user, now
+    schedule.save(update_fields=["paused", "pause_note", "paused_by", "paused_at", "updated_at"])
+    if schedule.q_schedule_id:
+        Schedule.objects.filter(pk=schedule.q_schedule_id).update(repeats=0)
+        schedule.q_schedule.refresh_from_db()
+    _audit(schedule, ScheduleChange.Action.PAUSE, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+@transaction.atomic
+def resume_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "command line",
+                    now: dt.datetime | None = None) -> JobSchedule:
+    """Resume: next_run is the first slot after *now*, so a stale slot never fires."""
+    now = now or timezone.now()
+    schedule = _locked(schedule)
+    if not schedule.paused:
+        raise ScheduleError(f"schedule {schedule} is not paused")
+    before = _snapshot(schedule)
+    schedule.paused, schedule.pause_note, schedule.paused_by, schedule.paused_at = False, "", None, None
+    schedule.save(update_fields=["paused", "pause_note", "paused_by", "paused_at", "updated_at"])
+    if schedule.cron and schedule.removed_at is None:
+        _ensure_q(schedule, registry.get(schedule.job), now)
+    _audit(schedule, ScheduleChange.Action.RESUME, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+@transaction.atomic
+def edit_cron(*, schedule: JobSchedule, acting_user, cron_expr: str, actor_label: str = "command line",
+              now: dt.datetime | None = None) -> JobSchedule:
+    """Change a schedule's cron (validated); next_run is recomputed from now. Staff's cron
+    is kept by later syncs (cron_customized)."""
+    now = now or timezone.now()
+    try:
+        expr = cron.validate(cron_expr)
+    except cron.BadCron as exc:
+        raise ScheduleError(str(exc)) from None
+    schedule = _locked(schedule)
+    if schedule.removed_at:
+        raise ScheduleError(f"schedule {schedule} was deleted")
+    before = _snapshot(schedule)
+    schedule.cron, schedule.cron_customized = expr, True
+    schedule.save(update_fields=["cron", "cron_customized", "updated_at"])
+    _ensure_q(schedule, registry.get(schedule.job), now)
+    _audit(schedule, ScheduleChange.Action.EDIT_CRON, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+@transaction.atomic
+def delete_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "command line",
+                    now: dt.datetime | None = None) -> JobSchedule:
+    """Stop a schedule for good: its q row goes, the JobSchedule and all runs stay (history),
+    and sync does not recreate it (``restore_schedule`` does)."""
+    now = now or timezone.now()
+    schedule = _locked(schedule)
+    if schedule.removed_at:
+        raise ScheduleError(f"schedule {schedule} is already deleted")
+    before = _snapshot(schedule)
+    if schedule.q_schedule_id:
+        Schedule.objects.filter(pk=schedule.q_schedule_id).delete()
+        schedule.q_schedule = None
+    schedule.removed_at = now
+    schedule.save(update_fields=["removed_at", "q_schedule", "updated_at"])
+    _audit(schedule, ScheduleChange.Action.DELETE, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+@transaction.atomic
+def restore_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "command line",
+                     now: dt.datetime | None = None) -> JobSchedule:
+    """Undo a delete: the schedule fires again from its next slot after now."""
+    now = now or timezone.now()
+    schedule = _locked(schedule)
+    if schedule.removed_at is None:
+        raise ScheduleError(f"schedule {schedule} is not deleted")
+    before = _snapshot(schedule)
+    schedule.removed_at = None
+    schedule.save(update_fields=["removed_at", "updated_at"])
+    _ensure_q(schedule, registry.get(schedule.job), now)
+    _audit(schedule, ScheduleChange.Action.RESTORE, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+# -- failures, retries, lost workers -----------------------------------------------------------
+def _next_attempt(run: JobRun) -> int:
+    first = run.retry_of_id or run.pk
+    top = JobRun.objects.filter(retry_of_id=first).aggregate(m=Max("attempt"))["m"]
+    return max(top or 1, run.attempt) + 1
+
+
+def _create_retry(run: JobRun, *, when: dt.datetime, note: str, acting_user=None) -> JobRun:
+    return JobRun.objects.create(
+        job=run.job, district_id=run.district_id, trigger=JobRun.Trigger.RETRY, slot=run.slot,
+        status=JobRun.Status.QUEUED, attempt=_next_attempt(run), retry_of_id=run.retry_of_id or run.pk,
+        checkpoint=run.checkpoint, enqueued_at=when, note=note[:300], triggered_by=acting_user,
+    )
+
+
+def _schedule_retry(retry: JobRun, job: registry.Job, when: dt.datetime) -> Schedule:
+    """A django-q2 one-off Schedule (visible in admin until it fires) that executes the retry."""
+    q = Schedule.objects.create(
+        name=f"skillcore:retry:{retry.pk}", func=EXECUTE_FUNC,
+        kwargs=repr({"run_id": retry.pk, "q_options": {"timeout": job.timeout}}),
+        schedule_type=Schedule.ONCE, repeats=-1, next_run=when,
+    )
+    return q
+
+
+def after_failure(*, run: JobRun, job: registry.Job, auto_retry: bool = True, now: dt.datetime | None = None) -> JobRun | None:
+    """A run failed or timed out: schedule the next attempt with exponential backoff and
+    jitter, or (last attempt, or no auto retry) call the alert hook. Returns the retry."""
+    now = now or timezone.now()
+    if auto_retry and run.attempt < job.max_attempts:
+        when = now + job.backoff(run.attempt, jitter=random.uniform(0.5, 1.0))
+        retry = _create_retry(run, when=when, note=f"attempt {run.attempt + 1}/{job.max_attempts} after run #{run.pk} {run.status}")
+        _schedule_retry(retry, job, when)
+        return retry
+    alerts.job_failed(run)
+    return None
+
+
+@transaction.atomic
+def retry_run(*, run: JobRun, acting_user, actor_label: str = "command line", now: dt.datetime | None = None) -> JobRun:
+    """Staff retry of a failed or timed-out run: a new attempt, from its checkpoint, now."""
+    now = now or timezone.now()
+    run = JobRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT):
+        raise ScheduleError(f"run #{run.pk} is {run.status}; only failed or timed-out runs can be retried")
+    job = registry.get(run.job)
+    if not job.has_body:
+        raise ScheduleError(f"job {job.slug} has no body yet")
+    retry = _create_retry(run, when=now, note=f"retried by {acting_user or actor_label}", acting_user=acting_user)
+    schedule = _schedule_for(job, run.district)
+    if schedule is not None:
+        _audit(schedule, ScheduleChange.Action.RETRY, acting_user=acting_user, actor_label=actor_label,
+               before={"run": run.pk, "status": run.status}, after={"run": retry.pk, "attempt": retry.attempt}, now=now)
+    _enqueue(retry, job)
+    return retry
+
+
+def _mark_lost(run: JobRun, now, *, note: str) -> bool:
+    won = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(
+        status=JobRun.Status.FAILED, finished_at=now, error="worker lost: no result before the deadline",
+        note=note[:300],
+    )
+    if won:
+        run.refresh_from_db()
+        if run.attempt >= registry.get(run.job).max_attempts:
+            alerts.job_failed(run)
+    return bool(won)
+
+
+@transaction.atomic
+def recover_lost_run(*, run: JobRun, now: dt.datetime, enqueue: bool) -> JobRun | None:
+    """A running run past its deadline lost its worker (killed, OOM, host gone). Mark it
+    failed and create its retry from the saved checkpoint (if attempts remain).
+
+    The conditional UPDATE decides between a redelivered task and the reaper racing for
+    the same run: only one recovers it. ``enqueue`` sends the retry to the cluster; the
+    redelivered task instead executes it itself (it is already in a worker).
+    """
+    if not _mark_lost(run, now, note="worker lost; resuming from the checkpoint"):
+        return None
+    run.refresh_from_db()
+    job = registry.get(run.job)
+    if run.attempt >= job.max_attempts:
+        return None
+    retry = _create_retry(run, when=now, note=f"resume after lost worker of run #{run.pk}")
+    if enqueue:
+        _enqueue(retry, job)
+    return retry
+
+
+def reap_lost_runs(*, now: dt.datetime | None = None) -> int:
+    """Find runs whose worker is gone (still running past the deadline) and recover them;
+    the scheduler pass calls it, so lost runs are recovered with the Redis broker too
+    (which never redelivers). One indexed query when nothing is lost."""
+    now = now or timezone.now()
+    count = 0
+    for run in JobRun.objects.filter(status=JobRun.Status.RUNNING, deadline__lt=now):
+        if recover_lost_run(run=run, now=now, enqueue=True) is not None:
+            count += 1
+    return count
+
+
+def record_heartbeat(*, name: str, now: dt.datetime | None = None) -> None:
+    """The scheduler is alive: touch this process's heartbeat row (one UPDATE normally)."""
+    now = now or timezone.now()
+    if not SchedulerHeartbeat.objects.filter(name=name).update(last_beat=now, passes=F("passes") + 1):
+        SchedulerHeartbeat.objects.get_or_create(name=name, defaults={"last_beat": now, "passes": 1})

@@ -1,0 +1,23 @@
+"""The functions django-q2 calls in a worker; thin: they parse and call the engine."""
+from __future__ import annotations
+
+import datetime as dt
+
+from scheduling import runner, services
+
+
+def fire(*, job: str, district: int | None, tz: str, scheduled_for: str) -> dict:
+    """A schedule's slot came due (``scheduled_for`` is the q Schedule's intended date,
+    the slot in UTC). Claim it and, when this delivery wins, run it here."""
+    slot = dt.datetime.fromisoformat(scheduled_for)
+    run = services.claim_slot(job_slug=job, district_id=district, slot=slot)
+    if run is None:
+        return {"claimed": False}
+    done = runner.execute(run.pk)
+    return {"claimed": True, "run": run.pk, "status": done.status if done else None}
+
+
+def execute_run(run_id: int) -> dict:
+    """Run a queued run (run now, retries); a redelivery after a lost worker resumes it."""
+    done = runner.execute(run_id)
+    return {"run": run_id, "status": done.status if done else None}
