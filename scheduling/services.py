@@ -68,7 +68,7 @@ def _audit(schedule: JobSchedule, action: str, *, acting_user, actor_label: str,
 
 
 def _locked(schedule: JobSchedule) -> JobSchedule:
-    return JobSchedule.objects.select_for_update().select_related("district", "q_schedule").get(pk=schedule.pk)
+    return JobSchedule.objects.select_for_update(of=("self",)).select_related("district", "q_schedule").get(pk=schedule.pk)
 
 
 def _new_q_schedule(schedule: JobSchedule, job: registry.Job, tz: str, now) -> Schedule:
@@ -245,7 +245,7 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         logger.error("slot %s fired for unknown job %s: ignored", slot, job_slug)
         return None
     schedule = (
-        JobSchedule.objects.select_for_update().select_related("district")
+        JobSchedule.objects.select_for_update(of=("self",)).select_related("district")
         .filter(job=job_slug, district_id=district_id, removed_at__isnull=True).first()
     )
     if schedule is None or not schedule.cron:
