@@ -58,7 +58,10 @@ def build_message(notification, rendered: Rendered, *, connection=None) -> Email
 
 def classify(exc: Exception) -> Outcome:
     """Transient (retry with backoff) or permanent (fail now)."""
-    detail = f"{type(exc).__name__}: {exc}"[:2000]
+    try:
+        detail = f"{type(exc).__name__}: {exc}"[:2000]
+    except Exception:  # some provider exceptions fail to describe themselves without a response
+        detail = f"{type(exc).__name__}: {exc.args!r}"[:2000]
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         if codes and all(400 <= c < 500 for c in codes):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -84,16 +85,20 @@ def build_message(notification, rendered: Rendered, token: str):
     data = {"notification_id": str(notification.pk), "category": notification.category}
     if notification.student_id:
         data["student_id"] = str(notification.student_id)
-    return messaging.Message(
-        token=token,
-        notification=messaging.Notification(title=rendered.push_title, body=rendered.push_body),
-        data=data,
-        android=messaging.AndroidConfig(
-            collapse_key=tag, priority="high" if high else "normal", notification=messaging.AndroidNotification(tag=tag)
-        ),
-        apns=messaging.APNSConfig(headers={"apns-collapse-id": tag, "apns-priority": "10" if high else "5"}),
-        webpush=messaging.WebpushConfig(notification=messaging.WebpushNotification(tag=tag)),
-    )
+    with warnings.catch_warnings():
+        # firebase-admin 7.7 deprecates ``token`` in favour of Firebase installation ids;
+        # our DeviceToken rows hold registration tokens, which the v1 API still takes.
+        warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
+        return messaging.Message(
+            token=token,
+            notification=messaging.Notification(title=rendered.push_title, body=rendered.push_body),
+            data=data,
+            android=messaging.AndroidConfig(
+                collapse_key=tag, priority="high" if high else "normal", notification=messaging.AndroidNotification(tag=tag)
+            ),
+            apns=messaging.APNSConfig(headers={"apns-collapse-id": tag, "apns-priority": "10" if high else "5"}),
+            webpush=messaging.WebpushConfig(notification=messaging.WebpushNotification(tag=tag)),
+        )
 
 
 @dataclass

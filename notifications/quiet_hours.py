@@ -19,15 +19,11 @@ UTC = dt.timezone.utc
 
 
 def _local_instant(day: dt.date, at: dt.time, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """``day`` at wall time ``at`` in ``zone``, as UTC. A wall time in a spring-forward gap
-    resolves to the instant just after the jump (fold=0 then normalised), never earlier."""
-    local = dt.datetime.combine(day, at).replace(tzinfo=zone)
-    as_utc = local.astimezone(UTC)
-    # Round-trip check: a non-existent local time comes back different; take the later
-    # reading of it so a window never opens before its wall-clock start.
-    if as_utc.astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
-        as_utc = local.replace(fold=1).astimezone(UTC)
-    return as_utc
+    """``day`` at wall time ``at`` in ``zone``, as UTC. With fold=0 (PEP 495) a wall time in a
+    spring-forward gap takes the offset from before the jump, i.e. the instant just after
+    it (02:30 on 2027-03-14 in New York is 03:30 EDT); a repeated fall-back time is its
+    first occurrence."""
+    return dt.datetime.combine(day, at).replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def in_window(moment: dt.datetime, zone: zoneinfo.ZoneInfo, start: dt.time, end: dt.time) -> bool:

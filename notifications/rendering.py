@@ -37,8 +37,9 @@ class _Strict(str):
     def __new__(cls):
         return super().__new__(cls, "%s")
 
-    def __mod__(self, name):
-        raise MissingVariable(f"template variable {name!r} is missing from the context")
+    def __mod__(self, variable):
+        name = getattr(variable, "var", variable)  # a template.base.Variable, or a literal
+        raise MissingVariable(f"template variable {str(name)!r} is missing from the context")
 
 
 @functools.cache
