@@ -23,7 +23,7 @@ ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBU
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "skillcore.sites.SkillCoreAdminConfig",  # django.contrib.admin with a staff-only, audited site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,0 +1,33 @@
+"""The SkillCore admin site: Django's, with two rules added for a site full of student records.
+
+1. Only staff members get in. ``is_staff`` alone is not enough: a guardian or student
+   account that was given ``is_staff`` by mistake, or staff without a role or a
+   StaffProfile, gets the login page's "not authorized", never an (empty) admin.
+2. The autocomplete endpoint (student names for a foreign-key search box) runs inside the
+   FERPA access trail, like every other admin view that reads student records.
+
+Installed through ``SkillCoreAdminConfig`` in INSTALLED_APPS, so ``admin.site`` is this site
+and every ``@admin.register`` keeps working unchanged.
+"""
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+
+
+class SkillCoreAdminSite(admin.AdminSite):
+    def has_permission(self, request):
+        from students.scoping import is_staff_member
+
+        return super().has_permission(request) and is_staff_member(request.user)
+
+    def autocomplete_view(self, request):
+        from skillcore.access import access_trail
+
+        # The JSON is built inside the view, so every row it names is read inside the trail.
+        with access_trail(actor=request.user, purpose="admin: autocomplete"):
+            return super().autocomplete_view(request)
+
+
+class SkillCoreAdminConfig(AdminConfig):
+    default_site = "skillcore.sites.SkillCoreAdminSite"
