@@ -2,6 +2,7 @@
 pytest-httpserver, Google's token endpoint and FCM's messages:send. Nothing leaves the machine."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import socket
@@ -35,6 +36,7 @@ class SMTPRecorder:
         self.messages = []
         self.refuse: dict[str, str] = {}
         self.on_data = None
+        self.delay = 0.0
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -44,6 +46,8 @@ class SMTPRecorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         msg = message_from_bytes(envelope.content)
         with self.lock:
             self.messages.append(msg)
@@ -69,6 +73,14 @@ def smtp_server(settings):
     handler.port = port
     yield handler
     controller.stop()
+
+
+@pytest.fixture
+def pg_only():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (row locks with SKIP LOCKED, a database other processes can reach)")
 
 
 @pytest.fixture
