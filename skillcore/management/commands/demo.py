@@ -1,0 +1,119 @@
+"""``manage.py demo``: a working SkillCore on a fresh machine in one command (``make demo``).
+
+Steps, each idempotent so running twice changes nothing but passwords:
+1. migrate (the SQLite file under var/ when DATABASE_URL is unset);
+2. seed a small synthetic district, unless one exists;
+3. a demo system admin, and one login per staff role taken from the seeded staff (renamed
+   ``demo-<role>``), so each role sees a real caseload;
+4. print the logins and the admin URL;
+5. serve the admin (skipped with ``--no-serve``).
+
+The demo publishes its passwords, so it refuses to run unless DEBUG is on.
+"""
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from students.management.commands.seed_district import Progress, parse_count
+from students.models import District, Role
+from students.seed import seed_district
+
+DEMO_DISTRICT = "Demo Unified School District"
+DEMO_TIME_ZONE = "America/New_York"
+DEMO_SEED = 1
+DEMO_PASSWORD = "skillcore-demo"
+ADMIN_USERNAME = "admin"
+# Roles that log in to the staff admin; guardians and students use other front ends.
+DEMO_ROLES = [Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER]
+
+
+class Command(BaseCommand):
+    help = "Migrate, seed a small district, create demo logins and serve the admin at http://127.0.0.1:8000/admin/."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="Do everything but start the web server.")
+        parser.add_argument("--students", default="600", help="Students in the demo district (default 600).")
+        parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve (default 127.0.0.1:8000).")
+
+    def handle(self, *args, **options):
+        if not settings.DEBUG:
+            raise CommandError("demo publishes its passwords: run it with DEBUG=1 (make demo does).", returncode=2)
+        students = parse_count(options["students"], "--students")
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+        district = self.seed(students, show_progress=options["verbosity"] > 0)
+        logins = self.logins(district)
+        self.announce(logins, options["addrport"])
+        if not options["no_serve"]:
+            self.serve(options["addrport"])
+
+    # -- steps ------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        self.stdout.write("1. Migrating the database...")
+        call_command("migrate", interactive=False, verbosity=0)
+
+    def seed(self, students: int, *, show_progress: bool) -> District:
+        existing = District.objects.order_by("pk").first()
+        if existing:
+            self.stdout.write(f"2. District {existing.name!r} already exists: not seeding again.")
+            return existing
+        self.stdout.write(f"2. Seeding {DEMO_DISTRICT!r} ({students} students, seed {DEMO_SEED}, {DEMO_TIME_ZONE})...")
+        zone_today = timezone.now().astimezone(zoneinfo.ZoneInfo(DEMO_TIME_ZONE)).date()
+        progress = Progress(self.stderr._out, enabled=show_progress)
+        result = seed_district(name=DEMO_DISTRICT, students=students, seed=DEMO_SEED, time_zone=DEMO_TIME_ZONE,
+                               as_of=zone_today, progress=progress)
+        progress.done()
+        self.stdout.write(f"   {sum(result.counts.values()):,} rows in {result.elapsed:.1f}s.")
+        return result.district
+
+    @transaction.atomic
+    def logins(self, district: District) -> list[tuple[str, str, str]]:
+        """(username, role, scope) per demo login; creates or renames them once, then only
+        resets their password."""
+        self.stdout.write("3. Demo logins...")
+        User = get_user_model()
+        admin, _ = User.objects.get_or_create(username=ADMIN_USERNAME, defaults={"email": "admin@demo.example.org"})
+        admin.is_staff = admin.is_superuser = admin.is_active = True
+        admin.set_password(DEMO_PASSWORD)
+        admin.save()
+        admin.groups.add(Group.objects.get_or_create(name=str(Role.SYSTEM_ADMIN))[0])
+        logins = [(ADMIN_USERNAME, "system admin (superuser)", "everything")]
+        for role in DEMO_ROLES:
+            username = f"demo-{role}"
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                # A seeded staff member of this role, preferring the high school (the widest
+                # mix of data); renamed so the login is easy to type.
+                candidates = User.objects.filter(groups__name=role, staff_profile__district=district)
+                user = (candidates.filter(staff_profile__schools__code__startswith="H").order_by("username").first()
+                        or candidates.order_by("username").first())
+                if user is None:
+                    continue
+                user.username = username
+            user.is_staff = user.is_active = True
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            schools = ", ".join(user.staff_profile.schools.values_list("name", flat=True)) if hasattr(user, "staff_profile") else ""
+            logins.append((username, Role(role).label.lower(), schools or district.name))
+        return logins
+
+    def announce(self, logins: list[tuple[str, str, str]], addrport: str) -> None:
+        self.stdout.write(f"4. Log in at http://{addrport}/admin/ with password {DEMO_PASSWORD!r} as:")
+        width = max(len(u) for u, _, _ in logins)
+        for username, role, scope in logins:
+            self.stdout.write(f"   {username:<{width}}  {role} ({scope})")
+
+    def serve(self, addrport: str) -> None:
+        """Serve the admin. The scheduling engine will start its qcluster here too, next to
+        the web server (one more process started before runserver blocks)."""
+        self.stdout.write(f"5. Serving the admin at http://{addrport}/admin/ (Ctrl-C to stop).")
+        # No autoreloader: it would re-run this whole command in a child process.
+        call_command("runserver", addrport, use_reloader=False)
