@@ -724,9 +724,12 @@ class _Seeder:
         rnd, randint, gauss, ts, add = rng.random, rng.randint, rng.gauss, self.ts, W.add_cells
         NULL, TRUE, FALSE = W.NULL, W.TRUE, W.FALSE
         one_day = dt.timedelta(days=1)
+        # All the school's assignments in one bulk insert (their ids are needed below).
+        per_section: list[list[Assignment]] = []
         for s, section in enumerate(sections):
             short = section_plan[s][0].split(" (")[0]
             assignments = []
+            per_section.append(assignments)
             for week_no, (monday, week_days) in enumerate(sorted(weeks.items()), start=1):
                 count = min(len(week_days), randint(2, 4))
                 for n, due in enumerate(sorted(rng.sample(week_days, count)), start=1):
@@ -736,7 +739,8 @@ class _Seeder:
                         status=Assignment.Status.PUBLISHED if due <= as_of + dt.timedelta(days=7) else Assignment.Status.DRAFT,
                         due_date=due, max_score=rng.choice(scores), is_major=major,
                     ))
-            _bulk(Assignment, assignments, self.counts)
+        _bulk(Assignment, [a for assignments in per_section for a in assignments], self.counts)
+        for s, assignments in enumerate(per_section):
             # Per student: (id cell, first and last day in the section, chance of handing work in, ability).
             students = [
                 (str(k.id), max(k.enrolled, start), k.exit or self.session_end,
@@ -921,7 +925,7 @@ class _Seeder:
         _bulk(BehaviorIncident, incidents, self.counts)
 
 
-def _fast_load_session() -> None:
+def _fast_load_session() -> bool:
     """On PostgreSQL, skip the per-row foreign-key triggers for this transaction when allowed.
 
     Why: Django's foreign keys are DEFERRABLE INITIALLY DEFERRED, so every COPYed row queues a
@@ -930,14 +934,15 @@ def _fast_load_session() -> None:
     insert in this same transaction, so the checks cannot fail. ``session_replication_role``
     needs a superuser; anyone else gets the ordinary (slower) checks.
     """
-    import os
-    if connection.vendor != "postgresql" or os.environ.get("SEED_FK_CHECKS"):
-        return
+    if connection.vendor != "postgresql":
+        return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         row = cursor.fetchone()
-        if row and row[0]:
-            cursor.execute("SET LOCAL session_replication_role = replica")
+        if not (row and row[0]):
+            return False
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    return True
 
 
 def seed_district(
@@ -949,9 +954,12 @@ def seed_district(
     spec = validate_spec(name=name, students=students, seed=seed, time_zone=time_zone, as_of=as_of)
     started = time.monotonic()
     with transaction.atomic():
-        _fast_load_session()
+        fast = _fast_load_session()
         seeder = _Seeder(spec, progress)
         district = seeder.run()
+        if fast:  # back to normal checks for whatever else this transaction does
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL session_replication_role = DEFAULT")
     return SeedResult(district=district, counts=dict(sorted(seeder.counts.items())), elapsed=time.monotonic() - started)
 
 
