@@ -85,3 +85,56 @@ class CounselorTask(models.Model):
                 fields=["counselor", "student", "kind", "intervention"], name="counselor_task_unique_per_intervention"
             ),
         ]
+
+
+class Trend(models.TextChoices):
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+    STABLE = "stable", "Stable"
+
+
+class StudentAnalytics(models.Model):
+    """One student's week against the week before, written by performance-trends.
+
+    Weeks are the seven local days ending on the run's local date (Monday to Sunday for
+    the Sunday run). Percentages are 0-100; a figure with no data in a week (no grades, no
+    assignments due, no instructional days) is NULL and so is its trend — never NaN.
+    UP / DOWN / STABLE: a change of more than 5 points either way, else stable.
+    """
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="weekly_analytics")
+    week_start = models.DateField(help_text="First local day of the week (this week).")
+    week_end = models.DateField(help_text="Last local day of the week.")
+    grade_pct = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True, help_text="Mean of score / max score, in %.")
+    grade_pct_prev = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    grade_count = models.PositiveIntegerField(default=0)
+    grade_trend = models.CharField(max_length=6, choices=Trend.choices, null=True, blank=True)
+    attendance_pct = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    attendance_pct_prev = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    attendance_trend = models.CharField(max_length=6, choices=Trend.choices, null=True, blank=True)
+    completion_pct = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True, help_text="Submitted / due this week, in %.")
+    completion_pct_prev = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    completion_trend = models.CharField(max_length=6, choices=Trend.choices, null=True, blank=True)
+    incidents = models.PositiveIntegerField(default=0)
+    incidents_prev = models.PositiveIntegerField(default=0)
+    incidents_trend = models.CharField(max_length=6, choices=Trend.choices, null=True, blank=True)
+    intervention_effects = models.JSONField(
+        default=list, blank=True,
+        help_text="Per intervention: attendance % in the instructional days before and after it opened.",
+    )
+    alerted = models.BooleanField(default=False, help_text="A drop of more than 10 points alerted the counselor.")
+    computed_at = models.DateTimeField()
+    job_run_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "student weekly analytics"
+        verbose_name_plural = "student weekly analytics"
+        ordering = ["-week_start", "student_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["student", "week_start"], name="student_analytics_one_per_week"),
+            models.CheckConstraint(condition=Q(week_end__gte=models.F("week_start")), name="student_analytics_week_ordered"),
+        ]
+        indexes = [models.Index(fields=["week_start", "grade_trend"], name="student_analytics_week_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.student_id} week of {self.week_start}"
