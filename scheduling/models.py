@@ -195,6 +195,10 @@ class SchedulerHeartbeat(models.Model):
         return f"{self.name} {self.last_beat:%Y-%m-%d %H:%M:%S}"
 
 
+# Incidents and alert deliveries (the observability issue) live in their own module.
+from scheduling.alert_models import AlertDelivery, Incident  # noqa: E402,F401
+
+
 class Report(models.Model):
     """A stored report a job produced (weekly analytics, compliance audit, system health).
 
