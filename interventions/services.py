@@ -8,6 +8,7 @@ from django.db import transaction
 
 from interventions.models import CounselorTask, Intervention
 from interventions.selectors import AttendanceRisk
+from skillcore import events
 
 ATTENDANCE_STRATEGIES = ["Parent conference", "Attendance contract", "Transportation support"]
 TIER_2_STRATEGIES = ["Attendance team referral", "Daily check-in/check-out", "Home visit"]
@@ -92,6 +93,18 @@ def attendance_interventions_apply(
         created=[i for i in opened if i.tier == 1 and i.escalated_from_id is None],
         escalated=[i for i in opened if i.escalated_from_id is not None],
     )
+    # Events for the rows written by this call only (a retry of the slot re-reads the rows
+    # of its earlier attempt but announces nothing twice). One batch per event type.
+    new_ids, escalated_ids = {r.student_id for r in new}, {row["id"] for row in to_escalate}
+    events.publish_many("intervention.opened", [
+        {"intervention_id": i.id, "student_id": i.student_id, "type": i.type, "tier": i.tier, "job_run_id": job_run_id}
+        for i in outcome.created if i.student_id in new_ids
+    ], durable=True, occurred_at=opened_at)
+    events.publish_many("intervention.escalated", [
+        {"intervention_id": i.id, "escalated_from_id": i.escalated_from_id, "student_id": i.student_id,
+         "type": i.type, "tier": i.tier, "job_run_id": job_run_id}
+        for i in outcome.escalated if i.escalated_from_id in escalated_ids
+    ], durable=True, occurred_at=opened_at)
     tasks = []
     for intervention in opened:
         counselor_id = intervention.owner_id

@@ -45,6 +45,7 @@ from notifications.mail import Mailer, Outcome
 from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Status
 from notifications.rendering import RenderError, render_email, render_push
 from notifications.services import recipient_mark_email_bouncing
+from skillcore import events
 from students.models import DeviceToken
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.dat
             live.append(n)
     _deliver_email([n for n in live if n.channel == Channel.EMAIL], worker=worker, now=now, summary=summary)
     _deliver_push([n for n in live if n.channel == Channel.PUSH], worker=worker, now=now, summary=summary)
+    events.publish_many("notification.sent", Notification.objects.filter(  # one read + one write a batch
+        id__in=ids, claimed_by=worker, status=Status.SENT).values("id", "category", "channel", "recipient_id", "student_id"))
     logger.info("notifications drain %s: %s", worker, summary.as_dict())
     return summary
 

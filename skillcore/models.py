@@ -44,3 +44,45 @@ class AccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.operation} {self.model} ({self.row_count} rows)"
+
+
+class EventBusEntry(models.Model):
+    """The event bus when Redis is not configured: one row per published event.
+
+    A transient bus, not a record: rows older than EVENT_STREAM_RETENTION_DAYS are trimmed
+    by the stream-cleanup job. ``stream`` is the Redis stream name the event would have
+    (``<prefix><event type>``), so both backends report the same streams.
+    """
+
+    stream = models.CharField(max_length=150)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    published_at = models.DateTimeField()
+
+    class Meta:
+        # Trimming walks the oldest rows first (published_at < cutoff, in id order);
+        # readers follow one stream in publication order.
+        indexes = [
+            models.Index(fields=["published_at"], name="eventbus_published_idx"),
+            models.Index(fields=["stream", "id"], name="eventbus_stream_id_idx"),
+        ]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.stream} #{self.pk} at {self.published_at:%Y-%m-%d %H:%M}"
+
+
+class StoredEvent(models.Model):
+    """The event store: durable events, appended in the publisher's transaction and kept
+    7 years (EVENT_STORE_RETENTION_DAYS). The stream-cleanup job never touches this table."""
+
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["event_type", "occurred_at"], name="storedevent_type_at_idx")]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.pk} at {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -100,6 +100,11 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# The event bus (skillcore/events.py): Redis Streams named <prefix><event type> when
+# REDIS_URL is set, else a table; the stream-cleanup job trims entries past the retention.
+EVENT_STREAM_PREFIX = env.get_str("EVENT_STREAM_PREFIX", "skillcore:events:")
+EVENT_STREAM_RETENTION_DAYS = env.get_int("EVENT_STREAM_RETENTION_DAYS", 30, minimum=1)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -169,6 +174,25 @@ SCHEDULING_GLOBAL_TIME_ZONE = env.get_zone("SCHEDULING_GLOBAL_TIME_ZONE", "UTC")
 SCHEDULING_OVERDUE_GRACE = env.get_int("SCHEDULING_OVERDUE_GRACE", 300, minimum=60)
 SCHEDULING_LOST_GRACE = env.get_int("SCHEDULING_LOST_GRACE", 60, minimum=1)
 SCHEDULING_EXTRA_JOB_MODULES = env.get_list("SCHEDULING_EXTRA_JOB_MODULES", [])
+
+# --- observability and alerting (scheduling/alerting.py, scheduling/metrics.py, skillcore/health.py)
+# /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from
+# localhost when DEBUG (the demo).
+METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS", [])
+# PagerDuty Events API v2 for critical alerts, a Slack incoming webhook for warnings; an
+# empty value turns the channel off (alerts are still recorded and logged).
+PAGERDUTY_ROUTING_KEY = env.get_str("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = env.get_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+SLACK_WEBHOOK_URL = env.get_str("SLACK_WEBHOOK_URL", "")
+# A run still going after expected duration x this factor gets a long-running warning.
+ALERTS_LONG_RUNNING_FACTOR = env.get_float("ALERTS_LONG_RUNNING_FACTOR", 3.0, minimum=1.0)
+# Job slugs ("*": all) whose every start and completion is posted to Slack.
+ALERTS_SLACK_RUN_EVENTS = env.get_list("ALERTS_SLACK_RUN_EVENTS", [])
+ALERTS_HTTP_TIMEOUT = env.get_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
+ALERTS_MAX_ATTEMPTS = env.get_int("ALERTS_MAX_ATTEMPTS", 10, minimum=1)
+# Links in alerts point at this site (e.g. https://skillcore.district.example); empty: no links.
+ALERTS_BASE_URL = env.get_str("ALERTS_BASE_URL", "")
 
 LOGGING = {
     "version": 1,

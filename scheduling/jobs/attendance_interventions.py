@@ -2,12 +2,105 @@
 
 Why then: 18:30 local: the school day's attendance is final (teachers' late corrections are in by the evening) and counselors see new interventions first thing next morning.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run attendance-interventions`` refuses to run it.
+What it does, for the district's current session as of the slot's local date (today's
+attendance included):
+1. Selects the chronically absent students in one set-based pass
+   (``interventions.selectors.attendance_risks``: session rate >= the district threshold
+   with the minimum enrolled days, the same over the last 30 instructional days, 10+
+   absences, 3+ absent instructional days in a row).
+2. Opens a Tier 1 attendance intervention for each at-risk student without an active one,
+   and escalates an active Tier 1 to Tier 2 when the session rate reaches 20%
+   (``interventions.services.attendance_interventions_apply``), which also puts the
+   student on the counselor's priority list and proposes a parent conference.
+3. Tells each intervention's counselor (its owner) by email and push, high priority.
+No current session (summer): nothing is written and the summary says so.
+
+Idempotency key: the slot. Interventions opened by a slot carry ``opened_at = slot``, so a
+retry finds its earlier attempt's rows instead of opening new ones (and the database allows
+one active intervention per student and type); notifications are keyed
+``attendance-intervention:<intervention>:<recipient>:<channel>``, so a retry sends nothing
+new. A later slot finds the interventions active and opens nothing.
+
+Student data read: students (school, counselor, enrollment dates), the school calendars,
+attendance records of the session, active attendance interventions. All of it runs inside
+the run's FERPA access trail.
+
+Summary: checked (active students), at_risk, created (Tier 1), escalated (Tier 2),
+tasks_created, notifications_queued, notifications_not_queued (suppressed by the recipient's
+preferences or missing address/device, or already queued), without_counselor.
 """
 from datetime import timedelta
 
+from interventions.selectors import attendance_risks, needs_tier_2
+from interventions.services import attendance_interventions_apply
+from notifications.models import Category, Channel, Priority
+from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling.registry import Job
+from students.selectors import current_session
+
+TEMPLATE = "attendance-intervention"
+
+
+def _percent(risk) -> str:
+    return f"{float(risk.rate) * 100:.1f}%" if risk else ""
+
+
+def run(ctx) -> dict:
+    district = ctx.district
+    summary = {"checked": 0, "at_risk": 0, "created": 0, "escalated": 0, "tasks_created": 0,
+               "notifications_queued": 0, "notifications_not_queued": 0, "without_counselor": 0}
+    session = current_session(district)
+    if session is None:
+        ctx.logger.info("no current session for %s: nothing to check", district)
+        return {**summary, "skipped": "no current session"}
+    local_date = ctx.scheduled_for.astimezone(district.zone).date()
+
+    # 1. Who is at risk, as of the slot's local date.
+    checked, risks = attendance_risks(district=district, session=session, as_of=local_date)
+    summary.update(checked=checked, at_risk=len(risks))
+    ctx.progress(0, checked)
+    ctx.logger.info("%s of %s active students at risk as of %s (%s)", len(risks), checked, local_date, session.name)
+
+    # 2. Open and escalate (one transaction; the slot makes a retry find its own rows).
+    minimum = district.min_enrolled_days
+    escalate = {r.student_id for r in risks if needs_tier_2(r, minimum_days=minimum)}
+    outcome = attendance_interventions_apply(
+        risks=risks, escalate=escalate, opened_at=ctx.scheduled_for, local_date=local_date,
+        job_run_id=ctx.run.id, district_id=district.id,
+    )
+    summary.update(created=len(outcome.created), escalated=len(outcome.escalated), tasks_created=outcome.tasks_created)
+
+    # 3. The counselor of each intervention opened at this slot, by email and by push.
+    by_student = {r.student_id: r for r in risks}
+    requests = []
+    for intervention in [*outcome.created, *outcome.escalated]:
+        counselor_id = intervention.owner_id
+        if counselor_id is None:
+            summary["without_counselor"] += 1
+            continue
+        student = intervention.student
+        context = {
+            "intervention_id": intervention.id, "tier": intervention.tier,
+            "student_name": f"{student.first_name} {student.last_name}",
+            "absence_rate": _percent(by_student.get(intervention.student_id)) or intervention.reason,
+        }
+        for channel in (Channel.EMAIL, Channel.PUSH):
+            requests.append(NotificationRequest(
+                recipient_id=counselor_id, category=Category.ATTENDANCE_INTERVENTION, channel=channel,
+                template=TEMPLATE, context=context, priority=Priority.HIGH, student_id=intervention.student_id,
+                dedupe_key=f"attendance-intervention:{intervention.id}:{counselor_id}:{channel}",
+                object_key=f"intervention:{intervention.id}",
+                event="escalated" if intervention.escalated_from_id else "opened",
+            ))
+    # "now" is the clock, not the slot: a late run must still respect the quiet hours.
+    sent = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id)
+    summary["notifications_queued"] = sent.inserted + sent.digested
+    summary["notifications_not_queued"] = len(requests) - summary["notifications_queued"]
+    ctx.progress(checked, checked)
+    ctx.logger.info("opened %s, escalated %s, queued %s notification(s)", summary["created"], summary["escalated"],
+                    summary["notifications_queued"])
+    return summary
+
 
 JOB = Job(
     slug='attendance-interventions',
@@ -22,5 +115,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=6),
     overlap="skip",
-    entry=None,
+    entry=run,
 )

@@ -2,12 +2,37 @@
 
 Why then: 02:00 UTC is the quietest hour for all districts at once: no staff are connected, and it runs before the 03:00 analytics jobs read the tables it trims.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run stream-cleanup`` refuses to run it.
+What it does: trims the event bus (skillcore/events.py) of entries published before
+``slot - EVENT_STREAM_RETENTION_DAYS`` (30 by default): on Redis, XTRIM MINID over every
+stream found by SCAN under EVENT_STREAM_PREFIX, in bounded steps; without Redis, batched
+DELETEs on the EventBusEntry table. Durable events in the event store (StoredEvent, kept
+7 years) are never touched.
+
+Idempotency key: the slot. The cutoff comes from the slot, not the clock, so a retry or a
+late run of the same slot trims to the same point, and a second run finds nothing to trim.
+
+Student data read: none. Event payloads hold ids only, and neither the streams nor the
+bus table are student-record tables.
+
+Summary: backend, cutoff, streams, events_trimmed (and per stream), and on Redis
+memory_freed_bytes (the streams' MEMORY USAGE before minus after) with the server's
+used_memory before and after the pass.
 """
 from datetime import timedelta
 
+from django.conf import settings
+
 from scheduling.registry import Job
+from skillcore import events
+
+
+def run(ctx) -> dict:
+    cutoff = ctx.scheduled_for - timedelta(days=settings.EVENT_STREAM_RETENTION_DAYS)
+    report = events.trim(cutoff=cutoff, progress=ctx.progress)
+    ctx.logger.info("trimmed %s event(s) older than %s from %s stream(s) (%s)",
+                    report.trimmed, cutoff.isoformat(), report.streams, report.backend)
+    return report.as_dict()
+
 
 JOB = Job(
     slug='stream-cleanup',
@@ -22,5 +47,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=4),
     overlap="skip",
-    entry=None,
+    entry=run,
 )
