@@ -51,6 +51,32 @@ def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def get_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        fail(name, f"must be a number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        fail(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def get_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of CIDR networks (10.0.0.0/8, ::1/128); each is validated."""
+    import ipaddress
+
+    items = get_list(name, default)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            fail(name, f"must be a comma-separated list of networks such as 10.0.0.0/8, got {item!r}")
+    return items
+
+
 def get_list(name: str, default: list[str]) -> list[str]:
     raw = _env.str(name, default=None)
     if raw is None:
