@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
-from iep.models import IEP, IEPTeamMember
+from iep.models import IEP, IEPMeeting, IEPTeamMember
 from students.models import District, Role
 
 # Who is told at each offset (days before the review is due). Offsets a district adds
@@ -54,6 +54,8 @@ class ReminderDue:
     due: dt.date
     days_until_due: int
     offset: int
+    student_name: str = ""
+    last_annual_review: dt.date | None = None
 
 
 def active_ieps_within(*, district: District, today: dt.date, horizon_days: int) -> QuerySet[IEP]:
@@ -63,26 +65,69 @@ def active_ieps_within(*, district: District, today: dt.date, horizon_days: int)
     )
 
 
+def last_sent_this_cycle(
+    *, last_offset: int | None, last_sent_on: dt.date | None, due: dt.date, offsets: list[int]
+) -> int | None:
+    """The last reminder offset sent for *this* review cycle, or None.
+
+    ``last_reminder_offset`` survives a new annual review (the row is the same IEP), so a
+    0-day reminder of last year would otherwise block every reminder of the new cycle. A
+    reminder of the current cycle is never sent before ``due - max(offsets)`` days; one sent
+    earlier belongs to a previous cycle and is ignored.
+    """
+    if last_offset is None or last_sent_on is None:
+        return last_offset
+    if last_sent_on < due - dt.timedelta(days=max(offsets)):
+        return None
+    return last_offset
+
+
 def reminders_due(*, district: District, today: dt.date) -> tuple[list[ReminderDue], list[ReminderDue]]:
     """(reminders to send today, overdue IEPs), in one query.
 
-    ``today`` is the district's local date. Overdue means past due with no review recorded.
+    ``today`` is the district's local date. Overdue means past due with no review recorded
+    (recording the review moves ``next_review_due`` a year on). The reminder's own cycle is
+    told from the date the last reminder went out (see ``last_sent_this_cycle``).
     """
     offsets = sorted(set(district.iep_reminder_offsets), reverse=True)
     horizon = max(offsets)
+    zone = district.zone
     due, overdue = [], []
     rows = active_ieps_within(district=district, today=today, horizon_days=horizon).values_list(
-        "id", "student_id", "student__school_id", "next_review_due", "last_reminder_offset"
+        "id", "student_id", "student__school_id", "next_review_due", "last_reminder_offset",
+        "last_reminder_sent_at", "student__first_name", "student__last_name", "last_annual_review",
     )
-    for iep_id, student_id, school_id, review_due, last_sent in rows:
+    for iep_id, student_id, school_id, review_due, last_offset, last_at, first, last, reviewed in rows:
         days = (review_due - today).days
+        name = f"{first} {last}".strip()
         if days < 0:
-            overdue.append(ReminderDue(iep_id, student_id, school_id, review_due, days, -1))
+            overdue.append(ReminderDue(iep_id, student_id, school_id, review_due, days, -1, name, reviewed))
+        last_sent = last_sent_this_cycle(
+            last_offset=last_offset, last_sent_on=last_at.astimezone(zone).date() if last_at else None,
+            due=review_due, offsets=offsets,
+        )
         # Past due, the day-0 reminder is still sent once if its run was missed.
         offset = due_offset(days_until_due=days, offsets=offsets, last_sent=last_sent)
         if offset is not None:
-            due.append(ReminderDue(iep_id, student_id, school_id, review_due, days, offset))
+            due.append(ReminderDue(iep_id, student_id, school_id, review_due, days, offset, name, reviewed))
     return due, overdue
+
+
+def annual_review_meetings(*, iep_ids: list[int]) -> QuerySet[IEPMeeting]:
+    """Open (proposed or scheduled) annual-review meetings of these IEPs, and held ones
+    (the caller keeps those of the current cycle), in one query."""
+    return IEPMeeting.objects.filter(
+        iep_id__in=iep_ids, purpose=IEPMeeting.Purpose.ANNUAL_REVIEW,
+        status__in=[IEPMeeting.Status.PROPOSED, IEPMeeting.Status.SCHEDULED, IEPMeeting.Status.HELD],
+    )
+
+
+def notice_on_time(*, notice_sent_on: dt.date | None, meeting_day: dt.date | None, lead_days: int) -> bool:
+    """Guardians must be told at least ``lead_days`` before the meeting (34 CFR 300.322;
+    states set 5 or 10 days). No date or no notice yet, a week before the due date, is late."""
+    if meeting_day is None or notice_sent_on is None:
+        return False
+    return notice_sent_on <= meeting_day - dt.timedelta(days=lead_days)
 
 
 def reminder_recipients(*, district: District, reminders: list[ReminderDue]) -> dict[int, dict[str, set[int]]]:

@@ -2,12 +2,150 @@
 
 Why then: 07:00 local: case managers read the reminders at the start of the school day, with time to schedule the meeting and notify guardians (34 CFR 300.322).
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run iep-review-reminders`` refuses to run it.
+Rules (issue 5): an annual review is due last review + 365 days (IEP.next_review_due, leap
+years included). The district's offsets (default 90/60/30/14/7/0 days before) each send one
+reminder per IEP: 90 the sped coordinator(s); 60 the case manager and the principal; 30 and
+later the whole team. At 14 (or a later offset reached without it) an annual-review meeting
+is proposed if none is open. At 7 (or later) the meeting is confirmed: the guardians' notice
+must have gone out at least ``District.meeting_notice_lead_days`` before the meeting's local
+date, otherwise the meeting is flagged (IEPMeeting.notice_flagged_late) and the case manager
+and coordinator are told. A missed day is caught up: the next run sends the offset crossed
+most recently, never an earlier one after a later one (iep.selectors.due_offset). Overdue
+IEPs (past due, no review recorded) alert the coordinator once per local day. Priority is
+high from 14 days on. The IEP records the last reminder (time, offset) and the count.
+
+Idempotency: "today" is the slot's local date; the dedupe keys are
+``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
+cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``
+and ``iep-notice-late:<meeting>:<recipient>:email``. Everything the run writes (messages,
+meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
+re-run of the slot finds the offset recorded and sends nothing new.
+
+Student data read: active IEPs due within the largest offset (student name, school, review
+dates, reminder bookkeeping), their team members, case managers and annual-review meetings.
 """
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
 from datetime import timedelta
 
+from django.db import transaction
+from django.utils import timezone
+
+from iep import selectors, services
+from notifications.models import Category, Channel, Priority
+from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling.registry import Job
+
+PROPOSE_AT = 14  # days before due: a meeting is proposed from this offset on
+CONFIRM_AT = 7  # days before due: the meeting and the guardians' notice are checked
+HIGH_PRIORITY_AT = 14
+
+
+def _email(recipient_id: int, template: str, context: dict, key: str, *, high: bool, student_id: int) -> NotificationRequest:
+    return NotificationRequest(
+        recipient_id=recipient_id, category=Category.IEP_REMINDER, channel=Channel.EMAIL, template=template,
+        context=context, dedupe_key=f"{key}:{recipient_id}:{Channel.EMAIL}",
+        priority=Priority.HIGH if high else Priority.NORMAL, student_id=student_id,
+    )
+
+
+def run(ctx) -> dict:
+    district = ctx.district
+    zone = district.zone
+    today = ctx.scheduled_for.astimezone(zone).date()
+    lead_days = district.meeting_notice_lead_days
+
+    # 1. Which IEPs get which reminder today, and which are overdue (one query).
+    due, overdue = selectors.reminders_due(district=district, today=today)
+    checked = selectors.active_ieps_within(
+        district=district, today=today, horizon_days=max(district.iep_reminder_offsets)
+    ).count()
+    total = len(due) + len(overdue)
+    ctx.progress(0, total)
+    recipients = selectors.reminder_recipients(district=district, reminders=due + overdue)
+
+    with transaction.atomic():
+        # 2. Meetings: propose one from 14 days on, then confirm the guardians' notice from 7.
+        proposed = services.iep_meetings_propose(iep_ids=[r.iep_id for r in due if r.offset <= PROPOSE_AT])
+        meetings: dict[int, tuple] = {}
+        for row in selectors.annual_review_meetings(iep_ids=[r.iep_id for r in due if r.offset <= CONFIRM_AT]).values_list(
+            "iep_id", "id", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"
+        ):
+            meetings.setdefault(row[0], []).append(row)
+        late: list[tuple[selectors.ReminderDue, int, dt.date | None]] = []
+        for r in due:
+            if r.offset > CONFIRM_AT:
+                continue
+            rows = meetings.get(r.iep_id, [])
+            open_ = [m for m in rows if m[2] != "held"]
+            held = [m for m in rows if m[2] == "held" and m[3] and m[3].astimezone(zone).date() > r.last_annual_review]
+            if held or not open_:
+                continue  # the review meeting already took place this cycle
+            _, meeting_id, _, when, notice_on, flagged = open_[0]
+            meeting_day = when.astimezone(zone).date() if when else None
+            if not flagged and not selectors.notice_on_time(notice_sent_on=notice_on, meeting_day=meeting_day, lead_days=lead_days):
+                late.append((r, meeting_id, meeting_day))
+        flagged = services.iep_meetings_flag_late_notice(meeting_ids=[m for _, m, _ in late])
+
+        # 3. The messages, by audience (set-based: the recipients were read in 4 queries).
+        requests: list[NotificationRequest] = []
+        per_offset: Counter = Counter()
+        sent: dict[int, list[int]] = {}
+        for r in due:
+            who = recipients[r.iep_id]
+            users: set[int] = set()
+            for audience in selectors.audience_for(r.offset):
+                users |= who[audience]
+            context = {
+                "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
+                "days_until_due": r.days_until_due, "offset": r.offset,
+                "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.offset == 0,
+            }
+            key = f"iep-reminder:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
+            requests += [
+                _email(u, "iep-reminder", context, key, high=r.offset <= HIGH_PRIORITY_AT, student_id=r.student_id)
+                for u in sorted(users)
+            ]
+            per_offset[str(r.offset)] += 1
+            sent.setdefault(r.offset, []).append(r.iep_id)
+        for r, meeting_id, meeting_day in late:
+            who = recipients[r.iep_id]
+            context = {
+                "iep_id": r.iep_id, "meeting_id": meeting_id, "student_name": r.student_name,
+                "review_due": r.due.isoformat(), "meeting_date": meeting_day.isoformat() if meeting_day else "",
+                "lead_days": lead_days,
+            }
+            requests += [
+                _email(u, "iep-notice-late", context, f"iep-notice-late:{meeting_id}", high=True, student_id=r.student_id)
+                for u in sorted(who["case-manager"] | who["coordinator"])
+            ]
+        for r in overdue:
+            context = {
+                "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
+                "days_overdue": -r.days_until_due,
+            }
+            requests += [
+                _email(u, "iep-overdue", context, f"iep-overdue:{r.iep_id}:{today.isoformat()}", high=True, student_id=r.student_id)
+                for u in sorted(recipients[r.iep_id]["coordinator"])
+            ]
+        queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
+
+        # 4. Bookkeeping on the IEP, one UPDATE per offset, in the same transaction as the
+        #    messages: a crash leaves neither, and a re-run finds the offset recorded.
+        services.iep_reminders_record(sent=sent, at=ctx.scheduled_for)
+    ctx.progress(total, total)
+    ctx.logger.info("%s reminders, %s overdue, %s queued", len(due), len(overdue), queued.inserted)
+    return {
+        "ieps_checked": checked,
+        "reminders_sent": dict(per_offset),
+        "overdue": len(overdue),
+        "meetings_proposed": len(proposed),
+        "notices_flagged": flagged,
+        "notifications_queued": queued.inserted + queued.digested,
+    }
+
 
 JOB = Job(
     slug='iep-review-reminders',
@@ -22,5 +160,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=8),
     overlap="skip",
-    entry=None,
+    entry=run,
 )

@@ -1,0 +1,62 @@
+"""Writes for special education: annual-review meetings proposed by the reminder job, late
+guardian notices flagged, and the reminder bookkeeping on the IEP. All set-based."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F
+
+from iep.models import IEP, IEPMeeting
+
+
+@transaction.atomic
+def iep_meetings_propose(*, iep_ids: Iterable[int]) -> list[int]:
+    """Propose an annual-review meeting for each IEP that has no open one. Returns the ids of
+    the IEPs that got a new meeting.
+
+    The partial unique constraint (one proposed/scheduled meeting per IEP and purpose) keeps
+    this single even when two runs race: the loser's insert is ignored (ON CONFLICT DO
+    NOTHING), and the ids are read back from what exists.
+    """
+    iep_ids = list(iep_ids)
+    if not iep_ids:
+        return []
+    open_statuses = [IEPMeeting.Status.PROPOSED, IEPMeeting.Status.SCHEDULED]
+    existing = set(
+        IEPMeeting.objects.filter(
+            iep_id__in=iep_ids, purpose=IEPMeeting.Purpose.ANNUAL_REVIEW, status__in=open_statuses
+        ).values_list("iep_id", flat=True)
+    )
+    todo = [i for i in iep_ids if i not in existing]
+    if not todo:
+        return []
+    IEPMeeting.objects.bulk_create(
+        [IEPMeeting(iep_id=i, purpose=IEPMeeting.Purpose.ANNUAL_REVIEW, status=IEPMeeting.Status.PROPOSED) for i in todo],
+        ignore_conflicts=True,
+    )
+    return todo
+
+
+@transaction.atomic
+def iep_meetings_flag_late_notice(*, meeting_ids: Iterable[int]) -> int:
+    """Mark meetings whose guardian notice did not go out the district's lead days before.
+    Only unflagged rows change, so a re-run flags nothing twice. Returns how many changed."""
+    meeting_ids = list(meeting_ids)
+    if not meeting_ids:
+        return 0
+    return IEPMeeting.objects.filter(id__in=meeting_ids, notice_flagged_late=False).update(notice_flagged_late=True)
+
+
+@transaction.atomic
+def iep_reminders_record(*, sent: dict[int, list[int]], at: dt.datetime) -> int:
+    """Record the reminder each IEP got: ``sent`` maps an offset to IEP ids. One UPDATE per
+    offset (a handful, whatever the number of IEPs). Returns the number of IEPs updated."""
+    updated = 0
+    for offset, iep_ids in sorted(sent.items()):
+        if iep_ids:
+            updated += IEP.objects.filter(id__in=iep_ids).update(
+                last_reminder_sent_at=at, last_reminder_offset=offset, reminders_sent_count=F("reminders_sent_count") + 1,
+            )
+    return updated
