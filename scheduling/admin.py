@@ -71,3 +71,87 @@ class ScheduleChangeAdmin(ReadOnlyAdmin):
 @admin.register(SchedulerHeartbeat)
 class SchedulerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("name", "last_beat", "passes")
+
+
+# -- stored reports (weekly analytics, compliance audit, system health) -------------------------
+from django.http import Http404, HttpResponse  # noqa: E402
+from django.shortcuts import get_object_or_404  # noqa: E402
+from django.urls import path, reverse  # noqa: E402
+from django.utils.html import format_html, format_html_join  # noqa: E402
+
+from scheduling import reports as report_lib  # noqa: E402
+from scheduling.models import Report  # noqa: E402
+
+
+@admin.register(Report)
+class ReportAdmin(ReadOnlyAdmin):
+    """Read-only. Principals see their schools' reports, district admins their district's,
+    system admins all (scheduling.reports.reports_visible_to). "View" serves the stored,
+    printable HTML as it was written; "CSV" downloads the figures (and any export file)."""
+
+    list_display = ("title", "kind", "district", "school", "period_start", "period_end", "updated_at", "links")
+    list_filter = ("kind",)
+    search_fields = ("title",)
+    date_hierarchy = "period_start"
+    fields = ("title", "kind", "district", "school", "period_start", "period_end", "content_hash", "evidence",
+              "job_run_id", "created_at", "updated_at", "links")
+    readonly_fields = fields
+
+    def _may_read_reports(self, request) -> bool:
+        from students.models import Role
+        from students.scoping import staff_of
+
+        s = staff_of(request.user)
+        return s.is_system_admin or (s.district_id is not None and s.has(Role.DISTRICT_ADMIN, Role.PRINCIPAL))
+
+    def has_module_permission(self, request):
+        return self._may_read_reports(request)
+
+    def has_view_permission(self, request, obj=None):
+        if not self._may_read_reports(request):
+            return False
+        return obj is None or report_lib.reports_visible_to(request.user).filter(pk=obj.pk).exists()
+
+    def get_queryset(self, request):
+        return report_lib.reports_visible_to(request.user).defer("html", "csv")
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/view/", self.admin_site.admin_view(self.view_html), name="scheduling_report_view"),
+            path("<int:pk>/csv/", self.admin_site.admin_view(self.download_csv), name="scheduling_report_csv"),
+        ]
+        return own + super().get_urls()
+
+    @admin.display(description="report")
+    def links(self, obj):
+        files = [("CSV", reverse("admin:scheduling_report_csv", args=[obj.pk]))]
+        files += [(name, reverse("admin:scheduling_report_csv", args=[obj.pk]) + f"?name={name}") for name in sorted(obj.extra_csv or {})]
+        return format_html(
+            '<a href="{}" target="_blank">View / print</a> · {}', reverse("admin:scheduling_report_view", args=[obj.pk]),
+            format_html_join(" · ", '<a href="{}">{}</a>', ((url, label) for label, url in files)),
+        )
+
+    def _report(self, request, pk: int) -> Report:
+        if not self._may_read_reports(request):
+            raise Http404("no such report")
+        return get_object_or_404(report_lib.reports_visible_to(request.user), pk=pk)
+
+    def view_html(self, request, pk: int):
+        report = self._report(request, pk)
+        response = HttpResponse(report.html, content_type="text/html; charset=utf-8")
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        return response
+
+    def download_csv(self, request, pk: int):
+        report = self._report(request, pk)
+        name = request.GET.get("name")
+        if name:
+            if name not in (report.extra_csv or {}):
+                raise Http404("no such file in this report")
+            text, filename = report.extra_csv[name], name
+        else:
+            text = report.csv
+            filename = f"{report.kind}-{report.school.code if report.school_id else report.district_id or 'global'}-{report.period_start}.csv"
+        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

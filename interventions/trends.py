@@ -1,0 +1,73 @@
+"""Weekly performance trends: the rules (UP / DOWN / STABLE, when a drop alerts) and the one
+write path of StudentAnalytics.
+
+Kept apart from interventions/services.py (attendance interventions) because it is a
+different state change with its own rules; reads are in interventions/selectors.py
+(``student_week_figures``, ``intervention_effects``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import transaction
+
+from interventions.models import StudentAnalytics, Trend
+
+TREND_BAND = Decimal("5")  # a change of more than 5 points is UP or DOWN; 5 or less is STABLE
+ALERT_DROP = Decimal("10")  # a drop of more than 10 points alerts the counselor
+ALERT_METRICS = ("grade", "attendance")  # the figures whose drop alerts
+
+
+def trend(current: Decimal | None, previous: Decimal | None, *, band: Decimal = TREND_BAND) -> str | None:
+    """UP / DOWN / STABLE, or None when either week has no figure (no trend, never NaN)."""
+    if current is None or previous is None:
+        return None
+    change = current - previous
+    if change > band:
+        return Trend.UP
+    if change < -band:
+        return Trend.DOWN
+    return Trend.STABLE
+
+
+def count_trend(current: int, previous: int) -> str:
+    """Incidents are counts, not percentages: any change is a trend (more incidents is UP)."""
+    return Trend.UP if current > previous else Trend.DOWN if current < previous else Trend.STABLE
+
+
+def drops(row: StudentAnalytics) -> list[tuple[str, Decimal, Decimal]]:
+    """The alerting figures that fell by more than 10 points: (metric, before, now)."""
+    out = []
+    for metric in ALERT_METRICS:
+        now, before = getattr(row, f"{metric}_pct"), getattr(row, f"{metric}_pct_prev")
+        if now is not None and before is not None and before - now > ALERT_DROP:
+            out.append((metric, before, now))
+    return out
+
+
+_UPDATE_FIELDS = [
+    "week_end", "grade_pct", "grade_pct_prev", "grade_count", "grade_trend", "attendance_pct", "attendance_pct_prev",
+    "attendance_trend", "completion_pct", "completion_pct_prev", "completion_trend", "incidents", "incidents_prev",
+    "incidents_trend", "intervention_effects", "alerted", "computed_at", "job_run_id",
+]
+
+
+@transaction.atomic
+def student_analytics_upsert(*, rows: list[StudentAnalytics], batch_size: int = 1000) -> int:
+    """Insert or update one row per (student, week start): one statement per 1,000 rows
+    (INSERT ... ON CONFLICT DO UPDATE), so a re-run of the week rewrites, never duplicates."""
+    if not rows:
+        return 0
+    StudentAnalytics.objects.bulk_create(
+        rows, batch_size=batch_size, update_conflicts=True, unique_fields=["student", "week_start"],
+        update_fields=_UPDATE_FIELDS,
+    )
+    return len(rows)
+
+
+def week_bounds(local_date: dt.date) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """(this week, last week): seven local days ending on ``local_date``, and the seven before."""
+    this = (local_date - dt.timedelta(days=6), local_date)
+    last = (local_date - dt.timedelta(days=13), local_date - dt.timedelta(days=7))
+    return this, last

@@ -1,0 +1,151 @@
+"""Stored reports: how a job builds one (inline SVG charts, CSV, content hash), its one
+write path (``report_store``) and who may read which (``reports_visible_to``).
+
+Reports are documents a principal prints: server-side HTML with inline SVG bar charts (no
+JavaScript), one CSV of the figures and, for exports, further CSV files. Nothing in a
+report's content depends on the wall clock, so the same inputs give the same bytes and the
+same ``content_hash`` whenever and however often the job runs.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from scheduling.models import Report
+
+
+# -- building a report ------------------------------------------------------------------------
+def pct(value) -> str:
+    """A percentage for people: "87.5%", or an en dash when there is no figure (never "nan")."""
+    if value is None:
+        return "–"
+    return f"{Decimal(value):.1f}%"
+
+
+def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str, maximum: float = 100.0,
+              unit: str = "%") -> SafeString:
+    """A horizontal bar chart as inline SVG: one bar per (label, value); None draws no bar
+    and prints "no data". Sized for print (fits A4/Letter width)."""
+    row, label_w, chart_w, top = 22, 170, 360, 26
+    height = top + row * max(len(bars), 1) + 8
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
+        f'width="{label_w + chart_w + 70}" height="{height}" class="chart">',
+        f'<text x="0" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    if not bars:
+        parts.append(f'<text x="0" y="{top + 14}" font-size="12" fill="#666">no data</text>')
+    for i, (label, value) in enumerate(bars):
+        y = top + i * row
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{escape(str(label))}</text>')
+        if value is None:
+            parts.append(f'<text x="{label_w + 4}" y="{y + 14}" font-size="12" fill="#666">no data</text>')
+            continue
+        v = float(value)
+        width = 0 if maximum <= 0 else max(0.0, min(v, maximum)) / maximum * chart_w
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" fill="#3b6ea5"></rect>')
+        shown = f"{v:.1f}{unit}" if unit == "%" else f"{v:g}{unit}"
+        parts.append(f'<text x="{label_w + width + 4:.1f}" y="{y + 14}" font-size="12">{escape(shown)}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """CSV text with a header row; None becomes an empty cell, Decimals print as they are."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow(["" if v is None else v for v in r])
+    return out.getvalue()
+
+
+def render_html(template: str, context: dict) -> str:
+    """A full printable HTML document from templates/reports/ (extends reports/_base.html)."""
+    return render_to_string(template, context)
+
+
+def content_hash(*, html: str, csv_text: str, extra_csv: dict[str, str] | None = None) -> str:
+    """SHA-256 over the HTML, the CSV and every extra CSV (by sorted file name), each
+    length-prefixed so moving bytes between parts changes the hash."""
+    h = hashlib.sha256()
+    parts = [("html", html), ("csv", csv_text)] + sorted((extra_csv or {}).items())
+    for name, text in parts:
+        data = text.encode()
+        h.update(f"{name}:{len(data)}:".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+@dataclass
+class Stored:
+    report: Report
+    created: bool
+    changed: bool  # the content differs from what was stored (always True when created)
+
+
+# -- the one write path -----------------------------------------------------------------------
+@transaction.atomic
+def report_store(
+    *, kind: str, district_id: int | None, school_id: int | None, period_start: dt.date, period_end: dt.date,
+    title: str, html: str, csv_text: str = "", extra_csv: dict[str, str] | None = None, evidence: dict,
+    job_run_id: int | None, now: dt.datetime,
+) -> Stored:
+    """Insert or replace the report of (kind, district, school, period start).
+
+    A re-run of the same period keeps the row (and its id, which emails link to) and
+    replaces the content; when the content hash is unchanged only the evidence's run id
+    moves. Two workers racing on a new period: the loser's insert fails on the unique
+    constraint inside a savepoint and it updates the winner's row instead.
+    """
+    extra_csv = dict(extra_csv or {})
+    digest = content_hash(html=html, csv_text=csv_text, extra_csv=extra_csv)
+    key = dict(kind=kind, district_id=district_id, school_id=school_id, period_start=period_start)
+    fields = dict(
+        period_end=period_end, title=title[:200], html=html, csv=csv_text, extra_csv=extra_csv,
+        content_hash=digest, evidence=evidence, job_run_id=job_run_id, updated_at=now,
+    )
+    existing = Report.objects.select_for_update().filter(**key).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return Stored(Report.objects.create(**key, **fields, created_at=now), created=True, changed=True)
+        except IntegrityError:
+            existing = Report.objects.select_for_update().get(**key)
+    changed = existing.content_hash != digest
+    for name, value in fields.items():
+        setattr(existing, name, value)
+    existing.save(update_fields=list(fields))
+    return Stored(existing, created=False, changed=changed)
+
+
+# -- who reads which --------------------------------------------------------------------------
+def reports_visible_to(user) -> QuerySet[Report]:
+    """System admins: every report; district admins: their district's (district-wide and
+    every school's); principals: their schools' reports. Nobody else."""
+    from students.models import Role
+    from students.scoping import NOTHING, is_staff_member, staff_of
+
+    s = staff_of(user)
+    qs = Report.objects.select_related("district", "school")
+    if s.is_system_admin:
+        return qs
+    if not is_staff_member(user):
+        return qs.none()
+    q = NOTHING
+    if s.has(Role.DISTRICT_ADMIN):
+        q |= Q(district_id=s.district_id)
+    if s.has(Role.PRINCIPAL):
+        q |= Q(school_id__in=s.school_ids)
+    return qs.filter(q)
