@@ -1,15 +1,58 @@
-"""Alert hooks of the scheduling engine. Delivery (mail, chat, pager) is the observability
-issue's; for now each hook logs at ERROR so a log shipper can page on it."""
+"""Alert hooks of the scheduling engine: the engine calls these; delivery (PagerDuty, Slack,
+email) is scheduling/alerting.py's.
+
+Each hook logs, then runs the alerting service in a savepoint and swallows any error: an
+alert that cannot be recorded must never fail, roll back or retry the job that raised it
+(the engine calls some hooks inside the transaction that records the run's outcome).
+"""
 from __future__ import annotations
 
 import logging
 
+from django.db import transaction
+
 logger = logging.getLogger("scheduling.alerts")
+
+
+def _safely(what: str, func, *args, **kwargs) -> None:
+    try:
+        with transaction.atomic():  # a savepoint inside the engine's transaction
+            func(*args, **kwargs)
+    except Exception:
+        logger.exception("alerting: %s could not be recorded (the job is not affected)", what)
 
 
 def job_failed(run) -> None:
     """A run failed for good: its last attempt failed, timed out or lost its worker."""
+    from scheduling import alerting
+
     logger.error(
         "job %s for %s failed for good: run #%s attempt %s %s: %s",
         run.job, run.district_id or "global", run.pk, run.attempt, run.status, (run.error or "").splitlines()[:1],
     )
+    _safely(f"failure of run #{run.pk}", alerting.on_job_failed, run)
+
+
+def slots_not_run(*, job_slug: str, district, slots, status: str, note: str) -> None:
+    """Slots were recorded as missed (scheduler not running) or skipped (overlap)."""
+    from scheduling import alerting
+
+    if not slots:
+        return
+    logger.warning("job %s for %s: %s slot(s) %s: %s", job_slug, getattr(district, "pk", None) or "global",
+                   len(slots), status, note)
+    _safely(f"{status} slots of {job_slug}", alerting.on_slots_not_run, job_slug=job_slug, district=district,
+            slots=list(slots), status=status, note=note)
+
+
+def run_started(run) -> None:
+    from scheduling import alerting
+
+    _safely(f"start of run #{run.pk}", alerting.on_run_started, run)
+
+
+def run_finished(run) -> None:
+    """Any end of a run: a success resolves its job's incidents."""
+    from scheduling import alerting
+
+    _safely(f"end of run #{run.pk}", alerting.on_run_finished, run)

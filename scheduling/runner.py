@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import registry
+from scheduling import alerts, registry
 from scheduling.models import JobRun
 from skillcore.access import access_trail
 
@@ -110,6 +110,7 @@ def claim(run_id: int) -> JobRun | None:
     )
     if claimed:
         run.refresh_from_db()
+        alerts.run_started(run)
         return run
     run.refresh_from_db()
     if run.status == JobRun.Status.RUNNING and run.deadline and run.deadline < now:
@@ -171,4 +172,5 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
         run.refresh_from_db()
         if status != JobRun.Status.SUCCEEDED:
             services.after_failure(run=run, job=job, auto_retry=auto_retry)
+        alerts.run_finished(run)  # a success resolves the job's open incidents
     return run

@@ -82,4 +82,13 @@ def scheduler_pass(broker=None):
         services.reap_lost_runs(now=now)
     except Exception:  # bookkeeping must never stop schedules from firing
         logger.exception("scheduler pre-pass failed")
-    return scheduler(broker)
+    result = scheduler(broker)
+    try:
+        # After django-q2's pass, so the slots it just fired are not seen as overdue: long
+        # runs, a stalled scheduler, and alert deliveries waiting for a retry.
+        from scheduling import alerting
+
+        alerting.watch()
+    except Exception:
+        logger.exception("alert watch failed")
+    return result

@@ -275,10 +275,14 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
             ))
             JobRun.objects.bulk_create(rows, ignore_conflicts=True)
             JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
+            alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
+                                 status=JobRun.Status.MISSED, note=rows[-1].note)
             return None
         trigger = JobRun.Trigger.CATCH_UP
     if rows:
         JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
+                             status=JobRun.Status.MISSED, note=rows[0].note)
 
     running = (
         JobRun.objects.filter(job=job_slug, district_id=district_id, status=JobRun.Status.RUNNING)
@@ -293,6 +297,8 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
             f"skipped: run #{running.pk} (slot {running.slot:%Y-%m-%d %H:%M}Z) is still running; overlap policy: skip",
             trigger=trigger, now=now,
         )], ignore_conflicts=True)
+        alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[latest], status=JobRun.Status.SKIPPED,
+                             note=f"run #{running.pk} is still running (overlap policy: skip)")
         return None
     try:
         with transaction.atomic():  # a savepoint: losing the race must not poison the outer block

@@ -1,0 +1,234 @@
+"""Job metrics for Prometheus, read from the database at scrape time.
+
+Web servers and qcluster workers are separate processes (and machines): counters kept in
+process memory would disagree between them and reset on every restart. The database
+already holds every run, so a custom prometheus_client Collector computes the figures when
+/metrics is scraped and any process serves the same numbers. Counters are counts of rows
+(executions, failures, missed, skipped, notifications sent): they only go down when
+history is pruned, which Prometheus handles as a counter reset.
+
+Cost: a fixed number of queries per scrape whatever the number of schedules or runs
+(``QUERIES``, asserted by the tests): one grouped pass over the run history per job,
+one over the schedules (next run and last success, per job and district), and a few
+small counts. See README "Observability and alerting" for measured times.
+"""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db.models import Count, F, FloatField, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import REGISTRY
+
+from scheduling import registry
+
+# Seconds. Jobs range from a few seconds (stream cleanup) to an hour (archival, rollover).
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+# Queries per scrape: run figures, schedules, heartbeat, overdue, queue (ORM broker only),
+# notifications, alert deliveries, open incidents.
+QUERIES_ORM_BROKER = 8
+QUERIES_REDIS_BROKER = 7
+
+
+def _bucket_key(bound: float) -> str:
+    return f"le_{str(bound).replace('.', '_')}"
+
+
+class JobMetricsCollector:
+    """A prometheus_client collector (``collect()`` yields metric families)."""
+
+    def describe(self):
+        # Registering calls describe(): returning the families without samples keeps
+        # registration free of database queries (it happens at import time).
+        return list(self._families().values())
+
+    def collect(self):
+        started = time.monotonic()
+        families = self._families()
+        self._fill(families)
+        families["scrape"].add_metric([], time.monotonic() - started)
+        return list(families.values())
+
+    # -- the families ---------------------------------------------------------------------
+    @staticmethod
+    def _families() -> dict:
+        return {
+            "executions": CounterMetricFamily(
+                "scheduled_job_executions", "Runs that executed (succeeded, failed or timed out), by job.", labels=["job"]),
+            "failures": CounterMetricFamily(
+                "scheduled_job_failures", "Runs that failed or timed out (every attempt), by job.", labels=["job"]),
+            "timeouts": CounterMetricFamily(
+                "scheduled_job_timeouts", "Runs that timed out, by job.", labels=["job"]),
+            "missed": CounterMetricFamily(
+                "scheduled_job_missed_runs", "Slots recorded as missed (no scheduler running in time), by job.", labels=["job"]),
+            "skipped": CounterMetricFamily(
+                "scheduled_job_skipped_runs", "Slots recorded as skipped (paused, or overlap with a run still going), by job.",
+                labels=["job"]),
+            "duration": HistogramMetricFamily(
+                "scheduled_job_duration_seconds", "Duration of executed runs, by job.", labels=["job"]),
+            "running": GaugeMetricFamily("scheduled_job_running", "Runs in progress, by job.", labels=["job"]),
+            "queued": GaugeMetricFamily("scheduled_job_queued", "Runs queued and not started, by job.", labels=["job"]),
+            "next": GaugeMetricFamily(
+                "scheduled_job_next_execution_seconds",
+                "Seconds until the next slot (negative: overdue), by job and district id ('global').",
+                labels=["job", "district"]),
+            "last_success": GaugeMetricFamily(
+                "scheduled_job_last_success_timestamp_seconds",
+                "Unix time the last successful run finished, by job and district id ('global').",
+                labels=["job", "district"]),
+            "heartbeat": GaugeMetricFamily(
+                "scheduled_job_scheduler_last_heartbeat_timestamp_seconds",
+                "Unix time any scheduler last ran a pass (absent: never)."),
+            "overdue": GaugeMetricFamily(
+                "scheduled_job_overdue_schedules", "Live schedules overdue by more than the grace (scheduler not running)."),
+            "queue": GaugeMetricFamily("scheduled_job_queue_depth", "Tasks waiting in the django-q2 broker.", labels=["broker"]),
+            "notif_sent": CounterMetricFamily(
+                "notifications_sent", "Notifications delivered, by channel.", labels=["channel"]),
+            "notif_failed": CounterMetricFamily(
+                "notifications_failed", "Notifications that failed for good, by channel.", labels=["channel"]),
+            "notif_waiting": GaugeMetricFamily(
+                "notifications_waiting", "Notifications pending, deferred or sending, by channel.", labels=["channel"]),
+            "alerts": GaugeMetricFamily(
+                "scheduled_job_alert_deliveries", "Alert deliveries by channel and status.", labels=["channel", "status"]),
+            "incidents": GaugeMetricFamily(
+                "scheduled_job_open_incidents", "Open incidents by kind and severity.", labels=["kind", "severity"]),
+            "scrape": GaugeMetricFamily(
+                "scheduled_job_metrics_scrape_seconds", "Time spent computing the job metrics for this scrape."),
+        }
+
+    def _fill(self, fam: dict) -> None:
+        from notifications.models import Notification, Status as NStatus
+        from scheduling import selectors
+        from scheduling.alert_models import AlertDelivery, Incident
+        from scheduling.models import JobRun, JobSchedule
+
+        now = timezone.now()
+        S = JobRun.Status
+        executed = Q(status__in=[S.SUCCEEDED, S.FAILED, S.TIMED_OUT])
+        timed = executed & Q(duration_seconds__isnull=False)
+        # 1. One grouped pass over the run history: every per-job figure, the histogram
+        #    buckets as filtered counts (cumulative, as Prometheus wants them).
+        aggregates = {
+            "executions": Count("id", filter=executed),
+            "failures": Count("id", filter=Q(status__in=[S.FAILED, S.TIMED_OUT])),
+            "timeouts": Count("id", filter=Q(status=S.TIMED_OUT)),
+            "missed": Count("id", filter=Q(status=S.MISSED)),
+            "skipped": Count("id", filter=Q(status=S.SKIPPED)),
+            "running": Count("id", filter=Q(status=S.RUNNING)),
+            "queued": Count("id", filter=Q(status=S.QUEUED)),
+            "timed": Count("id", filter=timed),
+            "duration_sum": Coalesce(Sum("duration_seconds", filter=timed), Value(0.0), output_field=FloatField()),
+        }
+        for bound in DURATION_BUCKETS:
+            aggregates[_bucket_key(bound)] = Count("id", filter=timed & Q(duration_seconds__lte=bound))
+        per_job = {row["job"]: row for row in JobRun.objects.order_by().values("job").annotate(**aggregates)}
+        # Every registered job appears, with zeros before its first run (absent series
+        # make "rate(...) == 0" alert rules silently never fire).
+        slugs = sorted({j.slug for j in registry.all_jobs()} | set(per_job))
+        for slug in slugs:
+            row = per_job.get(slug)
+            get = (lambda key, row=row: row[key] if row else 0)
+            fam["executions"].add_metric([slug], get("executions"))
+            fam["failures"].add_metric([slug], get("failures"))
+            fam["timeouts"].add_metric([slug], get("timeouts"))
+            fam["missed"].add_metric([slug], get("missed"))
+            fam["skipped"].add_metric([slug], get("skipped"))
+            fam["running"].add_metric([slug], get("running"))
+            fam["queued"].add_metric([slug], get("queued"))
+            buckets = [(_le(b), get(_bucket_key(b))) for b in DURATION_BUCKETS] + [("+Inf", get("timed"))]
+            fam["duration"].add_metric([slug], buckets, sum_value=float(get("duration_sum") or 0.0))
+
+        # 2. One query over live schedules: next slot and the last success's end, the latter
+        #    a correlated subquery on the (job, district, -started_at) index.
+        last_ok = JobRun.objects.annotate(d=Coalesce("district_id", Value(0))).filter(
+            job=OuterRef("job"), d=OuterRef("d0"), status=S.SUCCEEDED,
+        ).order_by(F("started_at").desc(nulls_last=True), "-id").values("finished_at")[:1]
+        schedules = (
+            JobSchedule.objects.filter(removed_at__isnull=True)
+            .annotate(d0=Coalesce("district_id", Value(0)))
+            .annotate(last_ok=Subquery(last_ok), next_run=F("q_schedule__next_run"), q_repeats=F("q_schedule__repeats"))
+            .values_list("job", "district_id", "paused", "next_run", "q_repeats", "last_ok")
+        )
+        for slug, district_id, paused, next_run, repeats, last in schedules:
+            labels = [slug, str(district_id) if district_id is not None else "global"]
+            if next_run is not None and not paused and repeats != 0:
+                fam["next"].add_metric(labels, (next_run - now).total_seconds())
+            if last is not None:
+                fam["last_success"].add_metric(labels, last.timestamp())
+
+        # 3. The scheduler: last heartbeat, overdue schedules.
+        beat = selectors.last_scheduler_heartbeat()
+        if beat is not None:
+            fam["heartbeat"].add_metric([], beat.timestamp())
+        fam["overdue"].add_metric([], selectors.overdue_schedules(now).order_by().count())
+
+        # 4. Queue depth: OrmQ rows (one count) or the Redis list's length (no SQL).
+        fam["queue"].add_metric(["redis" if settings.Q_CLUSTER.get("redis") else "orm"], _broker().queue_size())
+
+        # 5. Notifications by channel and status (one grouped count).
+        notif = Notification.objects.order_by().values("channel", "status").annotate(n=Count("id"))
+        sent, failed, waiting = {}, {}, {}
+        for row in notif:
+            ch = row["channel"]
+            if row["status"] == NStatus.SENT:
+                sent[ch] = sent.get(ch, 0) + row["n"]
+            elif row["status"] == NStatus.FAILED:
+                failed[ch] = failed.get(ch, 0) + row["n"]
+            elif row["status"] in (NStatus.PENDING, NStatus.DEFERRED, NStatus.SENDING):
+                waiting[ch] = waiting.get(ch, 0) + row["n"]
+        from notifications.models import Channel as NChannel
+
+        for ch in NChannel.values:
+            fam["notif_sent"].add_metric([ch], sent.get(ch, 0))
+            fam["notif_failed"].add_metric([ch], failed.get(ch, 0))
+            fam["notif_waiting"].add_metric([ch], waiting.get(ch, 0))
+
+        # 6. Alerting: deliveries by channel and status, open incidents by kind.
+        for row in AlertDelivery.objects.order_by().values("channel", "status").annotate(n=Count("id")):
+            fam["alerts"].add_metric([row["channel"], row["status"]], row["n"])
+        open_incidents = (
+            Incident.objects.filter(resolved_at__isnull=True).order_by().values("kind", "severity")
+            .annotate(n=Count("id", output_field=IntegerField()))
+        )
+        seen = set()
+        for row in open_incidents:
+            seen.add((row["kind"], row["severity"]))
+            fam["incidents"].add_metric([row["kind"], row["severity"]], row["n"])
+        for kind in Incident.Kind.values:  # zeros, so "> 0" rules see the series
+            for severity in Incident.Severity.values:
+                if (kind, severity) not in seen:
+                    fam["incidents"].add_metric([kind, severity], 0)
+
+
+def _le(bound: float) -> str:
+    return str(bound)
+
+
+_broker_instance = None
+
+
+def _broker():
+    """The configured django-q2 broker, created once per process (a Redis connection pool)."""
+    global _broker_instance
+    if _broker_instance is None:
+        from django_q.brokers import get_broker
+
+        _broker_instance = get_broker()
+    return _broker_instance
+
+
+_collector: JobMetricsCollector | None = None
+
+
+def register() -> JobMetricsCollector:
+    """Add the collector to prometheus_client's default registry (the one django-prometheus
+    exports); idempotent."""
+    global _collector
+    if _collector is None:
+        collector = JobMetricsCollector()
+        REGISTRY.register(collector)
+        _collector = collector
+    return _collector
