@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from notifications.models import DigestItem, Notification, RecipientProfile, Status
+from notifications.models import Category, DigestItem, Notification, NotificationPreference, RecipientProfile, Status
 from students import scoping
 from students.models import Role
 from students.roles import has_role
@@ -47,3 +47,31 @@ def recipient_profiles_visible_to(user) -> QuerySet:
     if has_role(user, Role.SYSTEM_ADMIN):
         return RecipientProfile.objects.all()
     return RecipientProfile.objects.filter(scoping.people_q(user, "user"))
+
+
+def low_grade_thresholds(*, user_ids) -> dict[int, list[tuple[str, object]]]:
+    """user id -> [(channel, threshold percentage)] for people who asked, on the grade-digest
+    category, to be alerted at once when a grade falls below a percentage. One query."""
+    out: dict[int, list[tuple[str, object]]] = {}
+    rows = NotificationPreference.objects.filter(
+        user_id__in=list(user_ids), category=Category.GRADE_DIGEST, low_grade_threshold__isnull=False,
+    ).order_by("user_id", "channel").values_list("user_id", "channel", "low_grade_threshold")
+    for user_id, channel, threshold in rows:
+        out.setdefault(user_id, []).append((channel, threshold))
+    return out
+
+
+def queued_recipients(*, dedupe_keys, object_keys) -> set[tuple[int, int | None]]:
+    """(recipient id, student id) of the requests that are in the outbox to be delivered
+    (pending, deferred, sending or sent: not suppressed or failed) by dedupe key, or waiting
+    in a digest by object key. What a job reports as "notified"; two queries."""
+    from notifications.services import _among
+
+    live = [Status.PENDING, Status.DEFERRED, Status.SENDING, Status.SENT]
+    out: set[tuple[int, int | None]] = set()
+    dedupe_keys, object_keys = list(dedupe_keys), list(object_keys)
+    if dedupe_keys:
+        out.update(Notification.objects.filter(_among("dedupe_key", dedupe_keys), status__in=live).values_list("recipient_id", "student_id"))
+    if object_keys:
+        out.update(DigestItem.objects.filter(_among("object_key", object_keys)).values_list("recipient_id", "student_id"))
+    return out

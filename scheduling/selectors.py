@@ -169,3 +169,32 @@ def recent_durations(*, job_slug: str, district_id: int | None, limit: int = 30)
     qs = JobRun.objects.filter(job=job_slug, district_id=district_id, status__in=EXECUTED, duration_seconds__isnull=False)
     rows = list(qs.order_by("-started_at").values_list("started_at", "duration_seconds")[:limit])
     return rows[::-1]
+
+
+def last_delivered_slot(*, job_slug: str, district_id: int | None, before: dt.datetime) -> dt.datetime | None:
+    """The latest slot before ``before`` whose run of this job and district delivered its
+    output: it succeeded, or it committed a ``delivered_through`` checkpoint together with
+    its output (a worker killed after that commit but before the success was recorded).
+
+    Jobs that cover "everything since the previous run" (grade-posting-digest) start their
+    window here, so a late or retried run neither skips nor repeats. Any trigger counts: a
+    manual run covered its window too. Uses index jobrun_job_district_started's columns.
+    """
+    return (
+        JobRun.objects.filter(job=job_slug, district_id=district_id, slot__lt=before)
+        .filter(Q(status=JobRun.Status.SUCCEEDED) | Q(checkpoint__has_key="delivered_through"))
+        .order_by("-slot").values_list("slot", flat=True).first()
+    )
+
+
+def previous_cron_slot(*, job_slug: str, district_id: int | None, tz_name: str, before: dt.datetime) -> dt.datetime | None:
+    """The slot of the job's cron (the district's schedule, else the job's default) before
+    ``before``, looking back at most 35 days; None for an ad-hoc job."""
+    expr = (
+        JobSchedule.objects.filter(job=job_slug, district_id=district_id, removed_at__isnull=True)
+        .values_list("cron", flat=True).first()
+    ) or registry.get(job_slug).default_cron
+    if not expr:
+        return None
+    slots = cron.slots_between(expr, tz_name, after=before - dt.timedelta(days=35), until=before - dt.timedelta(microseconds=1))
+    return slots[-1] if slots else None

@@ -5,7 +5,11 @@ import bisect
 import datetime as dt
 from dataclasses import dataclass
 
-from students.models import AcademicSession, CalendarDay, District
+from django.db.models import Q
+
+from students.models import (
+    AcademicSession, Assignment, CalendarDay, District, Grade, GuardianLink, SectionEnrollment, Submission,
+)
 
 
 def current_session(district: District) -> AcademicSession | None:
@@ -50,3 +54,64 @@ def instructional_calendars(*, school_ids, first: dt.date, last: dt.date) -> dic
     for school_id, day in rows:
         days[school_id].append(day)
     return {sid: SchoolCalendar(tuple(d)) for sid, d in days.items()}
+
+
+# --- coursework: grades posted and assignments due (grade-posting-digest, missing-assignment-alerts)
+
+def grades_posted_between(*, district: District, after: dt.datetime, until: dt.datetime):
+    """Grades posted in (after, until] for the district's active students, one query, with
+    what a digest line prints: class, assignment, score and maximum (index on posted_at)."""
+    return (
+        Grade.objects.filter(
+            posted_at__gt=after, posted_at__lte=until, student__school__district=district, student__is_active=True,
+        )
+        .order_by("student_id", "assignment__section__course_name", "posted_at", "id")
+        .values(
+            "id", "student_id", "student__user_id", "student__first_name", "score", "posted_at",
+            "assignment_id", "assignment__title", "assignment__max_score", "assignment__section_id",
+            "assignment__section__course_name",
+        )
+    )
+
+
+def muted_sections(*, student_ids) -> set[tuple[int, int]]:
+    """(student id, section id) of the classes each student muted, one query."""
+    return set(
+        SectionEnrollment.objects.filter(student_id__in=list(student_ids), notifications_muted=True)
+        .values_list("student_id", "section_id")
+    )
+
+
+def guardians_of(*, student_ids) -> list[tuple[int, int]]:
+    """(student id, guardian user id) for every link, revoked ones included: the outbox's
+    enqueue decides revocation and age 18 and records why a message was not sent."""
+    return list(GuardianLink.objects.filter(student_id__in=list(student_ids)).values_list("student_id", "guardian_id"))
+
+
+def assignments_due_on(*, district: District, dates) -> list[dict]:
+    """Published assignments with a maximum score above zero due on one of ``dates``."""
+    return list(
+        Assignment.objects.filter(
+            section__school__district=district, status=Assignment.Status.PUBLISHED, max_score__gt=0,
+            due_date__in=list(dates),
+        ).order_by("due_date", "id").values("id", "title", "due_date", "is_major", "section_id", "section__course_name")
+    )
+
+
+def enrolled_on(*, section_ids, day: dt.date) -> list[dict]:
+    """Active students enrolled in these sections on ``day`` (the enrollment has started and
+    not ended), one query."""
+    return list(
+        SectionEnrollment.objects.filter(section_id__in=list(section_ids), start_date__lte=day, student__is_active=True)
+        .filter(Q(end_date__isnull=True) | Q(end_date__gte=day))
+        .values("section_id", "student_id", "student__user_id")
+    )
+
+
+def turned_in(*, assignment_ids) -> set[tuple[int, int]]:
+    """(assignment id, student id) submitted or exempt: no reminder for those, one query."""
+    return set(
+        Submission.objects.filter(assignment_id__in=list(assignment_ids))
+        .filter(Q(submitted_at__isnull=False) | Q(is_exempt=True))
+        .values_list("assignment_id", "student_id")
+    )

@@ -2,15 +2,163 @@
 
 Why then: 20:00 local: after teachers post the day's grades and before the 21:00 end of the family messaging window.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run grade-posting-digest`` refuses to run it.
-"""
-from datetime import timedelta
+Window: grades posted in (previous delivered slot, this slot]. The previous delivered slot is
+the latest earlier slot of this job and district whose run succeeded or committed its
+output (scheduling.selectors.last_delivered_slot); never "the last 24 hours from now", so a
+late run (catch-up at 20:40) or a retry (same slot, hours later) neither skips nor repeats a
+grade. First run ever: the job's previous cron slot (one day back with the default cron).
+Look-back is capped at MAX_LOOKBACK (a schedule paused for months does not mail a term's
+grades at once; the cap is logged when it applies).
 
+Messages: one digest per student (their own account) and one per linked guardian, listing
+class, assignment, score, maximum and percentage (score / maximum). The outbox's enqueue
+applies the recipient's grade-digest frequency (immediately: the digest goes now; daily or
+weekly: it joins that digest; never: suppressed), guardian revocation and age 18
+(student_id is passed). Classes the student muted are left out of the student's own digest.
+Guardians with ``NotificationPreference.low_grade_threshold`` (category grade-digest) also
+get an immediate performance alert, per grade below the threshold, on that preference's
+channel (the grade stays in the digest: the digest is the full record).
+
+Idempotency: ``grade-digest:<slot>:<student>:<recipient>:email`` (a re-run of a slot has the
+same window and keys) and ``low-grade:<grade>:<posted_at>:<recipient>:<channel>``. The
+messages and the ``delivered_through`` checkpoint commit in one transaction.
+
+Student data read: grades posted in the window (score, assignment title and maximum, class
+name), students' first names and accounts, muted classes, guardian links.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.models import Category, Channel, Priority
+from notifications.selectors import low_grade_thresholds, queued_recipients
+from notifications.services import NotificationRequest, notifications_enqueue
+from scheduling import selectors as run_selectors
 from scheduling.registry import Job
+from students import selectors
+
+SLUG = "grade-posting-digest"
+MAX_LOOKBACK = dt.timedelta(days=14)
+
+
+def _number(value: Decimal) -> str:
+    """8.50 -> "8.5", 10.00 -> "10": what a family expects to read."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def percentage(score: Decimal, maximum: Decimal) -> Decimal:
+    return (Decimal(score) * 100 / Decimal(maximum)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def window(ctx) -> tuple[dt.datetime, dt.datetime]:
+    """(after, until] for this run."""
+    until = ctx.scheduled_for
+    after = run_selectors.last_delivered_slot(job_slug=SLUG, district_id=ctx.district.id, before=until)
+    if after is None:
+        after = run_selectors.previous_cron_slot(
+            job_slug=SLUG, district_id=ctx.district.id, tz_name=ctx.district.time_zone, before=until,
+        ) or until - dt.timedelta(days=1)
+        ctx.logger.info("first delivered run: looking back to the previous slot %s", after.isoformat())
+    if until - after > MAX_LOOKBACK:
+        ctx.logger.warning("last delivered slot %s is more than %s ago: capped", after.isoformat(), MAX_LOOKBACK)
+        after = until - MAX_LOOKBACK
+    return after, until
+
+
+def run(ctx) -> dict:
+    district = ctx.district
+    after, until = window(ctx)
+    slot_key = until.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%MZ")
+
+    # 1. The grades of the window and who hears about them (a fixed number of queries).
+    grades = list(selectors.grades_posted_between(district=district, after=after, until=until))
+    ctx.progress(0, len(grades))
+    by_student: dict[int, list[dict]] = defaultdict(list)
+    for g in grades:
+        g["line"] = {
+            "grade_id": g["id"], "course_name": g["assignment__section__course_name"], "assignment_title": g["assignment__title"],
+            "score": _number(g["score"]), "max_score": _number(g["assignment__max_score"]),
+            "percentage": str(percentage(g["score"], g["assignment__max_score"])),
+        }
+        by_student[g["student_id"]].append(g)
+    muted = selectors.muted_sections(student_ids=by_student)
+    guardians: dict[int, list[int]] = defaultdict(list)
+    for student_id, guardian_id in selectors.guardians_of(student_ids=by_student):
+        guardians[student_id].append(guardian_id)
+    thresholds = low_grade_thresholds(user_ids={g for gs in guardians.values() for g in gs})
+
+    # 2. One digest per student and per guardian; low-grade alerts per grade.
+    requests: list[NotificationRequest] = []
+    student_users: set[int] = set()
+    low_alerts = 0
+
+    def digest(recipient_id: int, student_id: int, lines: list[dict]) -> NotificationRequest:
+        return NotificationRequest(
+            recipient_id=recipient_id, category=Category.GRADE_DIGEST, channel=Channel.EMAIL, template="grade-digest",
+            context={"grades": [g["line"] for g in lines], "grade_count": len(lines), "window_end": until.isoformat()},
+            dedupe_key=f"grade-digest:{slot_key}:{student_id}:{recipient_id}:{Channel.EMAIL}",
+            student_id=student_id, object_key=f"grade-digest:{slot_key}:{student_id}", event="posted",
+        )
+
+    for student_id, lines in by_student.items():
+        user_id = lines[0]["student__user_id"]
+        if user_id:
+            own = [g for g in lines if (student_id, g["assignment__section_id"]) not in muted]
+            if own:
+                requests.append(digest(user_id, student_id, own))
+                student_users.add(user_id)
+        for guardian_id in guardians.get(student_id, ()):
+            requests.append(digest(guardian_id, student_id, lines))
+            for channel, threshold in thresholds.get(guardian_id, ()):
+                for g in lines:
+                    pct = percentage(g["score"], g["assignment__max_score"])
+                    if pct >= threshold:
+                        continue
+                    low_alerts += 1
+                    posted = g["posted_at"].astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+                    requests.append(NotificationRequest(
+                        recipient_id=guardian_id, category=Category.PERFORMANCE_ALERT, channel=channel,
+                        template="low-grade-alert",
+                        context={**g["line"], "threshold": _number(threshold), "grade_id": g["id"]},
+                        dedupe_key=f"low-grade:{g['id']}:{posted}:{guardian_id}:{channel}",
+                        priority=Priority.HIGH, student_id=student_id, section_id=g["assignment__section_id"],
+                    ))
+
+    # 3. Queue everything and mark the window delivered, in one transaction: a crash leaves
+    #    neither, and a run that committed counts as delivered even if its success was lost.
+    with transaction.atomic():
+        queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
+        ctx.save_checkpoint({"delivered_through": until.isoformat(), "window_after": after.isoformat()})
+    # Who will actually get this slot's digest (preferences, revocation and age 18 applied),
+    # re-read from the outbox so a re-run of the slot reports the same people.
+    digests = [r for r in requests if r.category == Category.GRADE_DIGEST]
+    notified = queued_recipients(
+        dedupe_keys=[r.dedupe_key for r in digests], object_keys={r.object_key for r in digests},
+    )
+    notified = {(u, s) for u, s in notified if s in by_student}
+    ctx.progress(len(grades), len(grades))
+    ctx.logger.info("%s grades in (%s, %s]: %s requests", len(grades), after.isoformat(), until.isoformat(), len(requests))
+    return {
+        "window_after": after.astimezone(district.zone).isoformat(),
+        "window_until": until.astimezone(district.zone).isoformat(),
+        "grades": len(grades),
+        "students_notified": len({s for u, s in notified if u in student_users}),
+        "guardians_notified": len({u for u, s in notified if u not in student_users}),
+        "low_grade_alerts": low_alerts,
+        "notifications_queued": queued.inserted + queued.digested,
+        "suppressed": dict(queued.suppressed),
+    }
+
 
 JOB = Job(
-    slug='grade-posting-digest',
+    slug=SLUG,
     title='Grade posting digest',
     default_cron='0 20 * * *',
     why=__doc__.split("Why then: ", 1)[1].split("\n\n", 1)[0].replace("\n", " "),
@@ -22,5 +170,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(minutes=50),
     overlap="skip",
-    entry=None,
+    entry=run,
 )
