@@ -2,12 +2,43 @@
 
 Why then: Sunday 02:00 local: deactivating accounts when nobody is signed in avoids cutting off someone mid-session.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run inactive-user-cleanup`` refuses to run it.
+The rules are in scheduling/lifecycle.py (as of the slot's local date): teachers inactive 2+
+years are deactivated; students who graduated or transferred 2+ years ago are archived
+(and their login deactivated); guardians whose children all left 2+ years ago are
+deactivated; other staff inactive 1+ year are flagged for review, not deactivated.
+Superusers and system admins are never touched; nothing is deleted; every change writes a
+scheduling.UserLifecycleChange row (before / after, rule, run).
+
+Dry run: ``manage.py inactive_users --district ID [--as-of DATE] --dry-run`` lists what this
+job would change and writes nothing (``jobs run`` takes no job options).
+
+Idempotency: each rule selects only rows not yet changed (active users, unarchived
+students, unflagged staff), locked while planned: a re-run of the same slot changes nothing
+and audits nothing.
+
+Student data read and written: students (graduation, transfer, exit dates; archived_at,
+is_active), guardian links. Also user accounts and staff profiles.
 """
+from __future__ import annotations
+
 from datetime import timedelta
 
 from scheduling.registry import Job
+
+
+def run(ctx) -> dict:
+    from scheduling.lifecycle import inactive_users_apply, summarize
+
+    local_date = ctx.scheduled_for.astimezone(ctx.district.zone).date()
+    changes = inactive_users_apply(
+        district=ctx.district, as_of=local_date, at=ctx.scheduled_for, job_run_id=ctx.run.id,
+        actor_label=f"job inactive-user-cleanup run {ctx.run.id}",
+    )
+    for c in changes[:200]:
+        ctx.logger.info("%s %s (%s)", c.action, c.label, c.rule)
+    ctx.progress(len(changes), len(changes))
+    return {"as_of": local_date.isoformat(), "changes": len(changes), **summarize(changes)}
+
 
 JOB = Job(
     slug='inactive-user-cleanup',
@@ -22,5 +53,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=24),
     overlap="skip",
-    entry=None,
+    entry=run,
 )
