@@ -245,3 +245,16 @@ def test_enqueue_query_count_does_not_grow_with_batch_size(school, django_assert
     if connection.vendor == "postgresql":
         assert len(large_queries) == 14  # one INSERT each for outbox and digest items
     # (SQLite caps a statement at 999 parameters: Django splits the INSERT every ~45 rows.)
+
+
+def test_enqueue_is_on_the_ferpa_access_trail(family):
+    from skillcore.access import access_trail
+    from skillcore.models import AccessLog
+
+    with access_trail(purpose="grade digest", job_run_id=9):
+        notifications_enqueue([req(family["guardian"], student=family["student"])], job_run_id=9)
+
+    written = AccessLog.objects.get(model="notifications.Notification", operation="create")
+    assert (written.job_run_id, written.row_count, written.student_ids) == (9, 1, [family["student"].pk])
+    read = AccessLog.objects.get(model="students.Student", operation="read")
+    assert read.student_ids == [family["student"].pk]
