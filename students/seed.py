@@ -363,10 +363,10 @@ class _Kid:
 
 
 class _Seeder:
-    def __init__(self, spec: SeedSpec, progress: Callable[[str], None] | None):
+    def __init__(self, spec: SeedSpec, progress: Callable[[int, int, str], None] | None):
         self.spec = spec
         self.zone = zoneinfo.ZoneInfo(spec.time_zone)
-        self.progress = progress or (lambda msg: None)
+        self.progress = progress or (lambda done, total, detail: None)
         self.counts: dict[str, int] = {}
         self.writer = _Writer(self.counts)
         self.rng = random.Random(f"{spec.seed}:district")
@@ -469,7 +469,7 @@ class _Seeder:
             done += n
             self.writer.flush()
             rows = sum(self.counts.values())
-            self.progress(f"{index + 1}/{len(schools)} schools, {done:,}/{total:,} students, {rows:,} rows")
+            self.progress(done, total, f"{index + 1}/{len(schools)} schools, {done:,}/{total:,} students, {rows:,} rows")
         return self.district
 
     def plan_schools(self, rng: random.Random) -> list[tuple[str, int, int, int]]:
@@ -947,10 +947,11 @@ def _fast_load_session() -> bool:
 
 def seed_district(
     *, name: str, students: int, seed: int, time_zone: str, as_of: dt.date,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> SeedResult:
     """Validate, then generate a whole district in one transaction. Raises SeedError on bad input
-    (before anything is written)."""
+    (before anything is written). ``progress(students_done, students_total, detail)`` is called
+    after each school."""
     spec = validate_spec(name=name, students=students, seed=seed, time_zone=time_zone, as_of=as_of)
     started = time.monotonic()
     with transaction.atomic():

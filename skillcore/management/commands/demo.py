@@ -67,7 +67,7 @@ class Command(BaseCommand):
             return existing
         self.stdout.write(f"2. Seeding {DEMO_DISTRICT!r} ({students} students, seed {DEMO_SEED}, {DEMO_TIME_ZONE})...")
         zone_today = timezone.now().astimezone(zoneinfo.ZoneInfo(DEMO_TIME_ZONE)).date()
-        progress = Progress(self.stderr._out, enabled=show_progress)
+        progress = Progress(self.stderr, enabled=show_progress)
         result = seed_district(name=DEMO_DISTRICT, students=students, seed=DEMO_SEED, time_zone=DEMO_TIME_ZONE,
                                as_of=zone_today, progress=progress)
         progress.done()

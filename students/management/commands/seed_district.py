@@ -8,7 +8,6 @@ a fresh database, not a side effect of a seeding command.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 import zoneinfo
 
@@ -36,25 +35,27 @@ def parse_date(value: str, option: str) -> dt.date:
 
 
 class Progress:
-    """A one-line progress report on stderr: rewritten in place on a terminal, a line per
-    step otherwise (so logs stay readable)."""
+    """A plain-text progress bar on stderr: rewritten in place on a terminal, one line per
+    step otherwise (so logs stay readable). ``stream`` is a command's ``self.stderr``."""
 
     def __init__(self, stream, enabled: bool = True):
         self.stream = stream
         self.enabled = enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.tty = stream.isatty()
         self.started = time.monotonic()
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, done: int, total: int, detail: str) -> None:
         if not self.enabled:
             return
-        line = f"seeding: {message} ({time.monotonic() - self.started:.0f}s)"
-        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        filled = 30 * done // max(total, 1)
+        line = f"seeding [{'#' * filled}{'.' * (30 - filled)}] {100 * done // max(total, 1):3d}% {detail} ({time.monotonic() - self.started:.0f}s)"
+        plain = lambda text: text  # noqa: E731 - not the red "error" style of stderr
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line, style_func=plain, ending="" if self.tty else "\n")
         self.stream.flush()
 
     def done(self) -> None:
         if self.enabled and self.tty:
-            self.stream.write("\n")
+            self.stream.write("", style_func=lambda text: text, ending="\n")
 
 
 class Command(BaseCommand):
@@ -84,8 +85,7 @@ class Command(BaseCommand):
         as_of = parse_date(options["as_of"], "--as-of") if options["as_of"] else timezone.now().astimezone(tz).date()
         name = options["name"] or f"Synthetic District {seed}"
 
-        progress = Progress(self.stderr._out if hasattr(self.stderr, "_out") else sys.stderr,
-                            enabled=not options["no_progress"] and options["verbosity"] > 0)
+        progress = Progress(self.stderr, enabled=not options["no_progress"] and options["verbosity"] > 0)
         try:
             result = seed_district(name=name, students=students, seed=seed, time_zone=zone, as_of=as_of, progress=progress)
         except SeedError as e:
