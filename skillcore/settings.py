@@ -91,14 +91,19 @@ else:
 _db["TEST"] = {"NAME": env.get_str("TEST_DATABASE_NAME")} if env.get_str("TEST_DATABASE_NAME") else {}
 DATABASES = {"default": _db}
 IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
+# django-prometheus's instrumented subclasses of the same backends: query, error and
+# connection counters on /metrics. connection.vendor and behaviour are unchanged.
+METRICS_INSTRUMENT_DB = env.get_bool("METRICS_INSTRUMENT_DB", True)
+if METRICS_INSTRUMENT_DB:
+    _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.get_redis_url("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 
 # The event bus (skillcore/events.py): Redis Streams named <prefix><event type> when
 # REDIS_URL is set, else a table; the stream-cleanup job trims entries past the retention.
@@ -174,6 +179,25 @@ SCHEDULING_GLOBAL_TIME_ZONE = env.get_zone("SCHEDULING_GLOBAL_TIME_ZONE", "UTC")
 SCHEDULING_OVERDUE_GRACE = env.get_int("SCHEDULING_OVERDUE_GRACE", 300, minimum=60)
 SCHEDULING_LOST_GRACE = env.get_int("SCHEDULING_LOST_GRACE", 60, minimum=1)
 SCHEDULING_EXTRA_JOB_MODULES = env.get_list("SCHEDULING_EXTRA_JOB_MODULES", [])
+
+# --- observability and alerting (scheduling/alerting.py, scheduling/metrics.py, skillcore/health.py)
+# /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from
+# localhost when DEBUG (the demo).
+METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS", [])
+# PagerDuty Events API v2 for critical alerts, a Slack incoming webhook for warnings; an
+# empty value turns the channel off (alerts are still recorded and logged).
+PAGERDUTY_ROUTING_KEY = env.get_str("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = env.get_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+SLACK_WEBHOOK_URL = env.get_str("SLACK_WEBHOOK_URL", "")
+# A run still going after expected duration x this factor gets a long-running warning.
+ALERTS_LONG_RUNNING_FACTOR = env.get_float("ALERTS_LONG_RUNNING_FACTOR", 3.0, minimum=1.0)
+# Job slugs ("*": all) whose every start and completion is posted to Slack.
+ALERTS_SLACK_RUN_EVENTS = env.get_list("ALERTS_SLACK_RUN_EVENTS", [])
+ALERTS_HTTP_TIMEOUT = env.get_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
+ALERTS_MAX_ATTEMPTS = env.get_int("ALERTS_MAX_ATTEMPTS", 10, minimum=1)
+# Links in alerts point at this site (e.g. https://skillcore.district.example); empty: no links.
+ALERTS_BASE_URL = env.get_str("ALERTS_BASE_URL", "")
 
 # --- observability and alerting (scheduling/alerting.py, scheduling/metrics.py, skillcore/health.py)
 # /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from
