@@ -2,12 +2,140 @@
 
 Why then: 01:00 local on the 1st: the previous month is closed; the report must exist exactly once per month (on 2026-11-01 01:00 happens twice in New York: it runs once).
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run compliance-audit-report`` refuses to run it.
+What it does, for the calendar month before the slot's local date:
+1. FERPA: who accessed which student records (the access trail: per person or job and
+   model, trail entries per operation, rows, distinct students) and every disclosure to a
+   third party.
+2. IDEA: active IEPs whose annual review is overdue or due within 30 days of the report
+   date; per IEP service, minutes required per month against minutes delivered (service
+   logs dated in the month).
+3. Section 504: active plans past their review date; accommodations without an implementer.
+4. State export CSVs (IDEA services, 504 plans) that leave out students who opted out of
+   directory information (FERPA 99.37), since they carry names, grade and school.
+5. Stored as one Report (kind compliance-audit) with its SHA-256 content hash and the
+   evidence of its inputs (counts, the time window in local and UTC terms).
+
+Idempotency: the report is keyed (kind, district, month) and replaced in place; the same
+inputs give the same bytes and the same hash (nothing in it depends on when it ran).
+
+Student data read: the access trail, IEPs, IEP services and service logs, 504 plans and
+accommodations, students (names, grade, school, directory opt-out).
 """
+from __future__ import annotations
+
+import datetime as dt
 from datetime import timedelta
 
 from scheduling.registry import Job
+
+
+def build(*, district, as_of: dt.date) -> dict:
+    """Everything the report holds, as of a local date: title, html, csv, exports, evidence."""
+    from scheduling import compliance
+    from scheduling.reports import bar_chart, render_html, to_csv
+
+    first, last = compliance.month_before(as_of)
+    ferpa = compliance.ferpa_access(district=district, first=first, last=last)
+    reviews = compliance.iep_reviews(district=district, as_of=as_of)
+    for r in reviews:
+        r["overdue_days"] = -r["days"]
+    services = compliance.service_minutes(district=district, first=first, last=last)
+    plans = compliance.plans_504(district=district, as_of=as_of)
+    month = f"{first:%Y-%m}"
+
+    access_rows = [
+        {"actor": g.actor, "model": g.model, "operations": ", ".join(f"{op} {n}" for op, n in sorted(g.operations.items())),
+         "queries": g.queries, "rows": g.rows, "students": len(g.students)}
+        for g in ferpa.groups
+    ]
+    main_csv = to_csv(
+        ["actor", "records", "operations", "queries", "rows", "distinct_students"],
+        [[r["actor"], r["model"], r["operations"], r["queries"], r["rows"], r["students"]] for r in access_rows],
+    )
+    shown_services = [s for s in services if not s["opt_out"]]
+    shown_plans = [p for p in plans if not p["opt_out"]]
+    opted_out = len({s["student_id"] for s in services if s["opt_out"]} | {p["student_id"] for p in plans if p["opt_out"]})
+    exports = {
+        f"ferpa-disclosures-{month}.csv": to_csv(
+            ["date", "disclosed_by", "recipient", "records", "students", "purpose"],
+            [[d["date"], d["actor"], d["recipient"], d["model"], d["students"], d["purpose"]] for d in ferpa.disclosures],
+        ),
+        f"state-idea-services-{month}.csv": to_csv(
+            ["state_student_id", "last_name", "first_name", "grade_level", "school_code", "service", "minutes_required",
+             "minutes_delivered", "month"],
+            [[s["local_id"], s["last_name"], s["first_name"], s["grade_level"], s["school_code"], s["service"], s["required"],
+              s["delivered"], month] for s in shown_services],
+        ),
+        f"state-section-504-{month}.csv": to_csv(
+            ["state_student_id", "last_name", "first_name", "grade_level", "school_code", "plan_start", "review_due",
+             "past_review", "accommodations", "without_implementer"],
+            [[p["local_id"], p["last_name"], p["first_name"], p["grade_level"], p["school_code"], p["start"], p["review_due"],
+              "yes" if p["past_review"] else "no", p["accommodations"], len(p["without_implementer"])] for p in shown_plans],
+        ),
+    }
+    required = sum(s["required"] for s in services)
+    delivered = sum(min(s["delivered"], s["required"]) for s in services)
+    overdue = sum(1 for r in reviews if r["status"] == "overdue")
+    past_review = [p for p in plans if p["past_review"]]
+    unassigned = [p for p in plans if p["without_implementer"]]
+    inputs = {
+        "access_log_rows": ferpa.log_rows, "disclosures": len(ferpa.disclosures), "ieps_due_or_overdue": len(reviews),
+        "iep_services": len(services), "plans_504": len(plans),
+        "accommodations": sum(p["accommodations"] for p in plans),
+        "accommodations_without_implementer": sum(len(p["without_implementer"]) for p in plans),
+        "directory_opt_outs_left_out": opted_out,
+    }
+    start, end = (dt.datetime.combine(d, dt.time.min, tzinfo=district.zone) for d in (first, last + dt.timedelta(days=1)))
+    evidence = {
+        "window": {"start": first.isoformat(), "end": last.isoformat(), "time_zone": district.time_zone,
+                   "utc_start": start.astimezone(dt.timezone.utc).isoformat(), "utc_end": end.astimezone(dt.timezone.utc).isoformat(),
+                   "as_of": as_of.isoformat()},
+        "inputs": inputs,
+    }
+    title = f"Compliance audit: {district.name}, {first:%B %Y}"
+    html = render_html("reports/compliance_audit.html", {
+        "title": title, "district": district.name, "first": first, "last": last, "as_of": as_of, "time_zone": district.time_zone,
+        "headline": [
+            {"label": "Records accessed (students)", "value": ferpa.students},
+            {"label": "Disclosures", "value": len(ferpa.disclosures)},
+            {"label": "IEP reviews overdue", "value": overdue, "warn": overdue > 0},
+            {"label": "IEP reviews due in 30 days", "value": len(reviews) - overdue},
+            {"label": "Service minutes delivered", "value": f"{delivered} / {required}", "warn": delivered < required},
+            {"label": "504 plans past review", "value": len(past_review), "warn": bool(past_review)},
+            {"label": "Accommodations without implementer", "value": inputs["accommodations_without_implementer"],
+             "warn": inputs["accommodations_without_implementer"] > 0},
+        ],
+        "ferpa": ferpa, "access_rows": access_rows, "reviews": reviews, "services": services,
+        "chart_minutes": bar_chart(
+            [(s["service"][:22] + f" ({s['local_id']})", min(100.0, s["delivered"] * 100 / s["required"])) for s in services[:30]],
+            title="Service minutes delivered (% of required, first 30 services)",
+        ),
+        "plans_past_review": past_review, "unassigned": unassigned, "exports": sorted(exports), "opted_out": opted_out,
+        "evidence_line": ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in inputs.items()),
+    })
+    return {"title": title, "first": first, "last": last, "html": html, "csv": main_csv, "exports": exports,
+            "evidence": evidence, "inputs": inputs, "overdue": overdue}
+
+
+def run(ctx) -> dict:
+    from scheduling.models import Report
+    from scheduling.reports import report_store
+
+    district = ctx.district
+    as_of = ctx.scheduled_for.astimezone(district.zone).date()
+    built = build(district=district, as_of=as_of)
+    stored = report_store(
+        kind=Report.Kind.COMPLIANCE_AUDIT, district_id=district.pk, school_id=None, period_start=built["first"],
+        period_end=built["last"], title=built["title"], html=built["html"], csv_text=built["csv"],
+        extra_csv=built["exports"], evidence=built["evidence"], job_run_id=ctx.run.id, now=ctx.scheduled_for,
+    )
+    ctx.progress(1, 1)
+    ctx.logger.info("compliance report %s for %s: hash %s", stored.report.pk, built["first"], stored.report.content_hash)
+    return {
+        "report_id": stored.report.pk, "month": f"{built['first']:%Y-%m}", "created": stored.created, "changed": stored.changed,
+        "content_hash": stored.report.content_hash, **built["inputs"],
+    }
+
 
 JOB = Job(
     slug='compliance-audit-report',
@@ -22,5 +150,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(days=2),
     overlap="skip",
-    entry=None,
+    entry=run,
 )

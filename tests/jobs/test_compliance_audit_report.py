@@ -1,0 +1,196 @@
+"""compliance-audit-report: FERPA access and disclosures from the trail, IDEA reviews and
+service minutes, 504 reviews and implementers, state exports without directory opt-outs, a
+stable content hash with evidence, once on the 2026-11-01 fall-back day through the real
+scheduler, idempotency, query counts, the CLI."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from scheduling import registry, services
+from scheduling.models import JobRun, Report
+from skillcore.models import AccessLog
+from students.models import Role
+from tests import factories as f
+from tests.jobs.slot_runs import local_slot, run_slot
+
+SLUG = "compliance-audit-report"
+UTC = dt.timezone.utc
+
+
+def run_month(district, *, again=False) -> JobRun:
+    slot = local_slot(district, 2026, 11, 1, 1)  # 01:00 EDT, the first of the two
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False):
+        run = run_slot(SLUG, district, slot, trigger=JobRun.Trigger.MANUAL if again else JobRun.Trigger.SCHEDULE)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    return run
+
+
+def at(district, y, m, d, h=12, mi=0):
+    return dt.datetime(y, m, d, h, mi, tzinfo=district.zone)
+
+
+def read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def world(district, school):
+    principal = f.StaffFactory(username="princ", first_name="Rosa", last_name="Diaz", roles=[Role.PRINCIPAL], schools=[school])
+    outsider = f.StaffFactory(username="far", roles=[Role.PRINCIPAL], schools=[f.SchoolFactory(district=f.DistrictFactory(name="Far"))])
+    ana = f.StudentFactory(school=school, first_name="Ana", last_name="Ruiz", local_id="A1", grade_level=9)
+    ben = f.StudentFactory(school=school, first_name="Ben", last_name="Opted", local_id="B2", grade_level=10, directory_opt_out=True)
+    cy = f.StudentFactory(school=school, first_name="Cy", last_name="Later", local_id="C3")
+    # FERPA trail: October in New York time. 23:30 on the 31st is in; 00:30 on Nov 1 is not.
+    f.AccessLogFactory(at=at(district, 2026, 10, 5), actor=principal, actor_label="princ", model="students.Grade",
+                       operation="view", row_count=3, student_ids=[ana.pk, ben.pk])
+    f.AccessLogFactory(at=at(district, 2026, 10, 31, 23, 30), actor=principal, actor_label="princ", model="students.Grade",
+                       operation="read", row_count=2, student_ids=[ana.pk])
+    f.AccessLogFactory(at=at(district, 2026, 11, 1, 0, 30), actor=principal, actor_label="princ", model="students.Student",
+                       operation="read", row_count=1, student_ids=[cy.pk])
+    f.AccessLogFactory(at=at(district, 2026, 9, 30, 23, 59), actor=principal, actor_label="princ", model="students.Student",
+                       operation="read", row_count=1, student_ids=[cy.pk])
+    f.AccessLogFactory(at=at(district, 2026, 10, 9), actor=principal, actor_label="princ", model="students.Student",
+                       operation="disclose", row_count=1, student_ids=[ana.pk], student_count=1,
+                       recipient="County Health Department", purpose="health emergency (99.36)")
+    f.AccessLogFactory(at=at(district, 2026, 10, 6), actor=outsider, actor_label="far", model="students.Student", operation="read")
+    job_run = JobRun.objects.create(job="attendance-interventions", district=district, trigger="manual",
+                                    slot=at(district, 2026, 10, 7), status="succeeded")
+    f.AccessLogFactory(at=at(district, 2026, 10, 7, 6), job_run_id=job_run.pk, actor_label="job", model="students.AttendanceRecord",
+                       operation="read", row_count=40, student_ids=[ana.pk, ben.pk, cy.pk])
+    # IDEA: review overdue (due Oct 20), due soon (Nov 20), far (March): only two listed.
+    overdue = f.IEPFactory(student=ana, last_annual_review=dt.date(2025, 10, 20))
+    f.IEPFactory(student=ben, last_annual_review=dt.date(2025, 11, 20))
+    f.IEPFactory(student=cy, last_annual_review=dt.date(2026, 3, 1))
+    speech = f.IEPServiceFactory(iep=overdue, name="Speech therapy", minutes_per_month=120)
+    f.ServiceLogFactory(service=speech, delivered_on=dt.date(2026, 10, 5), minutes=30)
+    f.ServiceLogFactory(service=speech, delivered_on=dt.date(2026, 10, 19), minutes=30)
+    f.ServiceLogFactory(service=speech, delivered_on=dt.date(2026, 9, 28), minutes=60)  # September: not counted
+    ot = f.IEPServiceFactory(iep=ben.ieps.get(), name="Occupational therapy", minutes_per_month=60)
+    f.ServiceLogFactory(service=ot, delivered_on=dt.date(2026, 10, 12), minutes=60)
+    # 504: one past review with an unimplemented accommodation; one fine.
+    late = f.Section504PlanFactory(student=cy, next_review_due=dt.date(2026, 10, 15))
+    f.AccommodationFactory(plan=late, description="Preferential seating")
+    fine = f.Section504PlanFactory(student=ben, next_review_due=dt.date(2027, 1, 20))
+    f.AccommodationFactory(plan=fine, description="Extended time").implementers.add(principal)
+    return {"ana": ana, "ben": ben, "cy": cy, "principal": principal, "speech": speech}
+
+
+@pytest.mark.django_db
+def test_report_content(district, world):
+    run = run_month(district)
+    report = Report.objects.get(kind="compliance-audit", district=district)
+    assert (report.period_start, report.period_end) == (dt.date(2026, 10, 1), dt.date(2026, 10, 31))
+    assert run.result["report_id"] == report.pk and run.result["month"] == "2026-10"
+
+    access = {(r["actor"], r["records"]): r for r in read_csv(report.csv)}
+    assert set(access) == {("princ", "students.Grade"), ("princ", "students.Student"), ("job attendance-interventions", "students.AttendanceRecord")}
+    grades = access[("princ", "students.Grade")]
+    assert (grades["operations"], grades["rows"], grades["distinct_students"]) == ("read 1, view 1", "5", "2")
+    assert access[("princ", "students.Student")]["operations"] == "disclose 1"  # Sept 30 and Nov 1 are outside
+    (disclosure,) = read_csv(report.extra_csv["ferpa-disclosures-2026-10.csv"])
+    assert disclosure["recipient"] == "County Health Department" and disclosure["date"] == "2026-10-09"
+
+    assert "overdue by 12 days" in report.html and "due in 19 days" in report.html
+    assert "Later" not in report.html.split("IDEA: annual")[1].split("IDEA: special")[0]  # March review not listed
+    assert report.evidence["inputs"]["ieps_due_or_overdue"] == 2
+
+    # Service minutes: October only (60 of 120 speech; 60 of 60 OT).
+    services_export = read_csv(report.extra_csv["state-idea-services-2026-10.csv"])
+    assert [(r["state_student_id"], r["minutes_required"], r["minutes_delivered"]) for r in services_export] == [("A1", "120", "60")]
+    assert "60 / 180" not in report.html and "120 / 180" in report.html  # delivered (capped per service) / required
+
+    plans = read_csv(report.extra_csv["state-section-504-2026-10.csv"])
+    assert [(p["state_student_id"], p["past_review"], p["without_implementer"]) for p in plans] == [("C3", "yes", "1")]
+    assert "Preferential seating" in report.html
+    assert report.evidence["inputs"]["accommodations_without_implementer"] == 1
+
+
+@pytest.mark.django_db
+def test_state_exports_leave_out_directory_opt_outs(district, world):
+    run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    for name in ("state-idea-services-2026-10.csv", "state-section-504-2026-10.csv"):
+        text = report.extra_csv[name]
+        assert "B2" not in text and "Opted" not in text
+    assert report.evidence["inputs"]["directory_opt_outs_left_out"] == 1
+    # The opted-out student is still counted in the compliance figures themselves.
+    assert report.evidence["inputs"]["iep_services"] == 2 and report.evidence["inputs"]["plans_504"] == 2
+
+
+@pytest.mark.django_db
+def test_hash_is_stable_for_the_same_inputs_and_changes_with_them(district, world):
+    first = run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    again = run_month(district, again=True)
+    assert again.result["content_hash"] == first.result["content_hash"] == Report.objects.get(pk=report.pk).content_hash
+    assert (again.result["created"], again.result["changed"]) == (False, False)
+    assert Report.objects.count() == 1
+    assert report.evidence["window"] == {
+        "start": "2026-10-01", "end": "2026-10-31", "time_zone": "America/New_York",
+        "utc_start": "2026-10-01T04:00:00+00:00", "utc_end": "2026-11-01T04:00:00+00:00", "as_of": "2026-11-01",
+    }
+    f.ServiceLogFactory(service=world["speech"], delivered_on=dt.date(2026, 10, 26), minutes=15)
+    third = run_month(district, again=True)
+    assert third.result["changed"] and third.result["content_hash"] != first.result["content_hash"]
+    assert Report.objects.count() == 1 and Report.objects.get().id == report.pk
+
+
+@pytest.mark.django_db
+def test_runs_once_on_the_fall_back_day_through_the_scheduler(district, world, monkeypatch):
+    import django_q.scheduler
+
+    from tests.scheduling.conftest import scheduler_pass
+
+    # Keep pytest-django's transaction (the pass closes "old" connections), and fire only this job.
+    monkeypatch.setattr(django_q.scheduler, "close_old_django_connections", lambda: None)
+    job = registry.get(SLUG)
+    monkeypatch.setattr(registry, "all_jobs", lambda: [job])
+    with time_machine.travel(at(district, 2026, 10, 31, 12), tick=False) as traveller:
+        services.sync_schedules()
+        # Every 30 s from 00:50 EDT to 01:10 EST: 01:00 happens twice (05:00 and 06:00 UTC).
+        t, end = dt.datetime(2026, 11, 1, 4, 50, tzinfo=UTC), dt.datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
+        while t <= end:
+            traveller.move_to(t)
+            scheduler_pass()
+            t += dt.timedelta(seconds=30)
+    run = JobRun.objects.get(job=SLUG, district=district)  # (the "Far" district's own run is its own)
+    assert (run.slot, run.trigger, run.status) == (dt.datetime(2026, 11, 1, 5, 0, tzinfo=UTC), "schedule", "succeeded")
+    assert Report.objects.filter(kind="compliance-audit", district=district).count() == 1
+
+
+@pytest.mark.django_db
+def test_query_count_is_flat(district, world, school):
+    def queries(again):
+        with CaptureQueriesContext(connection) as ctx:
+            run_month(district, again=again)
+        return len(ctx.captured_queries)
+
+    run_month(district)
+    small = queries(True)  # both measured runs replace the stored report
+    for i in range(10):
+        s = f.StudentFactory(school=school, directory_opt_out=i % 2 == 0)
+        iep = f.IEPFactory(student=s, last_annual_review=dt.date(2025, 10, 1))
+        f.ServiceLogFactory(service=f.IEPServiceFactory(iep=iep), delivered_on=dt.date(2026, 10, 2))
+        f.AccommodationFactory(plan=f.Section504PlanFactory(student=s))
+        f.AccessLogFactory(at=at(district, 2026, 10, 3), actor=world["principal"], actor_label="princ", student_ids=[s.pk])
+    assert queries(True) == small
+
+
+@pytest.mark.django_db
+def test_jobs_run_command(district, world):
+    out = io.StringIO()
+    with time_machine.travel(at(district, 2026, 11, 2), tick=False):
+        call_command("jobs", "run", SLUG, "--district", str(district.pk), "--as-of", "2026-11-01T01:00", "--json", stdout=out)
+    assert json.loads(out.getvalue())["status"] == "succeeded"
+    assert Report.objects.get(kind="compliance-audit").period_start == dt.date(2026, 10, 1)
+    # The run's own reads are in the trail, after the month it reports on.
+    assert AccessLog.objects.filter(purpose="scheduled job compliance-audit-report").exists()
