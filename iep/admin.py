@@ -14,7 +14,7 @@ from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from django.utils import timezone
 
 from iep.models import IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
-from skillcore.admin import ScopedTabularInline, StudentRecordAdmin
+from skillcore.admin import CappedCountPaginator, ScopedTabularInline, StudentRecordAdmin, school_filter
 from students.models import Role
 
 SPED_STAFF = (Role.CASE_MANAGER, Role.SPED_COORDINATOR, Role.TEACHER, Role.PRINCIPAL, Role.COUNSELOR, Role.DISTRICT_ADMIN)
@@ -72,7 +72,7 @@ class IEPForm(forms.ModelForm):
 class IEPAdmin(StudentRecordAdmin):
     form = IEPForm
     list_display = ["student", "school", "status", "next_review_due", "last_annual_review", "case_manager", "disability_category"]
-    list_filter = [ReviewDueFilter, "status", ("student__school", RelatedOnly), ("case_manager", RelatedOnly), "disability_category"]
+    list_filter = [ReviewDueFilter, "status", school_filter("student__school"), ("case_manager", RelatedOnly), "disability_category"]
     list_select_related = ["student__school", "case_manager"]
     search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
     autocomplete_fields = ["student"]
@@ -90,7 +90,7 @@ class IEPAdmin(StudentRecordAdmin):
 class IEPTeamMemberAdmin(StudentRecordAdmin):
     student_path = "iep__student"
     list_display = ["user", "role", "iep"]
-    list_filter = ["role", ("iep__student__school", RelatedOnly)]
+    list_filter = ["role", school_filter("iep__student__school")]
     list_select_related = ["user", "iep__student"]
     search_fields = ["user__last_name", "user__username", "iep__student__last_name", "=iep__student__local_id"]
     autocomplete_fields = ["iep"]
@@ -114,7 +114,7 @@ class IEPMeetingAdmin(StudentRecordAdmin):
     form = IEPMeetingForm
     student_path = "iep__student"
     list_display = ["iep", "purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
-    list_filter = ["purpose", "status", "notice_flagged_late", ("iep__student__school", RelatedOnly)]
+    list_filter = ["purpose", "status", "notice_flagged_late", school_filter("iep__student__school")]
     list_select_related = ["iep__student"]
     search_fields = ["iep__student__last_name", "=iep__student__local_id"]
     autocomplete_fields = ["iep"]
@@ -125,7 +125,7 @@ class IEPMeetingAdmin(StudentRecordAdmin):
 class IEPServiceAdmin(StudentRecordAdmin):
     student_path = "iep__student"
     list_display = ["name", "minutes_per_month", "iep", "provider"]
-    list_filter = [("provider", RelatedOnly), ("iep__student__school", RelatedOnly)]
+    list_filter = [("provider", RelatedOnly), school_filter("iep__student__school")]
     list_select_related = ["iep__student", "provider"]
     search_fields = ["name", "iep__student__last_name", "=iep__student__local_id"]
     autocomplete_fields = ["iep"]
@@ -149,9 +149,11 @@ class ServiceLogForm(forms.ModelForm):
 
 @admin.register(ServiceLog)
 class ServiceLogAdmin(StudentRecordAdmin):
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     form = ServiceLogForm
     list_display = ["student", "service", "delivered_on", "minutes", "provider"]
-    list_filter = [("provider", RelatedOnly), ("student__school", RelatedOnly)]
+    list_filter = [("provider", RelatedOnly), school_filter("student__school")]
     list_select_related = ["student", "service", "provider"]
     search_fields = ["student__last_name", "=student__local_id", "service__name"]
     autocomplete_fields = ["service", "student"]
@@ -184,7 +186,7 @@ class Section504PlanForm(forms.ModelForm):
 class Section504PlanAdmin(StudentRecordAdmin):
     form = Section504PlanForm
     list_display = ["student", "school", "status", "start_date", "next_review_due", "coordinator"]
-    list_filter = ["status", ("student__school", RelatedOnly), ("coordinator", RelatedOnly)]
+    list_filter = ["status", school_filter("student__school"), ("coordinator", RelatedOnly)]
     list_select_related = ["student__school", "coordinator"]
     search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
     autocomplete_fields = ["student"]
@@ -201,7 +203,7 @@ class Section504PlanAdmin(StudentRecordAdmin):
 class AccommodationAdmin(StudentRecordAdmin):
     student_path = "plan__student"
     list_display = ["description", "plan"]
-    list_filter = [("plan__student__school", RelatedOnly)]
+    list_filter = [school_filter("plan__student__school")]
     list_select_related = ["plan__student"]
     search_fields = ["description", "plan__student__last_name", "=plan__student__local_id"]
     autocomplete_fields = ["plan"]

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
 from interventions.models import CounselorTask, Intervention
-from skillcore.admin import StudentRecordAdmin
+from skillcore.admin import StudentRecordAdmin, school_filter
 from students.models import Role
 
 
@@ -38,7 +38,7 @@ class InterventionForm(forms.ModelForm):
 class InterventionAdmin(StudentRecordAdmin):
     form = InterventionForm
     list_display = ["student", "school", "type", "tier", "status", "opened_at", "closed_at", "owner"]
-    list_filter = ["type", "tier", "status", ("student__school", RelatedOnly), ("owner", RelatedOnly)]
+    list_filter = ["type", "tier", "status", school_filter("student__school"), ("owner", RelatedOnly)]
     list_select_related = ["student__school", "owner"]
     search_fields = ["student__last_name", "student__first_name", "=student__local_id", "reason"]
     autocomplete_fields = ["student", "escalated_from"]
@@ -53,7 +53,7 @@ class InterventionAdmin(StudentRecordAdmin):
 @admin.register(CounselorTask)
 class CounselorTaskAdmin(StudentRecordAdmin):
     list_display = ["student", "kind", "status", "due_date", "counselor", "created_at"]
-    list_filter = ["kind", "status", ("counselor", RelatedOnly), ("student__school", RelatedOnly)]
+    list_filter = ["kind", "status", ("counselor", RelatedOnly), school_filter("student__school")]
     list_select_related = ["student", "counselor"]
     search_fields = ["student__last_name", "=student__local_id", "note"]
     autocomplete_fields = ["student", "intervention"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 from django.http import Http404
 from django.utils import timezone
 from django.utils.html import format_html
@@ -84,6 +86,41 @@ def related_only(*select_related: str):
             return [(obj.pk, str(obj)) for obj in (qs.order_by(*ordering) if ordering else qs)]
 
     return Filter
+
+
+def school_filter(path: str):
+    """A "school" filter over ``path`` (e.g. "assignment__section__school") whose choices are the
+    schools the user may see: one query on the small school table, where
+    RelatedOnlyFieldListFilter would scan every row of a large table for the distinct schools."""
+
+    class SchoolFilter(admin.SimpleListFilter):
+        title = "school"
+        parameter_name = f"{path}__id__exact"
+
+        def lookups(self, request, model_admin):
+            from students.models import School
+
+            return [(str(pk), name) for pk, name in scoping.scoped(request.user, School).values_list("pk", "name")]
+
+        def queryset(self, request, queryset):
+            value = self.value()
+            if value and value.isdigit():
+                return queryset.filter(**{f"{path}_id": int(value)})
+            return queryset
+
+    return SchoolFilter
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``cap`` rows: an exact COUNT(*) over a district's grades or attendance
+    (millions of rows, joined for the scope) costs more than the page itself. Beyond the cap,
+    narrow the list with the filters."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.cap].count()
 
 
 class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
-from skillcore.admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, related_only
+from skillcore.admin import CappedCountPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, related_only, school_filter
 from students import scoping
 from students.models import (
     AcademicSession,
@@ -131,7 +131,7 @@ class AcademicSessionAdmin(ScopedAdmin):
 @admin.register(CalendarDay)
 class CalendarDayAdmin(ScopedAdmin):
     list_display = ["date", "school", "is_instructional", "note"]
-    list_filter = ["is_instructional", ("school", RelatedOnly)]
+    list_filter = ["is_instructional", school_filter("school")]
     list_select_related = ["school"]
     search_fields = ["note", "school__name"]
     date_hierarchy = "date"
@@ -206,7 +206,7 @@ class StudentAdmin(StudentRecordAdmin):
     list_display = ["last_name", "first_name", "local_id", "school", "grade_level", "is_active", "counselor"]
     list_display_links = ["last_name", "first_name"]
     list_filter = [
-        ("school", RelatedOnly), "grade_level", "is_active", ("counselor", RelatedOnly), "directory_opt_out",
+        school_filter("school"), "grade_level", "is_active", ("counselor", RelatedOnly), "directory_opt_out",
     ]
     list_select_related = ["school", "counselor"]
     search_fields = ["last_name", "first_name", "=local_id"]
@@ -263,12 +263,14 @@ class SectionAdmin(ScopedAdmin):
 
 @admin.register(SectionEnrollment)
 class SectionEnrollmentAdmin(StudentRecordAdmin):
+    # A big table: capped counts, no second full count.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     list_display = ["student", "section", "start_date", "end_date", "notifications_muted"]
-    list_filter = ["notifications_muted", ("section__school", RelatedOnly)]
+    list_filter = ["notifications_muted", school_filter("section__school")]
     list_select_related = ["student", "section"]
     search_fields = ["student__last_name", "=student__local_id", "section__course_name"]
     autocomplete_fields = ["student", "section"]
-    date_hierarchy = "start_date"
 
 
 class AssignmentForm(forms.ModelForm):
@@ -281,7 +283,7 @@ class AssignmentForm(forms.ModelForm):
 class AssignmentAdmin(ScopedAdmin):
     form = AssignmentForm
     list_display = ["title", "section", "status", "due_date", "max_score", "is_major"]
-    list_filter = ["status", "is_major", ("section__school", RelatedOnly)]
+    list_filter = ["status", "is_major", school_filter("section__school")]
     list_select_related = ["section"]
     search_fields = ["title", "section__course_name"]
     autocomplete_fields = ["section"]
@@ -302,13 +304,15 @@ class SubmissionForm(forms.ModelForm):
 
 @admin.register(Submission)
 class SubmissionAdmin(StudentRecordAdmin):
+    # A big table: capped counts, no second full count.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     form = SubmissionForm
     list_display = ["student", "assignment", "submitted_at", "is_exempt"]
-    list_filter = ["is_exempt", ("assignment__section__school", RelatedOnly)]
+    list_filter = ["is_exempt", school_filter("assignment__section__school"), "submitted_at"]
     list_select_related = ["student", "assignment"]
     search_fields = ["student__last_name", "=student__local_id", "assignment__title"]
     autocomplete_fields = ["student", "assignment"]
-    date_hierarchy = "submitted_at"
 
 
 class GradeForm(forms.ModelForm):
@@ -326,13 +330,15 @@ class GradeForm(forms.ModelForm):
 
 @admin.register(Grade)
 class GradeAdmin(StudentRecordAdmin):
+    # A big table: capped counts, no second full count.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     form = GradeForm
     list_display = ["student", "assignment", "score", "max_score", "posted_at"]
-    list_filter = [("assignment__section__school", RelatedOnly), "assignment__is_major"]
+    list_filter = [school_filter("assignment__section__school"), "assignment__is_major", "posted_at"]
     list_select_related = ["student", "assignment"]
     search_fields = ["student__last_name", "=student__local_id", "assignment__title"]
     autocomplete_fields = ["student", "assignment"]
-    date_hierarchy = "posted_at"
 
     @admin.display(description="Out of", ordering="assignment__max_score")
     def max_score(self, obj):
@@ -341,12 +347,17 @@ class GradeAdmin(StudentRecordAdmin):
 
 @admin.register(AttendanceRecord)
 class AttendanceRecordAdmin(StudentRecordAdmin):
+    # A big table: capped counts, no second full count.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     list_display = ["student", "date", "status", "fraction_present", "school", "recorded_at"]
-    list_filter = ["status", ("student__school", RelatedOnly), "date"]
+    list_filter = ["status", school_filter("student__school"), "date"]
     list_select_related = ["student__school"]
     search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
     autocomplete_fields = ["student"]
-    date_hierarchy = "date"
+    # By date through the date filter (today, past 7 days, this month, this year), not
+    # date_hierarchy: its MIN/MAX and DISTINCT months scan the whole scope (9 million rows
+    # for a 50,000-student year) on every unfiltered page.
 
     @admin.display(description="School", ordering="student__school__name")
     def school(self, obj):
@@ -355,8 +366,11 @@ class AttendanceRecordAdmin(StudentRecordAdmin):
 
 @admin.register(BehaviorIncident)
 class BehaviorIncidentAdmin(StudentRecordAdmin):
+    # A big table: capped counts, no second full count.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     list_display = ["student", "occurred_at", "category", "severity", "reported_by"]
-    list_filter = ["severity", "category", ("student__school", RelatedOnly)]
+    list_filter = ["severity", "category", school_filter("student__school")]
     list_select_related = ["student", "reported_by"]
     search_fields = ["student__last_name", "=student__local_id", "category", "description"]
     autocomplete_fields = ["student"]
