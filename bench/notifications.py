@@ -72,6 +72,7 @@ def _seed(n: int):
     """One district, n/2 students, n guardians; returns [(guardian_id, student_id)]."""
     from django.contrib.auth import get_user_model
 
+    from notifications.models import NotificationPreference
     from students.models import District, GuardianLink, School, Student
 
     User = get_user_model()
@@ -84,6 +85,11 @@ def _seed(n: int):
     )
     guardians = User.objects.bulk_create(
         [User(username=f"guardian{i}", email=f"guardian{i}@example.org", first_name="Pat", password="!") for i in range(n)],
+        batch_size=5000,
+    )
+    # Every guardian chose a daily digest of grade notices (the digest path below).
+    NotificationPreference.objects.bulk_create(
+        [NotificationPreference(user=g, category="grade-digest", channel="email", frequency="daily") for g in guardians],
         batch_size=5000,
     )
     GuardianLink.objects.bulk_create(

@@ -42,14 +42,15 @@ User = get_user_model()
 SUPPORTED_LANGUAGES = ("en", "es")
 ENQUEUE_CHUNK = 2000
 
-# What a person gets when they never chose (no NotificationPreference row). Grades arrive
-# many times a day, so they are a daily digest by default (Canvas does the same); reports
-# are documents, so not by push. Everything else is immediate. Emergency categories ignore
+# What a person gets when they never chose (no NotificationPreference row). The grade
+# digest job already sends one message per day and child, so it goes out as it comes (a
+# guardian may choose weekly, which collects those into one message); reports are
+# documents, so not by push. Everything else is immediate. Emergency categories ignore
 # preferences altogether: a lockdown alert cannot be "never" or "weekly".
 DEFAULT_FREQUENCY: dict[str, str] = {
     Category.ATTENDANCE_INTERVENTION: Frequency.IMMEDIATELY,
     Category.IEP_REMINDER: Frequency.IMMEDIATELY,
-    Category.GRADE_DIGEST: Frequency.DAILY,
+    Category.GRADE_DIGEST: Frequency.IMMEDIATELY,
     Category.ASSIGNMENT_REMINDER: Frequency.IMMEDIATELY,
     Category.PERFORMANCE_ALERT: Frequency.IMMEDIATELY,
     Category.REPORT: Frequency.IMMEDIATELY,

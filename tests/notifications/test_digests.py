@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from notifications.delivery import drain_batch
-from notifications.models import DigestItem, Notification, Status
+from notifications.models import DigestItem, Notification, NotificationPreference, Status
 from notifications.rendering import render_email, render_push
 from notifications.services import NotificationRequest, digests_assemble, notifications_enqueue
 from tests import factories as f
@@ -24,6 +24,12 @@ def grade(user, student, *, grade_id, score, event="posted", channel="email"):
         dedupe_key=f"grade:{grade_id}:{event}:{score}:{user.pk}:{channel}", student_id=student.pk,
         object_key=f"grade:{grade_id}", event=event,
     )
+
+
+@pytest.fixture(autouse=True)
+def daily_grades(family):
+    """Ana chose a daily digest of grade notices by email."""
+    f.NotificationPreferenceFactory(user=family["guardian"], category="grade-digest", channel="email", frequency="daily")
 
 
 @pytest.fixture
@@ -87,7 +93,7 @@ def test_one_digest_per_channel_and_a_generic_push(family, two_children):
 
 def test_weekly_digest_waits_for_the_week_to_end(family):
     g = family["guardian"]
-    f.NotificationPreferenceFactory(user=g, category="grade-digest", channel="email", frequency="weekly")
+    NotificationPreference.objects.filter(user=g, category="grade-digest", channel="email").update(frequency="weekly")
     with time_machine.travel(DAY1, tick=False):
         notifications_enqueue([grade(g, family["student"], grade_id=1, score=12)])
     assert DigestItem.objects.get().period_start == dt.date(2026, 10, 12)

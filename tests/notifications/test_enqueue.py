@@ -145,8 +145,8 @@ def test_the_preference_matrix(family, channel, frequency, expected):
         assert (n.status, n.status_reason) == (Status.SUPPRESSED, Reason.PREFERENCE_NEVER)
 
 
-def test_grades_default_to_a_daily_digest_and_reports_never_by_push():
-    assert default_frequency("grade-digest", "email") == "daily"
+def test_grade_digests_go_as_they_come_and_reports_never_by_push():
+    assert default_frequency("grade-digest", "email") == "immediately"
     assert default_frequency("report", "push") == "never"
     assert default_frequency("report", "email") == "immediately"
 
