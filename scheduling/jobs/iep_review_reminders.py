@@ -101,7 +101,7 @@ def run(ctx) -> dict:
             context = {
                 "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
                 "days_until_due": r.days_until_due, "offset": r.offset,
-                "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.offset == 0,
+                "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.days_until_due == 0,
             }
             key = f"iep-reminder:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
             requests += [

@@ -123,6 +123,16 @@ def test_a_retried_run_neither_skips_nor_repeats(district, klass, monkeypatch):
     assert digest_grades(klass["guardian"]) == sorted([g1.id, g2.id])  # each exactly once
 
 
+def test_a_manual_run_earlier_in_the_day_is_not_repeated_by_the_evening_run(district, klass):
+    run_at(district, evening(district, D1))
+    g1 = grade(klass, evening(district, D2) - dt.timedelta(hours=6))
+    run_at(district, evening(district, D2) - dt.timedelta(hours=5), trigger=JobRun.Trigger.MANUAL)
+    g2 = grade(klass, evening(district, D2) - dt.timedelta(hours=1))
+    run = run_at(district, evening(district, D2))
+    assert run.result["grades"] == 1
+    assert digest_grades(klass["guardian"]) == sorted([g1.id, g2.id])
+
+
 def test_a_missed_slot_is_covered_by_the_next_run(district, klass):
     run_at(district, evening(district, D1))
     g1 = grade(klass, evening(district, D2) - dt.timedelta(hours=2))  # D2's run never happened
@@ -258,6 +268,25 @@ def test_low_grade_alert_is_separate_and_immediate(district, klass):
     # The digest (daily for this guardian) still lists every grade.
     item = DigestItem.objects.get(recipient=klass["guardian"])
     assert len(item.context["grades"]) == 3
+
+
+def test_spanish_digest_and_the_daily_digest_render(district, klass):
+    from notifications.models import NotificationPreference
+    from notifications.services import digests_assemble
+    from students.models import GuardianLink
+
+    GuardianLink.objects.filter(guardian=klass["guardian"]).update(preferred_language="es")
+    NotificationPreference.objects.filter(user=klass["student_user"]).update(frequency="daily")
+    run_at(district, evening(district, D1))
+    grade(klass, evening(district, D2) - dt.timedelta(hours=1), score="9", max_score="12", title="Ensayo")
+    run_at(district, evening(district, D2))
+    es = render(Notification.objects.get(recipient=klass["guardian"]))
+    assert es.subject == "1 calificación nueva de Ana" and "Ensayo: 9 / 12 (75.0 %)" in es.text
+    with time_machine.travel(evening(district, D3) - dt.timedelta(hours=12), tick=False):
+        assembled = digests_assemble(frequency="daily")
+    assert assembled.digests == 1
+    daily = render(Notification.objects.get(recipient=klass["student_user"], template="digest"))
+    assert "Algebra — Ensayo: 9 / 12 (75.0%)" in daily.text
 
 
 def test_same_slot_twice_changes_nothing(district, klass):

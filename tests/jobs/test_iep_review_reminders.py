@@ -264,6 +264,29 @@ def test_same_slot_twice_changes_nothing(district, team):
     )
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_every_message_renders(district, team, language):
+    from notifications.models import RecipientProfile
+    from notifications.rendering import render
+
+    for user in team.values():
+        if not isinstance(user, IEP):
+            RecipientProfile.objects.create(user=user, language=language)
+    f.IEPMeetingFactory(iep=team["iep"], status="scheduled", scheduled_for=local_slot(district, 2027, 2, 27, 15))
+    run_on(district, DUE - dt.timedelta(days=7))
+    run_on(district, DUE)
+    run_on(district, DUE + dt.timedelta(days=1))
+    templates = set()
+    for n in Notification.objects.all():
+        assert n.language == language
+        out = render(n)
+        assert "Ruiz" in out.subject and "Ruiz" in out.text and out.html.startswith("<!doctype html>")
+        templates.add(n.template)
+    assert templates == {"iep-reminder", "iep-notice-late", "iep-overdue"}
+    today = Notification.objects.filter(dedupe_key__startswith=f"iep-reminder:{team['iep'].id}:{DUE.isoformat()}:0:").first()
+    assert ("today" if language == "en" else "hoy") in render(today).text
+
+
 def test_the_run_is_in_the_access_trail(district, team):
     run = run_on(district, DUE - dt.timedelta(days=30))
     assert AccessLog.objects.filter(job_run_id=run.id).exists()
