@@ -95,7 +95,7 @@ def school_filter(path: str):
 
     class SchoolFilter(admin.SimpleListFilter):
         title = "school"
-        parameter_name = f"{path}__id__exact"
+        parameter_name = "school"
 
         def lookups(self, request, model_admin):
             from students.models import School

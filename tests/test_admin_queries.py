@@ -116,3 +116,29 @@ def test_scoped_iep_changelist_for_a_teacher_is_flat(client, teacher, school):
     for _ in range(29):
         iep_on_team()
     assert _count(client, url) == one
+
+
+def test_big_tables_count_at_most_the_cap(client, system_admin, monkeypatch):
+    from skillcore.admin import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "cap", 2)
+    for n in range(3):
+        _attendance(n)
+    client.force_login(system_admin)
+    response = client.get(reverse("admin:students_attendancerecord_changelist"))
+    assert response.context["cl"].result_count == 2
+    assert len(response.context["cl"].result_list) == 3  # the page itself is not capped
+
+
+def test_school_filter_filters_and_offers_only_schools_in_scope(client, counselor, school, other_school):
+    here = f.AttendanceRecordFactory(student=f.StudentFactory(school=school))
+    f.AttendanceRecordFactory(student=f.StudentFactory(school=other_school))
+    client.force_login(counselor)
+    url = reverse("admin:students_attendancerecord_changelist")
+    response = client.get(url, {"school": school.pk})
+    assert [r.pk for r in response.context["cl"].result_list] == [here.pk]
+    (school_filter,) = [s for s in response.context["cl"].filter_specs if s.title == "school"]
+    assert [c for c, _ in school_filter.lookup_choices] == [str(school.pk)]
+    # Asking for another school's rows by URL shows nothing, not their rows.
+    response = client.get(url, {"school": other_school.pk})
+    assert list(response.context["cl"].result_list) == []
