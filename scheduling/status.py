@@ -42,7 +42,7 @@ class SystemStatus:
 
 def system_status(*, now: dt.datetime | None = None) -> SystemStatus:
     """Scheduler heartbeat, overdue schedules, failing and running jobs, open incidents
-    (five queries)."""
+    (four queries; a fifth counts the overdue schedules when there are more than five)."""
     now = now or timezone.now()
     grace = settings.SCHEDULING_OVERDUE_GRACE
     beat = selectors.last_scheduler_heartbeat()
