@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import F
 from django.utils import timezone
 
 from scheduling import cron, selectors
@@ -25,12 +26,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(JobSchedule)
 class JobScheduleAdmin(ReadOnlyAdmin):
-    list_display = ("job", "district", "cron", "in_words", "next_run_local", "paused", "pause_note", "overdue", "last_run_status")
+    list_display = ("job", "district", "cron", "in_words", "next_run_local", "paused", "pause_note", "overdue")
     list_filter = ("job", "paused")
     search_fields = ("job", "district__name")
 
+    list_select_related = ("district", "q_schedule")
+
     def get_queryset(self, request):
-        return selectors.schedules_with_figures(include_removed=True)
+        return super().get_queryset(request).annotate(next_run=F("q_schedule__next_run"))
 
     @admin.display(description="schedule")
     def in_words(self, obj):
@@ -45,10 +48,6 @@ class JobScheduleAdmin(ReadOnlyAdmin):
     def overdue(self, obj):
         cutoff = timezone.now() - dt.timedelta(seconds=settings.SCHEDULING_OVERDUE_GRACE)
         return bool(not obj.paused and obj.next_run and obj.next_run < cutoff)
-
-    @admin.display(description="last status")
-    def last_run_status(self, obj):
-        return obj.last_run_status or "-"
 
 
 @admin.register(JobRun)
@@ -155,3 +154,64 @@ class ReportAdmin(ReadOnlyAdmin):
         response = HttpResponse(text, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+# -- job outputs about people: weekly student analytics, user lifecycle audit ---------------------
+from interventions.models import StudentAnalytics  # noqa: E402
+from scheduling.models import UserLifecycleChange  # noqa: E402
+from skillcore.admin import StudentRecordAdmin  # noqa: E402
+
+
+@admin.register(StudentAnalytics)
+class StudentAnalyticsAdmin(StudentRecordAdmin):
+    """performance-trends' weekly rows: read-only, scoped like the student record, on the FERPA trail.
+    (Registered here, next to the other job outputs, so the interventions admin stays the
+    counselors' working screen.)"""
+
+    list_display = ("student", "week_start", "grade_pct", "grade_trend", "attendance_pct", "attendance_trend",
+                    "completion_pct", "completion_trend", "incidents", "incidents_trend", "alerted")
+    list_filter = ("week_start", "grade_trend", "attendance_trend", "alerted")
+    search_fields = ("student__last_name", "student__first_name", "student__local_id")
+    list_select_related = ("student",)
+    readonly_fields = [f.name for f in StudentAnalytics._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UserLifecycleChange)
+class UserLifecycleChangeAdmin(ReadOnlyAdmin):
+    """inactive-user-cleanup's audit: system admins see every district's, district admins their own."""
+
+    list_display = ("at", "district", "action", "rule", "user", "student", "actor_label", "job_run_id")
+    list_filter = ("action", "rule")
+    date_hierarchy = "at"
+    list_select_related = ("district", "user", "student")
+    readonly_fields = ("at", "district", "action", "rule", "user", "student", "before", "after", "job_run_id", "actor_label")
+
+    def _district_id(self, request):
+        from students.models import Role
+        from students.scoping import staff_of
+
+        s = staff_of(request.user)
+        if s.is_system_admin:
+            return "all"
+        return s.district_id if s.has(Role.DISTRICT_ADMIN) else None
+
+    def has_module_permission(self, request):
+        return self._district_id(request) is not None
+
+    def has_view_permission(self, request, obj=None):
+        scope = self._district_id(request)
+        return scope is not None and (obj is None or scope == "all" or obj.district_id == scope)
+
+    def get_queryset(self, request):
+        scope = self._district_id(request)
+        qs = super().get_queryset(request)
+        return qs if scope == "all" else qs.filter(district_id=scope) if scope else qs.none()

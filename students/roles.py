@@ -15,6 +15,7 @@ _STUDENT_DATA = [
     "students.student", "students.guardianlink", "students.attendancerecord", "students.grade",
     "students.assignment", "students.submission", "students.section", "students.sectionenrollment",
     "students.behaviorincident", "interventions.intervention", "interventions.counselortask",
+    "interventions.studentanalytics",
 ]
 _SCHOOL = ["students.district", "students.school", "students.academicsession", "students.calendarday"]
 _SPED = ["iep.iep", "iep.iepteammember", "iep.iepmeeting", "iep.iepservice", "iep.servicelog",

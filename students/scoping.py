@@ -320,6 +320,7 @@ def _model_scopes() -> dict[str, Callable[..., Q]]:
         "students.behaviorincident": lambda u: student_q(u, "student"),
         "interventions.intervention": lambda u: student_q(u, "student"),
         "interventions.counselortask": lambda u: student_q(u, "student"),
+        "interventions.studentanalytics": lambda u: student_q(u, "student"),
         "iep.iep": iep_q,
         "iep.iepteammember": lambda u: iep_q(u, "iep"),
         "iep.iepmeeting": lambda u: iep_q(u, "iep"),

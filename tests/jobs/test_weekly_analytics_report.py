@@ -204,3 +204,27 @@ def test_jobs_run_command(district, world):
         call_command("jobs", "run", SLUG, "--district", str(district.pk), "--as-of", "2026-10-18T06:00", "--json", stdout=out)
     assert json.loads(out.getvalue())["status"] == "succeeded"
     assert Report.objects.filter(kind="weekly-analytics", district=district).count() == 3
+
+
+@pytest.mark.django_db
+def test_job_output_admins_are_scoped(district, world, client, counselor, other_counselor):
+    from interventions.models import StudentAnalytics
+    from scheduling.models import UserLifecycleChange
+
+    mine = StudentAnalytics.objects.create(student=world["a9"], week_start=MON, week_end=SUNDAY, computed_at=local(district, SUNDAY))
+    client.force_login(counselor)  # works at world["school"]
+    listing = client.get("/admin/interventions/studentanalytics/")
+    assert listing.status_code == 200 and list(listing.context["cl"].result_list) == [mine]
+    assert client.get(f"/admin/interventions/studentanalytics/{mine.pk}/change/").status_code == 200
+    client.force_login(other_counselor)
+    assert list(client.get("/admin/interventions/studentanalytics/").context["cl"].result_list) == []
+    assert client.get(f"/admin/interventions/studentanalytics/{mine.pk}/change/").status_code == 404
+
+    change = UserLifecycleChange.objects.create(at=local(district, SUNDAY), district=district, user=world["principal"],
+                                                action="flag", rule="staff-inactive-1y", actor_label="job")
+    UserLifecycleChange.objects.create(at=local(district, SUNDAY), district=f.DistrictFactory(name="Other"), action="flag",
+                                       rule="staff-inactive-1y", actor_label="job")
+    client.force_login(world["admin"])
+    assert list(client.get("/admin/scheduling/userlifecyclechange/").context["cl"].result_list) == [change]
+    client.force_login(world["principal"])
+    assert client.get("/admin/scheduling/userlifecyclechange/").status_code == 403
