@@ -183,3 +183,18 @@ def test_a_bad_setting_stops_start_up_with_one_line(name, value, message):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"SkillCore: environment variable {message}"), done.stderr
+
+
+def test_the_example_alert_rules_use_metric_names_that_exist(db):
+    """docs/alert-rules.yml must not drift from the metric names (a renamed metric would make
+    a rule silently never fire)."""
+    import re
+
+    text = (ROOT / "docs" / "alert-rules.yml").read_text()
+    used = set(re.findall(r"\b((?:scheduled_job|notifications)_[a-z_]+)", text))
+    exposed = set()
+    for family in metrics.JobMetricsCollector().describe():
+        exposed.add(family.name)
+        exposed.update({f"{family.name}_total", f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"})
+    assert used and used <= exposed, sorted(used - exposed)
+    assert len(used) >= 10
