@@ -124,3 +124,27 @@ def test_an_assembled_digest_is_delivered(family, smtp_server):
         digests_assemble(frequency="daily")
         assert drain_batch().sent == 1
     assert smtp_server.messages[0]["Subject"] == "Su resumen diario de SkillCore (1 novedad)"
+
+
+def test_a_digest_left_empty_by_revocation_is_not_sent_and_its_items_close(family):
+    g = family["guardian"]
+    with time_machine.travel(DAY1, tick=False):
+        notifications_enqueue([grade(g, family["student"], grade_id=1, score=12)])
+    family["link"].access_revoked = True
+    family["link"].save()
+    with time_machine.travel(DAY1 + dt.timedelta(days=1), tick=False):
+        s = digests_assemble(frequency="daily")
+        again = digests_assemble(frequency="daily")
+    assert (s.digests, s.dropped_revoked, again.dropped_revoked) == (0, 1, 0)
+    assert not Notification.objects.exists() and not DigestItem.objects.exists()
+
+
+def test_the_tasks_assemble_and_drain(family, smtp_server):
+    from notifications.tasks import assemble_digests, drain_outbox
+
+    with time_machine.travel(DAY1, tick=False):
+        notifications_enqueue([grade(family["guardian"], family["student"], grade_id=1, score=12)])
+    with time_machine.travel(dt.datetime(2026, 10, 15, 12, 0, tzinfo=UTC), tick=False):  # 08:00 EDT
+        assert assemble_digests("daily") == {"digests": 1, "items": 1, "dropped_revoked": 0}
+        assert drain_outbox()["sent"] == 1
+    assert len(smtp_server.messages) == 1
