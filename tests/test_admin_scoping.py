@@ -239,3 +239,37 @@ def test_principal_edits_own_school_only(client, principal, pupils):
     assert response.status_code == 404
     theirs.refresh_from_db()
     assert theirs.last_name == "Theirs"
+
+
+def test_teacher_sees_grades_of_own_sections_not_colleagues(client, teacher, school):
+    mine = f.SectionFactory(school=school, teacher=teacher)
+    colleagues = f.SectionFactory(school=school, session=mine.session, teacher=f.StaffFactory(roles=[Role.TEACHER], schools=[school]))
+    student = f.SectionEnrollmentFactory(section=mine).student
+    f.SectionEnrollmentFactory(section=colleagues, student=student)
+    own = f.GradeFactory(assignment=f.AssignmentFactory(section=mine), student=student)
+    other = f.GradeFactory(assignment=f.AssignmentFactory(section=colleagues), student=student)
+    client.force_login(teacher)
+    assert shown(client.get(reverse("admin:students_grade_changelist"))) == {own.pk}
+    assert client.get(change(other)).status_code == 404
+    assert shown(client.get(reverse("admin:students_sectionenrollment_changelist"))) == {mine.enrollments.get().pk}
+
+
+def test_related_services_provider_on_the_team_sees_that_student(client, teacher, other_school):
+    # On the IEP team without teaching the student (e.g. a speech therapist with a teacher role).
+    iep = f.IEPFactory(student=f.StudentFactory(school=other_school))
+    f.IEPTeamMemberFactory(iep=iep, user=teacher, role="related-services")
+    client.force_login(teacher)
+    assert client.get(change(iep.student)).status_code == 200
+    assert client.get(change(iep)).status_code == 200
+
+
+def test_district_admin_sees_the_trail_of_own_district_staff(client, district_admin, counselor):
+    from skillcore.models import AccessLog
+
+    mine = f.AccessLogFactory(actor=counselor)
+    f.AccessLogFactory(actor=f.StaffFactory(roles=[Role.COUNSELOR]))  # another district
+    client.force_login(district_admin)
+    rows = client.get(reverse("admin:skillcore_accesslog_changelist")).context["cl"].result_list
+    assert {r.pk for r in rows} == {mine.pk} | set(
+        AccessLog.objects.filter(actor=district_admin).values_list("pk", flat=True)
+    )
