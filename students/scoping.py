@@ -321,6 +321,7 @@ def _model_scopes() -> dict[str, Callable[..., Q]]:
         "interventions.intervention": lambda u: student_q(u, "student"),
         "interventions.counselortask": lambda u: student_q(u, "student"),
         "interventions.studentanalytics": lambda u: student_q(u, "student"),
+        "interventions.studentanalytics": lambda u: student_q(u, "student"),
         "iep.iep": iep_q,
         "iep.iepteammember": lambda u: iep_q(u, "iep"),
         "iep.iepmeeting": lambda u: iep_q(u, "iep"),

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from tests import factories as f
 
@@ -27,6 +28,12 @@ def _accommodation(n):
     acc = f.AccommodationFactory()
     acc.implementers.add(f.UserFactory())
     return acc
+
+
+def _analytics(n):
+    from interventions.models import StudentAnalytics
+
+    return StudentAnalytics.objects.create(student=f.StudentFactory(), week_start=dt.date(2026, 9, 7), week_end=dt.date(2026, 9, 13), computed_at=timezone.now())
 
 
 # model label -> how to make the n-th row (each row brings its own student, school, district...,
@@ -49,6 +56,7 @@ MAKERS = {
     "students.behaviorincident": lambda n: f.BehaviorIncidentFactory(reported_by=f.UserFactory()),
     "interventions.intervention": lambda n: f.InterventionFactory(owner=f.UserFactory()),
     "interventions.counselortask": lambda n: f.CounselorTaskFactory(),
+    "interventions.studentanalytics": _analytics,
     "iep.iep": lambda n: f.IEPFactory(),
     "iep.iepteammember": _team_member,
     "iep.iepmeeting": lambda n: f.IEPMeetingFactory(),

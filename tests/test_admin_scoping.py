@@ -273,3 +273,17 @@ def test_district_admin_sees_the_trail_of_own_district_staff(client, district_ad
     assert {r.pk for r in rows} == {mine.pk} | set(
         AccessLog.objects.filter(actor=district_admin).values_list("pk", flat=True)
     )
+
+
+def test_counselor_sees_weekly_analytics_of_own_students_only(client, counselor, pupils):
+    import datetime as dt
+
+    from interventions.models import StudentAnalytics
+
+    from django.utils import timezone
+
+    week = {"week_start": dt.date(2026, 9, 7), "week_end": dt.date(2026, 9, 13), "computed_at": timezone.now()}
+    mine = StudentAnalytics.objects.create(student=pupils["mine"], **week)
+    StudentAnalytics.objects.create(student=pupils["theirs"], **week)
+    client.force_login(counselor)
+    assert shown(client.get(reverse("admin:interventions_studentanalytics_changelist"))) == {mine.pk}
