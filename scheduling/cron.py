@@ -8,6 +8,7 @@ once and a skipped-hour slot once, right after the jump).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Iterator
 
@@ -39,6 +40,7 @@ def validate(expr: str) -> str:
     return normalized
 
 
+@functools.lru_cache(maxsize=1024)
 def describe(expr: str) -> str:
     """The cron in plain words ("At 02:00 every day")."""
     try:

@@ -229,7 +229,8 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
     Returns the queued JobRun to execute now, or None (skipped, missed, paused, or another
     scheduler/cluster already claimed the slot). Steps:
     1. Lock the JobSchedule row: claims of one schedule are serialized.
-    2. Paused (a task enqueued just before the pause): record the slot as skipped.
+    2. A job without a body yet, or paused (a task enqueued just before the pause):
+       record the slot as skipped.
     3. Slots of the cron after the fired one and up to now (an outage): all but the
        latest are recorded as missed.
     4. The latest slot: on time (within the overdue grace) runs as a scheduled run; late
@@ -253,6 +254,12 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         return None
     tz = zone_name(schedule.district)
     rows: list[JobRun] = []
+    if not job.has_body:
+        # Registered for sync/list/next before its issue lands: the slot is recorded, not
+        # run (no failure, no retries, no alert).
+        rows.append(_slot_row(job_slug, district_id, slot, JobRun.Status.SKIPPED, f"job {job_slug} has no body yet", now=now))
+        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        return None
     if schedule.paused:
         rows.append(_slot_row(job_slug, district_id, slot, JobRun.Status.SKIPPED, f"paused: {schedule.pause_note}", now=now))
         JobRun.objects.bulk_create(rows, ignore_conflicts=True)

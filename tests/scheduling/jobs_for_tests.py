@@ -57,6 +57,7 @@ def batches(ctx) -> dict:
 
 
 JOBS = [
+    Job(slug="t-nobody", title="Test without a body", default_cron="0 6 * * *", why="test", entry=None),
     Job(slug="t-daily", title="Test daily", default_cron="0 2 * * *", why="test", entry=record,
         catch_up_window=dt.timedelta(hours=3), timeout=30),
     Job(slug="t-monthly", title="Test monthly", default_cron="0 1 1 * *", why="test", entry=record, timeout=30),

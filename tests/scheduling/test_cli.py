@@ -47,11 +47,11 @@ def state() -> tuple:
 
 def test_sync_then_list(only_test_jobs, new_york):
     with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=UTC), tick=False):
-        assert jobs("sync") == "created 5, updated 0, unchanged 0\n"
-        assert jobs("sync") == "created 0, updated 0, unchanged 5\n"
+        assert jobs("sync") == "created 6, updated 0, unchanged 0\n"
+        assert jobs("sync") == "created 0, updated 0, unchanged 6\n"
         lines = jobs("list").splitlines()
         rows = json.loads(jobs("list", "--json"))
-    assert len(lines) == 5
+    assert len(lines) == 6
     daily = next(r for r in rows if r["job"] == "t-daily")
     assert daily["next_run"] == "2026-12-02T02:00:00-05:00" and daily["next_run_utc"] == "2026-12-02T07:00:00+00:00"
     assert daily["cron_text"] == "At 02:00 every day" and daily["time_zone"] == "America/New_York"
@@ -137,7 +137,7 @@ def test_check_exits_1_when_a_schedule_is_overdue_or_a_critical_job_failed(only_
     (("run", "t-daily", "--district", "999999"), "unknown district 999999"),
     (("run", "t-daily"), "runs per district: give --district ID"),
     (("run", "t-global", "--district", "{ny}"), "is global"),
-    (("run", "attendance-interventions", "--district", "{ny}"), "job attendance-interventions has no body yet"),
+    (("run", "t-nobody", "--district", "{ny}"), "job t-nobody has no body yet"),
     (("run", "t-daily", "--district", "{ny}", "--as-of", "yesterday"), "'yesterday' is not an ISO-8601 date"),
     (("pause", "t-daily", "--note", "   "), "a pause needs a note"),
     (("pause", "t-daily", "--district", "{ny}"), "the following arguments are required: --note"),
