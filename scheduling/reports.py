@@ -37,7 +37,7 @@ def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str,
               unit: str = "%") -> SafeString:
     """A horizontal bar chart as inline SVG: one bar per (label, value); None draws no bar
     and prints "no data". Sized for print (fits A4/Letter width)."""
-    row, label_w, chart_w, top = 22, 170, 360, 26
+    row, label_w, chart_w, top = 22, 240, 340, 26
     height = top + row * max(len(bars), 1) + 8
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
@@ -48,7 +48,8 @@ def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str,
         parts.append(f'<text x="0" y="{top + 14}" font-size="12" fill="#666">no data</text>')
     for i, (label, value) in enumerate(bars):
         y = top + i * row
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{escape(str(label))}</text>')
+        label = str(label) if len(str(label)) <= 36 else str(label)[:35] + "…"  # fits the 240 px label column
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{escape(label)}</text>')
         if value is None:
             parts.append(f'<text x="{label_w + 4}" y="{y + 14}" font-size="12" fill="#666">no data</text>')
             continue

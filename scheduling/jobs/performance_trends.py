@@ -53,7 +53,7 @@ def run(ctx) -> dict:
     summary = {
         "students_checked": len(ids) - len(todo) if after else 0, "rows_upserted": 0, "grade_trends": 0,
         "no_grade_trend": 0, "up": 0, "down": 0, "stable": 0, "interventions_measured": 0, "alerts": 0,
-        "notifications_queued": 0, "notifications_duplicate": 0,
+        "notifications_queued": 0, "notifications_digested": 0, "notifications_suppressed": 0, "notifications_duplicate": 0,
         "week_start": this_week[0].isoformat(), "week_end": this_week[1].isoformat(),
     }
     for start in range(0, len(todo), BATCH):
@@ -104,6 +104,8 @@ def run(ctx) -> dict:
                 sent = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=ctx.scheduled_for)
                 summary["notifications_queued"] += sent.inserted
                 summary["notifications_duplicate"] += sent.duplicates
+                summary["notifications_digested"] += sent.digested
+                summary["notifications_suppressed"] += sum(sent.suppressed.values())
             ctx.save_checkpoint({"week": this_week[0].isoformat(), "after_student": batch[-1]})
         summary["students_checked"] += len(batch)
         ctx.progress(summary["students_checked"], len(ids))

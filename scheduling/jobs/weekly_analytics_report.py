@@ -137,7 +137,7 @@ def run(ctx) -> dict:
     principals, admins = report_recipients(district=district)
     summary = {"week_start": week[0].isoformat(), "schools": len(figures.schools), "students": figures.district.students,
                "reports_created": 0, "reports_updated": 0, "reports_unchanged": 0, "notifications_queued": 0,
-               "notifications_duplicate": 0}
+               "notifications_digested": 0, "notifications_suppressed": 0, "notifications_duplicate": 0}
     stored = {}
     with transaction.atomic():
         for school in [None, *figures.schools]:
@@ -164,6 +164,9 @@ def run(ctx) -> dict:
         if requests:
             sent = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.pk, now=ctx.scheduled_for)
             summary["notifications_queued"], summary["notifications_duplicate"] = sent.inserted, sent.duplicates
+            # A principal who chose a weekly digest for reports gets it there (their preference).
+            summary["notifications_digested"] = sent.digested
+            summary["notifications_suppressed"] = sum(sent.suppressed.values())
     ctx.progress(len(stored), len(stored))
     return summary
 
