@@ -237,3 +237,41 @@ def test_jobs_run_command(district, setup):
     result = json.loads(out.getvalue())
     assert result["status"] == "succeeded"
     assert StudentAnalytics.objects.get(student=s).grade_pct == Decimal("90.00")
+
+
+@pytest.mark.django_db
+def test_a_retry_resumes_after_the_last_saved_batch(district, setup, monkeypatch):
+    import interventions.trends
+    from scheduling import runner
+    from scheduling.jobs import performance_trends
+
+    students = [student(setup) for _ in range(5)]
+    for s in students:
+        grade(setup, s, score=90, max_score=100, posted=local(district, LAST_MON))
+        grade(setup, s, score=50, max_score=100, posted=local(district, THIS_MON))
+    monkeypatch.setattr(performance_trends, "BATCH", 2)
+    real, calls = interventions.trends.student_analytics_upsert, []
+
+    def crash_on_second_batch(*, rows, **kw):
+        calls.append([r.student_id for r in rows])
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real(rows=rows, **kw)
+
+    monkeypatch.setattr(interventions.trends, "student_analytics_upsert", crash_on_second_batch)
+    slot = local_slot(district, 2026, 10, 18, 3)
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False):
+        failed = run_slot(SLUG, district, slot)
+    assert failed.status == JobRun.Status.FAILED
+    assert failed.checkpoint == {"week": str(THIS_MON), "after_student": students[1].pk}
+    # The first batch's rows and alerts are committed with the checkpoint; the second's are not.
+    assert set(StudentAnalytics.objects.values_list("student_id", flat=True)) == {students[0].pk, students[1].pk}
+    assert Notification.objects.count() == 2
+
+    retry = JobRun.objects.get(retry_of=failed)
+    with time_machine.travel(slot + dt.timedelta(minutes=5), tick=False):
+        done = runner.execute(retry.pk)
+    assert done.status == JobRun.Status.SUCCEEDED, done.error
+    assert calls[2:] == [[students[2].pk, students[3].pk], [students[4].pk]]  # batch one is not redone
+    assert StudentAnalytics.objects.count() == 5 and Notification.objects.count() == 5
+    assert done.result["students_checked"] == 5 and done.result["alerts"] == 3
