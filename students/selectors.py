@@ -5,7 +5,7 @@ import bisect
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from students.models import (
     AcademicSession, Assignment, CalendarDay, District, Grade, GuardianLink, SectionEnrollment, Submission,
@@ -98,20 +98,22 @@ def assignments_due_on(*, district: District, dates) -> list[dict]:
     )
 
 
-def enrolled_on(*, section_ids, day: dt.date) -> list[dict]:
-    """Active students enrolled in these sections on ``day`` (the enrollment has started and
-    not ended), one query."""
-    return list(
-        SectionEnrollment.objects.filter(section_id__in=list(section_ids), start_date__lte=day, student__is_active=True)
-        .filter(Q(end_date__isnull=True) | Q(end_date__gte=day))
-        .values("section_id", "student_id", "student__user_id")
+def missing_work(*, assignment_ids, day: dt.date) -> list[tuple[int, int, int | None]]:
+    """(assignment id, student id, student's user id) for every active student enrolled in
+    the assignment's section on ``day`` (started, not ended) with no submission and no
+    exemption for it. One query: an anti-join (NOT EXISTS) on submissions, so only the
+    missing pairs come back, not every submission of the work."""
+    done = Submission.objects.filter(assignment_id=OuterRef("assignment_id"), student_id=OuterRef("student_id")).filter(
+        Q(submitted_at__isnull=False) | Q(is_exempt=True)
     )
-
-
-def turned_in(*, assignment_ids) -> set[tuple[int, int]]:
-    """(assignment id, student id) submitted or exempt: no reminder for those, one query."""
-    return set(
-        Submission.objects.filter(assignment_id__in=list(assignment_ids))
-        .filter(Q(submitted_at__isnull=False) | Q(is_exempt=True))
-        .values_list("assignment_id", "student_id")
+    # One filter() call: every condition is on the same enrollment-assignment join row.
+    return list(
+        SectionEnrollment.objects.filter(
+            Q(end_date__isnull=True) | Q(end_date__gte=day),
+            section__assignments__id__in=list(assignment_ids), start_date__lte=day, student__is_active=True,
+        )
+        .annotate(assignment_id=F("section__assignments__id"), done=Exists(done))
+        .filter(done=False)
+        .order_by("assignment_id", "student_id")
+        .values_list("assignment_id", "student_id", "student__user_id")
     )

@@ -41,6 +41,7 @@ EVENING_OFFSETS = (7, 3, 1)  # days before due, sent by the 19:00 run
 MAJOR_ONLY = {"7"}  # offsets sent for major assignments only
 OVERDUE_DAYS = 14
 MORNING_BEFORE = dt.time(12, 0)
+ASSIGNMENT_BATCH = 200  # assignments per batch: ~25 students each, a few thousand messages
 
 
 def targets(today: dt.date, *, morning: bool) -> dict[dt.date, str]:
@@ -53,41 +54,18 @@ def targets(today: dt.date, *, morning: bool) -> dict[dt.date, str]:
     return out
 
 
-def run(ctx) -> dict:
-    district = ctx.district
-    local = ctx.scheduled_for.astimezone(district.zone)
-    today, morning = local.date(), local.time() < MORNING_BEFORE
-    labels = targets(today, morning=morning)
-
-    # 1. The work due on the target dates, who is enrolled, who turned it in (3 queries).
-    assignments = [
-        a for a in selectors.assignments_due_on(district=district, dates=labels)
-        if a["is_major"] or labels[a["due_date"]] not in MAJOR_ONLY
-    ]
-    ctx.progress(0, len(assignments))
-    enrolled: dict[int, list[dict]] = defaultdict(list)
-    for row in selectors.enrolled_on(section_ids={a["section_id"] for a in assignments}, day=today):
-        enrolled[row["section_id"]].append(row)
-    done = selectors.turned_in(assignment_ids=[a["id"] for a in assignments])
-    pairs = [
-        (a, e) for a in assignments for e in enrolled.get(a["section_id"], ())
-        if (a["id"], e["student_id"]) not in done
-    ]
+def _requests_for(batch: list[dict], labels: dict[dt.date, str], today: dt.date, tally: Counter) -> list[NotificationRequest]:
+    """The messages for one batch of assignments (2 queries, whatever its size)."""
+    by_id = {a["id"]: a for a in batch}
+    pairs = selectors.missing_work(assignment_ids=by_id, day=today)
     guardians: dict[int, list[int]] = defaultdict(list)
-    for student_id, guardian_id in selectors.guardians_of(student_ids={e["student_id"] for _, e in pairs}):
+    for student_id, guardian_id in selectors.guardians_of(student_ids={s for _, s, _ in pairs}):
         guardians[student_id].append(guardian_id)
-
-    # 2. One push to the student and one email per guardian for each missing piece of work.
     requests: list[NotificationRequest] = []
-    by_offset: Counter = Counter()
-    overdue = 0
-    for a, e in pairs:
+    for assignment_id, student_id, user_id in pairs:
+        a = by_id[assignment_id]
         label = labels[a["due_date"]]
-        student_id = e["student_id"]
-        if label.startswith("overdue"):
-            overdue += 1
-        else:
-            by_offset[label] += 1
+        tally["overdue" if label.startswith("overdue") else label] += 1
         context = {
             "assignment_id": a["id"], "assignment_title": a["title"], "course_name": a["section__course_name"],
             "due_date": a["due_date"].isoformat(), "offset": label,
@@ -95,27 +73,53 @@ def run(ctx) -> dict:
         }
         base = f"assignment-reminder:{a['id']}:{student_id}:{label}"
         recipients = [(gid, Channel.EMAIL) for gid in guardians.get(student_id, ())]
-        if e["student__user_id"]:
-            recipients.insert(0, (e["student__user_id"], Channel.PUSH))
+        if user_id:
+            recipients.insert(0, (user_id, Channel.PUSH))
         for recipient_id, channel in recipients:
             requests.append(NotificationRequest(
                 recipient_id=recipient_id, category=Category.ASSIGNMENT_REMINDER, channel=channel,
                 template="assignment-reminder", context=context, dedupe_key=f"{base}:{recipient_id}:{channel}",
                 student_id=student_id, section_id=a["section_id"], object_key=base, event="reminder",
             ))
-    queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
-    notified = queued_recipients(dedupe_keys=[r.dedupe_key for r in requests], object_keys={r.object_key for r in requests})
-    ctx.progress(len(assignments), len(assignments))
-    ctx.logger.info("%s run: %s assignments, %s missing, %s requests", "morning" if morning else "evening",
-                    len(assignments), len(pairs), len(requests))
+    return requests
+
+
+def run(ctx) -> dict:
+    district = ctx.district
+    local = ctx.scheduled_for.astimezone(district.zone)
+    today, morning = local.date(), local.time() < MORNING_BEFORE
+    labels = targets(today, morning=morning)
+
+    # 1. The work due on the target dates (one query; a few thousand rows for a large district).
+    assignments = [
+        a for a in selectors.assignments_due_on(district=district, dates=labels)
+        if a["is_major"] or labels[a["due_date"]] not in MAJOR_ONLY
+    ]
+    # 2. In batches of assignments, so memory stays bounded by a batch: who is enrolled, who
+    #    turned it in (one anti-join), the guardians, then one push to the student and one email
+    #    per guardian for each missing piece of work (the outbox's enqueue, ~12 queries a chunk).
+    tally: Counter = Counter()
+    queued_total, suppressed = 0, Counter()
+    notified_students: set[int] = set()
+    for start in range(0, len(assignments), ASSIGNMENT_BATCH):
+        requests = _requests_for(assignments[start:start + ASSIGNMENT_BATCH], labels, today, tally)
+        queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
+        queued_total += queued.inserted + queued.digested
+        suppressed.update(queued.suppressed)
+        notified = queued_recipients(dedupe_keys=[r.dedupe_key for r in requests], object_keys={r.object_key for r in requests})
+        notified_students.update(s for _, s in notified if s is not None)
+        ctx.progress(min(start + ASSIGNMENT_BATCH, len(assignments)), len(assignments))
+    overdue = tally.pop("overdue", 0)
+    ctx.logger.info("%s run: %s assignments, %s missing, %s queued", "morning" if morning else "evening",
+                    len(assignments), sum(tally.values()) + overdue, queued_total)
     return {
         "slot": "morning" if morning else "evening",
         "assignments_checked": len(assignments),
-        "students_notified": len({s for _, s in notified if s is not None}),
-        "reminders": dict(by_offset),
+        "students_notified": len(notified_students),
+        "reminders": dict(tally),
         "overdue": overdue,
-        "notifications_queued": queued.inserted + queued.digested,
-        "suppressed": dict(queued.suppressed),
+        "notifications_queued": queued_total,
+        "suppressed": dict(suppressed),
     }
 
 
