@@ -58,19 +58,27 @@ def instructional_calendars(*, school_ids, first: dt.date, last: dt.date) -> dic
 
 # --- coursework: grades posted and assignments due (grade-posting-digest, missing-assignment-alerts)
 
-def grades_posted_between(*, district: District, after: dt.datetime, until: dt.datetime):
-    """Grades posted in (after, until] for the district's active students, one query, with
-    what a digest line prints: class, assignment, score and maximum (index on posted_at)."""
-    return (
+def students_graded_between(*, district: District, after: dt.datetime, until: dt.datetime) -> list[int]:
+    """Ids of the district's active students with a grade posted in (after, until], one query."""
+    return list(
         Grade.objects.filter(
             posted_at__gt=after, posted_at__lte=until, student__school__district=district, student__is_active=True,
-        )
-        .order_by("student_id", "assignment__section__course_name", "posted_at", "id")
-        .values(
-            "id", "student_id", "student__user_id", "student__first_name", "score", "posted_at",
-            "assignment_id", "assignment__title", "assignment__max_score", "assignment__section_id",
-            "assignment__section__course_name",
-        )
+        ).order_by("student_id").values_list("student_id", flat=True).distinct()
+    )
+
+
+def grades_posted_between(*, district: District, after: dt.datetime, until: dt.datetime, student_ids=None):
+    """Grades posted in (after, until] for the district's active students (or these ones),
+    one query, with what a digest line prints: class, assignment, score and maximum."""
+    qs = Grade.objects.filter(
+        posted_at__gt=after, posted_at__lte=until, student__school__district=district, student__is_active=True,
+    )
+    if student_ids is not None:
+        qs = qs.filter(student_id__in=list(student_ids))
+    return qs.order_by("student_id", "assignment__section__course_name", "posted_at", "id").values(
+        "id", "student_id", "student__user_id", "student__first_name", "score", "posted_at",
+        "assignment_id", "assignment__title", "assignment__max_score", "assignment__section_id",
+        "assignment__section__course_name",
     )
 
 

@@ -29,7 +29,7 @@ name), students' first names and accounts, muted classes, guardian links.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -45,6 +45,7 @@ from students import selectors
 
 SLUG = "grade-posting-digest"
 MAX_LOOKBACK = dt.timedelta(days=14)
+STUDENT_BATCH = 2000  # students per batch: their grades, guardians and messages in memory at once
 
 
 def _number(value: Decimal) -> str:
@@ -72,14 +73,8 @@ def window(ctx) -> tuple[dt.datetime, dt.datetime]:
     return after, until
 
 
-def run(ctx) -> dict:
-    district = ctx.district
-    after, until = window(ctx)
-    slot_key = until.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%MZ")
-
-    # 1. The grades of the window and who hears about them (a fixed number of queries).
-    grades = list(selectors.grades_posted_between(district=district, after=after, until=until))
-    ctx.progress(0, len(grades))
+def _requests_for(grades: list[dict], *, until: dt.datetime, slot_key: str, tally: dict) -> list[NotificationRequest]:
+    """The messages for one batch of students' grades (3 queries, whatever its size)."""
     by_student: dict[int, list[dict]] = defaultdict(list)
     for g in grades:
         g["line"] = {
@@ -94,11 +89,6 @@ def run(ctx) -> dict:
         guardians[student_id].append(guardian_id)
     thresholds = low_grade_thresholds(user_ids={g for gs in guardians.values() for g in gs})
 
-    # 2. One digest per student and per guardian; low-grade alerts per grade.
-    requests: list[NotificationRequest] = []
-    student_users: set[int] = set()
-    low_alerts = 0
-
     def digest(recipient_id: int, student_id: int, lines: list[dict]) -> NotificationRequest:
         return NotificationRequest(
             recipient_id=recipient_id, category=Category.GRADE_DIGEST, channel=Channel.EMAIL, template="grade-digest",
@@ -107,53 +97,80 @@ def run(ctx) -> dict:
             student_id=student_id, object_key=f"grade-digest:{slot_key}:{student_id}", event="posted",
         )
 
+    requests: list[NotificationRequest] = []
     for student_id, lines in by_student.items():
         user_id = lines[0]["student__user_id"]
         if user_id:
             own = [g for g in lines if (student_id, g["assignment__section_id"]) not in muted]
             if own:
                 requests.append(digest(user_id, student_id, own))
-                student_users.add(user_id)
+                tally["student_users"].add(user_id)
         for guardian_id in guardians.get(student_id, ()):
             requests.append(digest(guardian_id, student_id, lines))
             for channel, threshold in thresholds.get(guardian_id, ()):
                 for g in lines:
-                    pct = percentage(g["score"], g["assignment__max_score"])
-                    if pct >= threshold:
+                    if percentage(g["score"], g["assignment__max_score"]) >= threshold:
                         continue
-                    low_alerts += 1
+                    tally["low_alerts"] += 1
                     posted = g["posted_at"].astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
                     requests.append(NotificationRequest(
                         recipient_id=guardian_id, category=Category.PERFORMANCE_ALERT, channel=channel,
-                        template="low-grade-alert",
-                        context={**g["line"], "threshold": _number(threshold), "grade_id": g["id"]},
+                        template="low-grade-alert", context={**g["line"], "threshold": _number(threshold)},
                         dedupe_key=f"low-grade:{g['id']}:{posted}:{guardian_id}:{channel}",
                         priority=Priority.HIGH, student_id=student_id, section_id=g["assignment__section_id"],
                     ))
+    return requests
 
-    # 3. Queue everything and mark the window delivered, in one transaction: a crash leaves
-    #    neither, and a run that committed counts as delivered even if its success was lost.
+
+def run(ctx) -> dict:
+    district = ctx.district
+    after, until = window(ctx)
+    slot_key = until.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%MZ")
+
+    # 1. The students with grades in the window (one query of ids).
+    student_ids = selectors.students_graded_between(district=district, after=after, until=until)
+    ctx.progress(0, len(student_ids))
+    tally = {"student_users": set(), "low_alerts": 0}
+    grades = queued_total = 0
+    suppressed: Counter = Counter()
+    students_notified: set[int] = set()
+    guardians_notified: set[int] = set()
+    # 2. In batches of students (memory bounded by a batch): their grades, muted classes,
+    #    guardians and thresholds (4 queries), one digest per student and per guardian and
+    #    the low-grade alerts, queued (~12 queries a chunk). Everything, and the
+    #    ``delivered_through`` checkpoint, is one transaction: a crash leaves none of it, and
+    #    a run that committed counts as delivered even if its success was never recorded.
     with transaction.atomic():
-        queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
+        for start in range(0, len(student_ids), STUDENT_BATCH):
+            batch = student_ids[start:start + STUDENT_BATCH]
+            rows = list(selectors.grades_posted_between(district=district, after=after, until=until, student_ids=batch))
+            grades += len(rows)
+            requests = _requests_for(rows, until=until, slot_key=slot_key, tally=tally)
+            queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
+            queued_total += queued.inserted + queued.digested
+            suppressed.update(queued.suppressed)
+            # Who will get this slot's digest (preferences, revocation, age 18 applied), re-read
+            # from the outbox so that a re-run of the slot reports the same people.
+            digests = [r for r in requests if r.category == Category.GRADE_DIGEST]
+            for user_id, student_id in queued_recipients(
+                dedupe_keys=[r.dedupe_key for r in digests], object_keys={r.object_key for r in digests},
+            ):
+                if user_id in tally["student_users"]:
+                    students_notified.add(student_id)
+                else:
+                    guardians_notified.add(user_id)
+            ctx.progress(start + len(batch), len(student_ids))
         ctx.save_checkpoint({"delivered_through": until.isoformat(), "window_after": after.isoformat()})
-    # Who will actually get this slot's digest (preferences, revocation and age 18 applied),
-    # re-read from the outbox so a re-run of the slot reports the same people.
-    digests = [r for r in requests if r.category == Category.GRADE_DIGEST]
-    notified = queued_recipients(
-        dedupe_keys=[r.dedupe_key for r in digests], object_keys={r.object_key for r in digests},
-    )
-    notified = {(u, s) for u, s in notified if s in by_student}
-    ctx.progress(len(grades), len(grades))
-    ctx.logger.info("%s grades in (%s, %s]: %s requests", len(grades), after.isoformat(), until.isoformat(), len(requests))
+    ctx.logger.info("%s grades in (%s, %s]: %s queued", grades, after.isoformat(), until.isoformat(), queued_total)
     return {
         "window_after": after.astimezone(district.zone).isoformat(),
         "window_until": until.astimezone(district.zone).isoformat(),
-        "grades": len(grades),
-        "students_notified": len({s for u, s in notified if u in student_users}),
-        "guardians_notified": len({u for u, s in notified if u not in student_users}),
-        "low_grade_alerts": low_alerts,
-        "notifications_queued": queued.inserted + queued.digested,
-        "suppressed": dict(queued.suppressed),
+        "grades": grades,
+        "students_notified": len(students_notified),
+        "guardians_notified": len(guardians_notified),
+        "low_grade_alerts": tally["low_alerts"],
+        "notifications_queued": queued_total,
+        "suppressed": dict(suppressed),
     }
 
 

@@ -187,6 +187,22 @@ def test_digest_lines_carry_class_assignment_score_maximum_and_percentage(distri
     assert len(own.context["grades"]) == 2
 
 
+def test_batches_of_students_give_the_same_digests(district, klass, school, monkeypatch):
+    from scheduling.jobs import grade_posting_digest as job
+
+    monkeypatch.setattr(job, "STUDENT_BATCH", 1)
+    sibling = f.StudentFactory(school=school, first_name="Bea")
+    f.GuardianLinkFactory(guardian=klass["guardian"], student=sibling)
+    run_at(district, evening(district, D1))
+    grade(klass, evening(district, D2) - dt.timedelta(hours=1))
+    grade(klass, evening(district, D2) - dt.timedelta(hours=2))
+    grade(klass, evening(district, D2) - dt.timedelta(hours=1), student=sibling)
+    run = run_at(district, evening(district, D2))
+    assert run.result["grades"] == 3 and run.result["students_notified"] == 1 and run.result["guardians_notified"] == 1
+    per_child = dict(Notification.objects.filter(recipient=klass["guardian"]).values_list("student__first_name", "context__grade_count"))
+    assert per_child == {"Ana": 2, "Bea": 1}
+
+
 def test_muted_class_is_left_out_of_the_students_own_digest(district, klass, school):
     run_at(district, evening(district, D1))
     art = f.SectionFactory(school=school, course_name="Art", session=klass["section"].session)
