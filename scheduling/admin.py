@@ -137,9 +137,22 @@ class ReportAdmin(ReadOnlyAdmin):
 
     def view_html(self, request, pk: int):
         report = self._report(request, pk)
+        self._log_view(request, report, "view")
         response = HttpResponse(report.html, content_type="text/html; charset=utf-8")
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
         return response
+
+    def _log_view(self, request, report: Report, what: str) -> None:
+        """A FERPA view row per opening: a compliance report names students (its evidence
+        lists them); an aggregate report names none but its reading is still recorded."""
+        from skillcore.models import AccessLog
+
+        ids = sorted((report.evidence or {}).get("students_named", []))
+        AccessLog.objects.create(
+            at=timezone.now(), actor=request.user, actor_label=request.user.get_username()[:150],
+            purpose=f"admin: {what} report {report.kind}", model=Report._meta.label,
+            operation=AccessLog.Operation.VIEW, query_count=0, row_count=1, student_count=len(ids), student_ids=ids,
+        )
 
     def download_csv(self, request, pk: int):
         report = self._report(request, pk)
@@ -151,6 +164,7 @@ class ReportAdmin(ReadOnlyAdmin):
         else:
             text = report.csv
             filename = f"{report.kind}-{report.school.code if report.school_id else report.district_id or 'global'}-{report.period_start}.csv"
+        self._log_view(request, report, f"download {name or 'csv'} of")
         response = HttpResponse(text, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -99,7 +99,7 @@ def iep_reviews(*, district: District, as_of: dt.date) -> list[dict]:
         IEP.objects.filter(status=IEP.Status.ACTIVE, student__school__district=district, student__is_active=True,
                            next_review_due__lte=as_of + dt.timedelta(days=REVIEW_HORIZON_DAYS))
         .order_by("next_review_due", "student__last_name", "student__first_name", "pk")
-        .values("pk", "next_review_due", "student__local_id", "student__first_name", "student__last_name",
+        .values("pk", "next_review_due", "student_id", "student__local_id", "student__first_name", "student__last_name",
                 "student__school__name", "case_manager__first_name", "case_manager__last_name", "case_manager__username")
     )
     out = []
@@ -107,7 +107,8 @@ def iep_reviews(*, district: District, as_of: dt.date) -> list[dict]:
         days = (r["next_review_due"] - as_of).days
         manager = " ".join(x for x in (r["case_manager__first_name"], r["case_manager__last_name"]) if x) or (r["case_manager__username"] or "")
         out.append({
-            "student": f"{r['student__last_name']}, {r['student__first_name']}", "local_id": r["student__local_id"],
+            "student": f"{r['student__last_name']}, {r['student__first_name']}", "student_id": r["student_id"],
+            "local_id": r["student__local_id"],
             "school": r["student__school__name"], "case_manager": manager or "none", "due": r["next_review_due"].isoformat(),
             "status": "overdue" if days < 0 else "due soon", "days": days,
         })

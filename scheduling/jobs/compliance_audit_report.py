@@ -91,6 +91,10 @@ def build(*, district, as_of: dt.date) -> dict:
                    "utc_start": start.astimezone(dt.timezone.utc).isoformat(), "utc_end": end.astimezone(dt.timezone.utc).isoformat(),
                    "as_of": as_of.isoformat()},
         "inputs": inputs,
+        # Who the HTML names (reviews, services, plans): viewing the report is a view of
+        # these students' records, logged on the access trail by the admin's view page.
+        "students_named": sorted({r["student_id"] for r in reviews} | {s["student_id"] for s in services}
+                                 | {p["student_id"] for p in past_review + unassigned}),
     }
     title = f"Compliance audit: {district.name}, {first:%B %Y}"
     html = render_html("reports/compliance_audit.html", {

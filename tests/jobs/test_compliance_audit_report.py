@@ -194,3 +194,21 @@ def test_jobs_run_command(district, world):
     assert Report.objects.get(kind="compliance-audit").period_start == dt.date(2026, 10, 1)
     # The run's own reads are in the trail, after the month it reports on.
     assert AccessLog.objects.filter(purpose="scheduled job compliance-audit-report").exists()
+
+
+@pytest.mark.django_db
+def test_opening_the_report_in_admin_is_on_the_access_trail(district, world, client, system_admin):
+    run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    assert set(report.evidence["students_named"]) == {world["ana"].pk, world["ben"].pk, world["cy"].pk}
+    client.force_login(system_admin)
+    assert client.get(f"/admin/scheduling/report/{report.pk}/view/").status_code == 200
+    name = "state-idea-services-2026-10.csv"
+    download = client.get(f"/admin/scheduling/report/{report.pk}/csv/", {"name": name})
+    assert download.status_code == 200 and download.content.decode() == report.extra_csv[name]
+    assert client.get(f"/admin/scheduling/report/{report.pk}/csv/", {"name": "../../etc/passwd"}).status_code == 404
+    views = AccessLog.objects.filter(actor=system_admin, model="scheduling.Report", operation="view").order_by("id")
+    assert [v.purpose for v in views] == [
+        "admin: view report compliance-audit", f"admin: download {name} of report compliance-audit",
+    ]
+    assert set(views[0].student_ids) == set(report.evidence["students_named"])
