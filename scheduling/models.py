@@ -41,6 +41,11 @@ class JobSchedule(models.Model):
     removed_at = models.DateTimeField(
         null=True, blank=True, help_text="Deleted by staff: no longer fires; sync does not bring it back; history kept."
     )
+    # Denormalized so the dashboard and `jobs list` read the last run with a join instead
+    # of a scan of the whole history (set when a run of this job and district starts).
+    last_run = models.ForeignKey(
+        "JobRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from scheduling import alerts, registry
-from scheduling.models import JobRun
+from scheduling.models import JobRun, JobSchedule
 from skillcore.access import access_trail
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def claim(run_id: int) -> JobRun | None:
     )
     if claimed:
         run.refresh_from_db()
+        JobSchedule.objects.filter(job=run.job, district_id=run.district_id).update(last_run=run)
         alerts.run_started(run)
         return run
     run.refresh_from_db()

@@ -124,8 +124,9 @@ def test_check_exits_1_when_a_schedule_is_overdue_or_a_critical_job_failed(only_
     # A critical job whose last run failed also fails the check.
     JobSchedule.objects.update(paused=True)
     Schedule.objects.update(repeats=0)
-    JobRun.objects.create(job="t-flaky", district=new_york, trigger="schedule", slot=dt.datetime(2026, 12, 1, 10, tzinfo=UTC),
-                          status="failed", started_at=dt.datetime(2026, 12, 1, 10, tzinfo=UTC))
+    jobs_for_tests.FAIL_TIMES["t-flaky"] = 9
+    with pytest.raises(SystemExit):
+        jobs("run", "t-flaky", "--district", str(new_york.pk))
     out = StringIO()
     with pytest.raises(SystemExit):
         call_command("jobs", "check", stdout=out)

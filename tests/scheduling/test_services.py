@@ -243,6 +243,7 @@ def test_run_now_queues_a_manual_run_records_who_and_runs_in_the_worker(
     drain_queue()
     run.refresh_from_db()
     assert run.status == "succeeded" and run.result == {"slots": 1} and "ran for slot" in run.log
+    assert schedule("t-daily", new_york).last_run == run  # the dashboard's "last run"
     assert run.started_at and run.finished_at and run.duration_seconds is not None
 
 

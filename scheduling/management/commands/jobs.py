@@ -119,10 +119,9 @@ class Command(BaseCommand):
             self.stdout.write(_dumps([_row_dict(r) for r in rows]))
             return
         for r in rows:
-            s = r.schedule
-            state = "paused" if s.paused else ("overdue" if r.overdue else "active")
+            state = "paused" if r.paused else ("overdue" if r.overdue else "active")
             self.stdout.write(
-                f"{s.job:28} {(s.district.name if s.district_id else 'global')[:24]:24} {s.cron or 'ad hoc':22} "
+                f"{r.job_slug:28} {(r.district_name or 'global')[:24]:24} {r.cron or 'ad hoc':22} "
                 f"{r.time_zone:20} {r.next_run_local.isoformat() if r.next_run_local else '-':25} {state:8} {r.last_status or '-'}"
             )
 
@@ -229,7 +228,7 @@ class Command(BaseCommand):
                 f"{s.q_schedule.next_run.isoformat()} (is a qcluster running?)"
             )
         for s in selectors.failing_critical_schedules(now):
-            problems.append(f"failed: critical job {s.job} {s.district.name if s.district_id else 'global'} last run #{s.last_run_id} {s.last_run_status}")
+            problems.append(f"failed: critical job {s.job_slug} {s.district_name or 'global'} last run #{s.last_run_id} {s.last_status}")
         beat = selectors.last_scheduler_heartbeat()
         beat_text = beat.isoformat() if beat else "never"
         if problems:
@@ -245,13 +244,12 @@ def _dumps(value) -> str:
 
 
 def _row_dict(r: selectors.DashboardRow) -> dict:
-    s = r.schedule
     return {
-        "job": s.job, "district": s.district_id, "district_name": s.district.name if s.district_id else None,
-        "cron": s.cron, "cron_text": r.cron_text, "cron_customized": s.cron_customized, "time_zone": r.time_zone,
+        "job": r.job_slug, "district": r.district_id, "district_name": r.district_name,
+        "cron": r.cron, "cron_text": r.cron_text, "cron_customized": r.cron_customized, "time_zone": r.time_zone,
         "next_run": r.next_run_local.isoformat() if r.next_run_local else None,
         "next_run_utc": r.next_run_utc.isoformat() if r.next_run_utc else None,
-        "paused": s.paused, "pause_note": s.pause_note, "overdue": r.overdue,
+        "paused": r.paused, "pause_note": r.pause_note, "overdue": r.overdue,
         "last_run": r.last_run_id, "last_status": r.last_status, "avg_duration": r.avg_duration,
         "runs_30d": r.runs_30d, "success_rate": r.success_rate,
     }
