@@ -42,12 +42,14 @@ class TeamInline(ScopedTabularInline):
     model = IEPTeamMember
     fields = ["user", "role"]
     person_roles = {"user": SPED_STAFF}
+    select_related = ("user",)
 
 
 class ServiceInline(ScopedTabularInline):
     model = IEPService
     fields = ["name", "minutes_per_month", "provider"]
     person_roles = {"provider": SPED_STAFF}
+    select_related = ("provider",)
 
 
 class MeetingInline(ScopedTabularInline):

@@ -14,7 +14,9 @@ column, such as IEP team members); the view row says what a person saw.
 """
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteMixin
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
@@ -173,9 +175,40 @@ class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
 
 
 class ScopedTabularInline(ScopedFormfieldsMixin, admin.TabularInline):
-    """Rows come through the (already scoped) parent; the choices still need scoping."""
+    """Rows come through the (already scoped) parent; the choices still need scoping.
+
+    A select in every row of an inline would run its choices query once per row (an IEP
+    team of eight: eight identical user lists), so the choices are read once per field and
+    request and every row's select reuses them. Submitted values are still validated
+    against the scoped queryset.
+    """
 
     extra = 0
+    # Related rows each row's title (its __str__) reads, fetched with the rows.
+    select_related: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs.select_related(*self.select_related) if self.select_related else qs
+
+    def _cached_choices(self, db_field, request, field):
+        widget = getattr(field, "widget", None)
+        widget = getattr(widget, "widget", widget)  # inside RelatedFieldWidgetWrapper
+        # Plain selects only: autocomplete and raw-id widgets read the queryset themselves.
+        if field is None or not isinstance(widget, forms.Select) or isinstance(widget, AutocompleteMixin):
+            return field
+        cache = request.__dict__.setdefault("_skillcore_inline_choices", {})
+        key = (self.model._meta.label_lower, db_field.name)
+        if key not in cache:
+            cache[key] = list(field.choices)
+        field.choices = cache[key]
+        return field
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        return self._cached_choices(db_field, request, super().formfield_for_foreignkey(db_field, request, **kwargs))
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        return self._cached_choices(db_field, request, super().formfield_for_manytomany(db_field, request, **kwargs))
 
     def has_view_permission(self, request, obj=None):
         return scoping.is_staff_member(request.user) and super().has_view_permission(request, obj)

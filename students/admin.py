@@ -177,11 +177,17 @@ class StaffProfileAdmin(ScopedAdmin):
 
 
 class GuardianLinkInline(ScopedTabularInline):
+    """The student's guardians, edited in place; a new link is added on the guardian-link page
+    (the guardian is picked there by id), so each row shows its guardian without a lookup."""
+
     model = GuardianLink
     fk_name = "student"
     fields = ["guardian", "relationship", "is_custodial", "access_revoked", "access_revoked_note", "is_dependent_claim", "preferred_language"]
-    raw_id_fields = ["guardian"]
-    person_roles = {"guardian": (Role.GUARDIAN,)}
+    readonly_fields = ["guardian"]
+    select_related = ("guardian", "student")
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class StudentForm(forms.ModelForm):

@@ -160,3 +160,23 @@ def test_every_change_and_add_page_renders(client, system_admin, label):
     assert client.get(reverse(f"admin:{app}_{model}_change", args=[obj.pk])).status_code == 200
     add = client.get(reverse(f"admin:{app}_{model}_add"))
     assert add.status_code == (403 if label in {"skillcore.accesslog", "interventions.studentanalytics"} else 200)
+
+
+def test_change_pages_with_inlines_do_not_query_per_row(client, system_admin):
+    iep, student = f.IEPFactory(), f.StudentFactory()
+    client.force_login(system_admin)
+    iep_url = reverse("admin:iep_iep_change", args=[iep.pk])
+    student_url = reverse("admin:students_student_change", args=[student.pk])
+
+    def grow(n):
+        while iep.team.count() < n:
+            f.IEPTeamMemberFactory(iep=iep)
+            f.IEPServiceFactory(iep=iep, provider=f.UserFactory())
+        while student.guardian_links.count() < n:
+            f.GuardianLinkFactory(student=student)
+
+    grow(1)
+    _count(client, iep_url), _count(client, student_url)  # warm the content-type cache
+    one = (_count(client, iep_url), _count(client, student_url))
+    grow(8)
+    assert (_count(client, iep_url), _count(client, student_url)) == one
