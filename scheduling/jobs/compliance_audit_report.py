@@ -73,6 +73,11 @@ def build(*, district, as_of: dt.date) -> dict:
               "yes" if p["past_review"] else "no", p["accommodations"], len(p["without_implementer"])] for p in shown_plans],
         ),
     }
+    by_school: dict[str, list[int]] = {}  # school -> [delivered (capped per service), required]
+    for s in services:
+        figures = by_school.setdefault(s["school"], [0, 0])
+        figures[0] += min(s["delivered"], s["required"])
+        figures[1] += s["required"]
     required = sum(s["required"] for s in services)
     delivered = sum(min(s["delivered"], s["required"]) for s in services)
     overdue = sum(1 for r in reviews if r["status"] == "overdue")
@@ -111,9 +116,10 @@ def build(*, district, as_of: dt.date) -> dict:
         ],
         "ferpa": ferpa, "access_rows": access_rows, "reviews": reviews, "services": services,
         "chart_minutes": bar_chart(
-            [(s["service"][:22] + f" ({s['local_id']})", min(100.0, s["delivered"] * 100 / s["required"])) for s in services[:30]],
-            title="Service minutes delivered (% of required, first 30 services)",
+            [(school, by_school[school][0] * 100 / by_school[school][1]) for school in sorted(by_school)],
+            title="Service minutes delivered, % of required, by school",
         ),
+        "short_services": [s for s in services if s["shortfall"]], "full_services": sum(1 for s in services if not s["shortfall"]),
         "plans_past_review": past_review, "unassigned": unassigned, "exports": sorted(exports), "opted_out": opted_out,
         "evidence_line": ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in inputs.items()),
     })

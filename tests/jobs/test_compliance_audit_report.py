@@ -107,6 +107,9 @@ def test_report_content(district, world):
     services_export = read_csv(report.extra_csv["state-idea-services-2026-10.csv"])
     assert [(r["state_student_id"], r["minutes_required"], r["minutes_delivered"]) for r in services_export] == [("A1", "120", "60")]
     assert "60 / 180" not in report.html and "120 / 180" in report.html  # delivered (capped per service) / required
+    assert "1 of 2 services delivered in full" in report.html
+    minutes = report.html.split("IDEA: special")[1].split("Section 504")[0]
+    assert "Speech therapy" in minutes and "Occupational therapy" not in minutes  # only shortfalls are listed
 
     plans = read_csv(report.extra_csv["state-section-504-2026-10.csv"])
     assert [(p["state_student_id"], p["past_review"], p["without_implementer"]) for p in plans] == [("C3", "yes", "1")]
