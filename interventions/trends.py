@@ -16,7 +16,10 @@ from interventions.models import StudentAnalytics, Trend
 
 TREND_BAND = Decimal("5")  # a change of more than 5 points is UP or DOWN; 5 or less is STABLE
 ALERT_DROP = Decimal("10")  # a drop of more than 10 points alerts the counselor
-ALERT_METRICS = ("grade", "attendance")  # the figures whose drop alerts
+# The figures whose drop alerts: the grade average only. Attendance is a 5-day week, so one
+# absent day is a 20-point "drop" (on the demo district a third of all alerts); absences have
+# their own job with the chronic-absence rules (attendance-interventions).
+ALERT_METRICS = ("grade",)
 
 
 def trend(current: Decimal | None, previous: Decimal | None, *, band: Decimal = TREND_BAND) -> str | None:

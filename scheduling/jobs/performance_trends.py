@@ -11,8 +11,9 @@ What it does, per active student of the district (in batches of 2,000 by id):
 2. Intervention effectiveness: attendance over the 10 instructional days before and after
    each intervention opened in the last 180 days.
 3. Upsert one interventions.StudentAnalytics row per student and week.
-4. A grade or attendance drop of more than 10 points alerts the student's counselor
-   (performance-alert, high priority, email).
+4. A grade-average drop of more than 10 points alerts the student's counselor
+   (performance-alert, high priority, email). Attendance drops do not alert here: one
+   absent day in a 5-day week is 20 points; absences have the attendance job's rules.
 
 Idempotency: rows are keyed (student, week start) and upserted; alerts carry the dedupe key
 ``performance-alert:<student>:<week start>:<counselor>:email``, so a re-run of the same slot
