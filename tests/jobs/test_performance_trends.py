@@ -276,3 +276,11 @@ def test_a_retry_resumes_after_the_last_saved_batch(district, setup, monkeypatch
     assert calls[2:] == [[students[2].pk, students[3].pk], [students[4].pk]]  # batch one is not redone
     assert StudentAnalytics.objects.count() == 5 and Notification.objects.count() == 5
     assert done.result["students_checked"] == 5 and done.result["alerts"] == 3
+
+
+@pytest.mark.django_db
+def test_a_district_without_students_writes_nothing(db):
+    empty = f.DistrictFactory(name="Brand New")
+    run = run_week(empty)
+    assert run.result["students_checked"] == 0 and run.result["rows_upserted"] == 0
+    assert not StudentAnalytics.objects.exists()

@@ -228,3 +228,15 @@ def test_job_output_admins_are_scoped(district, world, client, counselor, other_
     assert list(client.get("/admin/scheduling/userlifecyclechange/").context["cl"].result_list) == [change]
     client.force_login(world["principal"])
     assert client.get("/admin/scheduling/userlifecyclechange/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_empty_district_gets_reports_of_dashes_not_nan(db):
+    empty = f.DistrictFactory(name="Brand New")
+    f.SchoolFactory(district=empty, name="Empty School")
+    run = run_week(empty)
+    assert run.result["reports_created"] == 2 and run.result["students"] == 0
+    for report in Report.objects.filter(district=empty):
+        assert "nan" not in report.html.lower() and "nan" not in report.csv.lower()
+        assert "no data" in report.html
+    assert rows(Report.objects.get(district=empty, school=None))[0]["grade_average_pct"] == ""
