@@ -65,17 +65,12 @@ def _never_touched() -> Q:
     return Q(is_superuser=True) | Q(groups__name=str(Role.SYSTEM_ADMIN))
 
 
-def _users(qs: QuerySet, *, lock: bool) -> QuerySet:
-    """Candidates as plain rows; with ``lock``, locked (FOR UPDATE) so a concurrent run
-    waits and then no longer finds them active. ``pk__in`` keeps DISTINCT out of the
-    locking query (PostgreSQL refuses FOR UPDATE with DISTINCT)."""
-    rows = User.objects.filter(pk__in=qs.values("pk")).annotate(last_activity=Coalesce("last_login", "date_joined"))
-    if lock:
-        rows = rows.select_for_update(of=("self",))
-    return rows.order_by("pk")
+def _users(qs: QuerySet) -> QuerySet:
+    """Candidates once each (``pk__in``: a join through groups or links would repeat them)."""
+    return User.objects.filter(pk__in=qs.values("pk")).annotate(last_activity=Coalesce("last_login", "date_joined")).order_by("pk")
 
 
-def inactive_users_plan(*, district: District, as_of: dt.date, lock: bool = False) -> list[Change]:
+def inactive_users_plan(*, district: District, as_of: dt.date) -> list[Change]:
     """What the cleanup would change in the district as of a local date. Four queries."""
     zone = district.zone
     two_years, one_year = years_before(as_of, 2), years_before(as_of, 1)
@@ -88,15 +83,13 @@ def inactive_users_plan(*, district: District, as_of: dt.date, lock: bool = Fals
     # 1. Teachers only (teacher role, no other staff role), inactive 2+ years.
     teachers = User.objects.filter(active, in_district, groups__name=str(Role.TEACHER)).exclude(pk__in=others)
     teachers = teachers.alias(activity=activity).filter(activity__lt=_end_of(two_years, zone))
-    for u in _users(teachers, lock=lock):
+    for u in _users(teachers):
         changes.append(Change(UserLifecycleChange.Action.DEACTIVATE, RULE_TEACHER, f"teacher {u.get_username()}", user_id=u.pk,
                               before={"is_active": True, "last_activity": u.last_activity.isoformat()}))
 
     # 2. Students who left 2+ years ago: archived, and their login deactivated.
     left = Q(graduated_on__lte=two_years) | Q(transferred_on__lte=two_years)
     students = Student.objects.filter(left, school__district=district, archived_at__isnull=True)
-    if lock:
-        students = students.select_for_update(of=("self",))
     student_users = []
     for s in students.order_by("pk").values("pk", "local_id", "is_active", "user_id", "user__is_active", "user__is_superuser",
                                             "user__staff_profile", "graduated_on", "transferred_on"):
@@ -116,7 +109,7 @@ def inactive_users_plan(*, district: District, as_of: dt.date, lock: bool = Fals
     )
     guardians = User.objects.filter(active, guardian_links__student__school__district=district, staff_profile__isnull=True)
     guardians = guardians.filter(~Exists(still_here))
-    for u in _users(guardians, lock=lock):
+    for u in _users(guardians):
         changes.append(Change(UserLifecycleChange.Action.DEACTIVATE, RULE_GUARDIAN, f"guardian {u.get_username()}", user_id=u.pk,
                               before={"is_active": True, "last_activity": u.last_activity.isoformat()}))
 
@@ -124,7 +117,7 @@ def inactive_users_plan(*, district: District, as_of: dt.date, lock: bool = Fals
     teacher_only = User.objects.filter(groups__name=str(Role.TEACHER)).exclude(pk__in=others).values("pk")
     staff = User.objects.filter(active, in_district, staff_profile__flagged_for_review_at__isnull=True).exclude(pk__in=teacher_only)
     staff = staff.alias(activity=activity).filter(activity__lt=_end_of(one_year, zone))
-    for u in _users(staff, lock=lock):
+    for u in _users(staff):
         changes.append(Change(UserLifecycleChange.Action.FLAG, RULE_STAFF, f"staff {u.get_username()}", user_id=u.pk,
                               before={"flagged_for_review_at": None, "last_activity": u.last_activity.isoformat()}))
     return changes
@@ -135,9 +128,16 @@ def inactive_users_apply(
     *, district: District, as_of: dt.date, at: dt.datetime, job_run_id: int | None, actor_label: str,
 ) -> list[Change]:
     """Make the plan's changes and write one UserLifecycleChange per change, in one
-    transaction. The candidates are locked while planned, so two runs at once cannot
-    both deactivate (and audit) the same person; a re-run finds nothing left to do."""
-    changes = inactive_users_plan(district=district, as_of=as_of, lock=True)
+    transaction; a re-run finds nothing left to do.
+
+    Two runs at once (a manual run during the scheduled one): the district row is locked
+    first, so the second waits for the first to commit and then plans from what it wrote
+    (each statement sees the latest commit): nobody is changed or audited twice. Locking
+    candidate rows instead would not do: a waiting ``pk IN (subquery)`` is re-checked
+    against the row, not the subquery, and flags live in another table.
+    """
+    District.objects.select_for_update().filter(pk=district.pk).values_list("pk", flat=True).first()
+    changes = inactive_users_plan(district=district, as_of=as_of)
     deactivate = [c.user_id for c in changes if c.action == UserLifecycleChange.Action.DEACTIVATE]
     archive = [c.student_id for c in changes if c.action == UserLifecycleChange.Action.ARCHIVE]
     flag = [c.user_id for c in changes if c.action == UserLifecycleChange.Action.FLAG]

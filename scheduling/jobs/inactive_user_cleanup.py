@@ -13,7 +13,7 @@ Dry run: ``manage.py inactive_users --district ID [--as-of DATE] --dry-run`` lis
 job would change and writes nothing (``jobs run`` takes no job options).
 
 Idempotency: each rule selects only rows not yet changed (active users, unarchived
-students, unflagged staff), locked while planned: a re-run of the same slot changes nothing
+students, unflagged staff), one run at a time per district: a re-run of the same slot changes nothing
 and audits nothing.
 
 Student data read and written: students (graduation, transfer, exit dates; archived_at,

@@ -216,3 +216,35 @@ def test_jobs_run_command(district, people):
         call_command("jobs", "run", SLUG, "--district", str(district.pk), "--as-of", "2026-11-29T02:00", "--json", stdout=out)
     assert json.loads(out.getvalue())["status"] == "succeeded"
     assert not active(people["teacher_old"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_change_and_audit_each_person_once(district, people):
+    """PostgreSQL: two connections apply the cleanup at the same moment (a manual run
+    during the scheduled one): every change is made and audited exactly once."""
+    import threading
+
+    from scheduling.lifecycle import inactive_users_apply
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (row locks across connections)")
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def one_run(label):
+        try:
+            barrier.wait()
+            results.append(len(inactive_users_apply(
+                district=district, as_of=SUNDAY, at=local_slot(district, 2026, 11, 29, 2), job_run_id=None, actor_label=label,
+            )))
+        except Exception as exc:  # reported below, with the thread's result
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one_run, args=(f"run {i}",)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert sorted(results) == [0, 7]
+    assert UserLifecycleChange.objects.count() == 7
+    assert UserLifecycleChange.objects.values("rule", "user_id", "student_id").distinct().count() == 7
