@@ -216,3 +216,24 @@ def test_a_bad_retention_in_the_environment_stops_with_one_line(settings):
     )
     assert proc.returncode != 0
     assert "EVENT_STREAM_RETENTION_DAYS" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_drained_batch_announces_the_messages_it_sent(counselor):
+    from notifications.delivery import drain_batch
+    from notifications.models import Notification
+    from notifications.services import NotificationRequest, notifications_enqueue
+
+    noon = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)
+    with time_machine.travel(noon, tick=False):
+        notifications_enqueue([
+            NotificationRequest(recipient_id=counselor.pk, category="system", channel="email", template="system",
+                                context=context, dedupe_key=key)
+            for key, context in [("good", {"headline": "Hi", "message": "Test"}), ("broken", {"headline": "Hi"})]
+        ])
+        summary = drain_batch(worker="w1")
+    assert (summary.sent, summary.failed) == (1, 1)
+    good = Notification.objects.get(dedupe_key="good")
+    assert list(EventBusEntry.objects.values_list("event_type", "payload")) == [
+        ("notification.sent", {"id": good.id, "category": "system", "channel": "email", "recipient_id": counselor.id,
+                               "student_id": None})]
+    assert not StoredEvent.objects.exists()  # not a durable event
