@@ -199,25 +199,6 @@ ALERTS_MAX_ATTEMPTS = env.get_int("ALERTS_MAX_ATTEMPTS", 10, minimum=1)
 # Links in alerts point at this site (e.g. https://skillcore.district.example); empty: no links.
 ALERTS_BASE_URL = env.get_str("ALERTS_BASE_URL", "")
 
-# --- observability and alerting (scheduling/alerting.py, scheduling/metrics.py, skillcore/health.py)
-# /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from
-# localhost when DEBUG (the demo).
-METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
-METRICS_ALLOWED_NETWORKS = env.get_networks("METRICS_ALLOWED_NETWORKS", [])
-# PagerDuty Events API v2 for critical alerts, a Slack incoming webhook for warnings; an
-# empty value turns the channel off (alerts are still recorded and logged).
-PAGERDUTY_ROUTING_KEY = env.get_str("PAGERDUTY_ROUTING_KEY", "")
-PAGERDUTY_EVENTS_URL = env.get_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
-SLACK_WEBHOOK_URL = env.get_str("SLACK_WEBHOOK_URL", "")
-# A run still going after expected duration x this factor gets a long-running warning.
-ALERTS_LONG_RUNNING_FACTOR = env.get_float("ALERTS_LONG_RUNNING_FACTOR", 3.0, minimum=1.0)
-# Job slugs ("*": all) whose every start and completion is posted to Slack.
-ALERTS_SLACK_RUN_EVENTS = env.get_list("ALERTS_SLACK_RUN_EVENTS", [])
-ALERTS_HTTP_TIMEOUT = env.get_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
-ALERTS_MAX_ATTEMPTS = env.get_int("ALERTS_MAX_ATTEMPTS", 10, minimum=1)
-# Links in alerts point at this site (e.g. https://skillcore.district.example); empty: no links.
-ALERTS_BASE_URL = env.get_str("ALERTS_BASE_URL", "")
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
