@@ -15,7 +15,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from interventions.models import Intervention
 from notifications.models import Notification
 from notifications.rendering import render_email
 from scheduling.models import JobRun, Report
