@@ -137,7 +137,7 @@ class NotificationAdmin(OutboxPermissionMixin, StudentRecordAdmin):
 
 @admin.register(DigestItem)
 class DigestItemAdmin(OutboxPermissionMixin, StudentRecordAdmin):
-    list_display = ["id", "recipient", "channel", "frequency", "period_start", "object_key", "event", "notification"]
+    list_display = ["id", "recipient", "channel", "frequency", "period_start", "object_key", "event", "updated_at"]
     list_filter = ["frequency", "channel", "category"]
     search_fields = ["=recipient__username", "recipient__email", "object_key"]
     list_select_related = ["recipient"]

@@ -149,6 +149,8 @@ class DigestItem(models.Model):
 
     Keyed by recipient, channel, frequency, period and (object, event): a second item about
     the same object and event replaces the first (upsert), so the digest shows the latest.
+    Assembly turns a recipient's items into one outbox message (whose context keeps every
+    line) and deletes them in the same transaction: a row here is always still to be sent.
     """
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest_items")
@@ -166,11 +168,6 @@ class DigestItem(models.Model):
     quiet_hours = models.BooleanField(default=False)
     job_run_id = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField()
-    notification = models.ForeignKey(
-        Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="digest_items",
-        help_text="The digest message this item went out in.",
-    )
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -178,13 +175,9 @@ class DigestItem(models.Model):
                 name="digest_item_unique",
             ),
         ]
-        # Assembly reads the open items of closed periods, grouped by recipient.
-        indexes = [
-            models.Index(
-                fields=["frequency", "period_start", "recipient", "channel"],
-                condition=Q(notification__isnull=True), name="digest_item_open_idx",
-            )
-        ]
+        # Assembly walks one district's items in recipient order, 500 recipients a pass
+        # (keyset: recipient > last): the index is in that order so each pass is a range scan.
+        indexes = [models.Index(fields=["frequency", "district", "recipient", "period_start"], name="digest_item_walk_idx")]
 
 
 class RecipientProfile(models.Model):

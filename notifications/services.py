@@ -3,7 +3,14 @@ the channel-health marks delivery sets.
 
 Enqueue is set-based: for each chunk of requests it runs a fixed number of queries (about a
 dozen, whatever the chunk size), decides every request in memory, then writes with one
-``bulk_create(ignore_conflicts=True)`` for outbox rows and one upsert for digest items.
+insert for outbox rows (``ON CONFLICT (dedupe_key) DO NOTHING``) and one upsert for digest
+items. On PostgreSQL the reads pass ids as one array (``= ANY(%s)``) and the writes are
+``INSERT ... SELECT FROM UNNEST(...)`` statements (see ``_unnest_insert``); on SQLite the
+ORM's ``__in`` and ``bulk_create``.
+
+Dedupe key conventions (jobs): ``<job or kind>:<slot or object>:<recipient id>:<channel>``,
+e.g. ``iep-reminder:<iep id>:<offset>:<user id>:email``; the same slot re-run gives the same
+keys, so it inserts nothing new. Digests: ``digest:<daily|weekly>:<period start>:<user>:<channel>``.
 """
 from __future__ import annotations
 
@@ -18,8 +25,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
-from django.db.models import Exists, F, Lookup, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models import Exists, F, Lookup, OuterRef, Q, Value
 from django.utils import timezone
 
 from notifications import quiet_hours
@@ -491,21 +497,22 @@ def _closed_before(frequency: str, today: dt.date) -> dt.date:
 def digests_assemble(
     *, frequency: str, now: dt.datetime | None = None, job_run_id: int | None = None, recipients_per_pass: int = 500,
 ) -> AssembleSummary:
-    """Turn the open digest items of every closed period into one message per recipient,
+    """Turn the digest items of every closed period into one message per recipient,
     channel and period, sectioned per child. Idempotent: the message's dedupe key is
-    ``digest:<frequency>:<period start>:<recipient>:<channel>`` and items are marked with it.
+    ``digest:<frequency>:<period start>:<recipient>:<channel>`` and the items are deleted
+    with the insert.
 
     Steps per district (each has its own "today"): 1. pick up to ``recipients_per_pass``
     recipients with open items in closed periods; 2. read their items (one query), drop items
-    about a student whose guardian link was revoked since; 3. insert the digests and link the
-    items (bulk); repeat. Memory is bounded by one pass.
+    about a student whose guardian link was revoked since; 3. insert the digests and delete the
+    items (two statements); repeat. Memory is bounded by one pass.
     """
     if frequency not in (Frequency.DAILY, Frequency.WEEKLY):
         raise ValueError(f"frequency must be daily or weekly, not {frequency!r}")
     now = now or timezone.now()
     summary = AssembleSummary()
     district_ids = list(
-        DigestItem.objects.filter(frequency=frequency, notification__isnull=True).values_list("district_id", flat=True).distinct()
+        DigestItem.objects.filter(frequency=frequency).values_list("district_id", flat=True).distinct()
     )
     districts = District.objects.in_bulk([d for d in district_ids if d])
     for district_id in district_ids:
@@ -526,13 +533,14 @@ def digests_assemble(
 
 def _assemble_pass(*, frequency, district, cutoff, now, job_run_id, after_recipient, limit, summary) -> tuple[int, bool]:
     open_items = DigestItem.objects.filter(
-        frequency=frequency, notification__isnull=True, period_start__lt=cutoff,
+        frequency=frequency, period_start__lt=cutoff,
         district=district, recipient_id__gt=after_recipient,
     )
     recipients = list(open_items.order_by("recipient_id").values_list("recipient_id", flat=True).distinct()[:limit])
     if not recipients:
         return after_recipient, True
-    this_pass = open_items.filter(_among("recipient_id", recipients))
+    # A range, not an id list: the walk index serves it whatever the table statistics say.
+    this_pass = open_items.filter(recipient_id__lte=recipients[-1])
     revoked = GuardianLink.objects.filter(guardian_id=OuterRef("recipient_id"), student_id=OuterRef("student_id"), access_revoked=True)
     rows = (
         this_pass.annotate(revoked=Exists(revoked))
@@ -546,13 +554,11 @@ def _assemble_pass(*, frequency, district, cutoff, now, job_run_id, after_recipi
     if district is not None:
         window = (district.zone, district.notify_window_start, district.notify_window_end)
     outbox: list[tuple] = []
-    emptied = False
     for (recipient_id, channel, period), group in itertools.groupby(rows, key=lambda r: (r[0], r[1], r[2])):
         group = list(group)
         kept = [g for g in group if not g[10]]
         summary.dropped_revoked += len(group) - len(kept)
         if not kept:
-            emptied = True
             continue
         children = []
         for student_id, lines in itertools.groupby(kept, key=lambda g: g[3]):
@@ -583,16 +589,10 @@ def _assemble_pass(*, frequency, district, cutoff, now, job_run_id, after_recipi
         # ignore_conflicts: a digest that somehow exists already is left as it is.
         _insert_outbox(outbox, ignore_conflicts=True)
     summary.digests += len(outbox)
-    # Link every item of the pass to its digest in one UPDATE: the digest's dedupe key is
-    # rebuilt in SQL from the item's own columns. Items of groups that were all revoked
-    # have no digest and stay unlinked; they are deleted so they are not picked up again.
-    key = Concat(
-        Value("digest:"), OuterRef("frequency"), Value(":"), Cast(OuterRef("period_start"), models.TextField()), Value(":"),
-        Cast(OuterRef("recipient_id"), models.TextField()), Value(":"), OuterRef("channel"), output_field=models.TextField(),
-    )
-    this_pass.update(notification_id=Subquery(Notification.objects.filter(dedupe_key=key).values("id")[:1]))
-    if emptied:
-        this_pass.filter(notification__isnull=True).delete()
+    # The pass's items are consumed: delete them in the same transaction as the insert, so
+    # a crash leaves both or neither, and a re-run finds nothing to do. (Items of groups left
+    # empty by a revocation go too: there is nothing to send them in.)
+    this_pass.delete()
     return recipients[-1], len(recipients) < limit
 
 
