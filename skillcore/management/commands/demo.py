@@ -51,6 +51,7 @@ class Command(BaseCommand):
         self.migrate()
         district = self.seed(students, show_progress=options["verbosity"] > 0)
         logins = self.logins(district)
+        self.jobs(district)
         self.announce(logins, options["addrport"])
         if not options["no_serve"]:
             self.serve(options["addrport"])
@@ -105,6 +106,23 @@ class Command(BaseCommand):
             logins.append((username, Role(role).label.lower(), schools or district.name))
         return logins
 
+    def jobs(self, district: District) -> None:
+        """Create the job schedules, and run each job that has a body once for the demo
+        district (first demo only), so the dashboard shows real history. The end-of-year
+        rollover is never run by the demo: it is the one destructive annual job."""
+        from scheduling import registry, services
+        from scheduling.models import JobRun
+
+        report = services.sync_schedules()
+        self.stdout.write(f"   Scheduled jobs: {report.created} schedules created, {report.unchanged + report.updated} kept.")
+        if JobRun.objects.exists():
+            return
+        for job in registry.all_jobs():
+            if not job.has_body or job.slug == "end-of-year-rollover":
+                continue
+            run = services.run_sync(job_slug=job.slug, district=None if job.is_global else district)
+            self.stdout.write(f"   ran {job.slug}: {run.status} in {run.duration_seconds or 0:.1f}s")
+
     def announce(self, logins: list[tuple[str, str, str]], addrport: str) -> None:
         self.stdout.write(f"4. Log in at http://{addrport}/admin/ with password {DEMO_PASSWORD!r} as:")
         width = max(len(u) for u, _, _ in logins)
@@ -114,6 +132,21 @@ class Command(BaseCommand):
     def serve(self, addrport: str) -> None:
         """Serve the admin. The scheduling engine will start its qcluster here too, next to
         the web server (one more process started before runserver blocks)."""
-        self.stdout.write(f"5. Serving the admin at http://{addrport}/admin/ (Ctrl-C to stop).")
-        # No autoreloader: it would re-run this whole command in a child process.
-        call_command("runserver", addrport, use_reloader=False)
+        self.stdout.write(f"5. Serving the admin at http://{addrport}/admin/ with a qcluster running the jobs (Ctrl-C stops both).")
+        # The qcluster (scheduler + workers, ORM broker on the same database) runs beside
+        # the web server; Ctrl-C reaches both through the terminal's process group, and
+        # the finally block stops it if runserver exits another way.
+        import subprocess
+        import sys
+
+        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR)
+        try:
+            # No autoreloader: it would re-run this whole command in a child process.
+            call_command("runserver", addrport, use_reloader=False)
+        finally:
+            if cluster.poll() is None:
+                cluster.terminate()
+                try:
+                    cluster.wait(20)
+                except subprocess.TimeoutExpired:
+                    cluster.kill()
