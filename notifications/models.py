@@ -196,3 +196,26 @@ class RecipientProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language}, email {self.email_status}"
+
+
+class Message(models.Model):
+    """A chat message between two people (a teacher and a guardian), optionally about a
+    student. Kept two years after it was sent; the data-archival job then moves it to the
+    archive (compressed JSON Lines) and deletes the row."""
+
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages_sent")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages_received")
+    student = models.ForeignKey("students.Student", on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    body = models.TextField()
+    sent_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        indexes = [
+            models.Index(fields=["recipient", "-sent_at"], name="message_recipient_idx"),
+            models.Index(fields=["sent_at"], name="message_sent_idx"),  # archival's age cut
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} {self.sender_id} -> {self.recipient_id}"

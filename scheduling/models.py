@@ -202,6 +202,8 @@ class SchedulerHeartbeat(models.Model):
 
 # Incidents and alert deliveries (the observability issue) live in their own module.
 from scheduling.alert_models import AlertDelivery, Incident  # noqa: E402,F401
+# Request metrics, rollover requests and emergency broadcasts (issue 6, jobs 5-8).
+from scheduling.ops_models import EmergencyBroadcast, RequestMetric, RolloverRequest  # noqa: E402,F401
 
 
 class Report(models.Model):
@@ -218,6 +220,7 @@ class Report(models.Model):
         WEEKLY_ANALYTICS = "weekly-analytics", "Weekly analytics"
         COMPLIANCE_AUDIT = "compliance-audit", "Compliance audit"
         SYSTEM_HEALTH = "system-health", "System health"
+        EMERGENCY_TEST = "emergency-test", "Emergency notification test"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     district = models.ForeignKey(

@@ -183,6 +183,9 @@ class Student(models.Model):
     graduated_on = models.DateField(null=True, blank=True)
     transferred_on = models.DateField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    retain_next_year = models.BooleanField(
+        default=False, help_text="Retained: the end-of-year rollover keeps this grade (and clears the flag)."
+    )
     counselor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="counselees"
     )
