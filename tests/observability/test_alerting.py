@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import socket
 
-import pytest
-import time_machine
 from django.core import mail
 from django.utils import timezone
 
