@@ -127,6 +127,34 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 
+# The data-archival job's object storage, through Django's storage API: the local file
+# system under MEDIA_ROOT/archive, or any S3-compatible bucket (django-storages) when
+# ARCHIVE_S3_BUCKET is set. Credentials: ARCHIVE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY, or
+# boto3's default chain (instance role) when empty.
+ARCHIVE_S3_BUCKET = env.get_str("ARCHIVE_S3_BUCKET", "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "archive": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT / "archive"), "allow_overwrite": True},
+    },
+}
+if ARCHIVE_S3_BUCKET:
+    STORAGES["archive"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARCHIVE_S3_BUCKET,
+            "endpoint_url": env.get_str("ARCHIVE_S3_ENDPOINT_URL", "") or None,
+            "region_name": env.get_str("ARCHIVE_S3_REGION", "") or None,
+            "access_key": env.get_str("ARCHIVE_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env.get_str("ARCHIVE_S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env.get_str("ARCHIVE_S3_PREFIX", "archive"),
+            "file_overwrite": True,  # a rerun rewrites the same batch object
+            "default_acl": None,
+        },
+    }
+
 # --- email: any ESP through django-anymail; the console backend for the demo -----------
 EMAIL_BACKEND = env.get_str(
     "EMAIL_BACKEND",

@@ -2,12 +2,36 @@
 
 Why then: 03:00 local on the 1st: after the compliance report (01:00) has captured the month, old records move to the archive.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run data-archival`` refuses to run it.
+Rules (scheduling/archival.py, as of the slot's local date): grades and attendance older than
+7 years, completed (closed or escalated) interventions older than 3 years (with their
+counselor tasks) and chat messages older than 2 years are written to the archive storage
+(STORAGES["archive"]: MEDIA_ROOT/archive, or S3 when ARCHIVE_S3_BUCKET is set) as gzip JSON
+Lines, 10,000 rows a file, read back and verified (SHA-256, row count, ids), and only then
+deleted; a manifest per run lists every file with its rows and SHA-256, the cutoffs and the
+run. Sent outbox notifications older than 90 days are deleted. The access trail is never
+archived or deleted here.
+
+Idempotency: the cutoffs come from the slot; each batch's object is named by its id range
+(a retry rewrites the same object); each batch's delete and the checkpoint (last id per
+dataset, the files so far) commit together, so a retry resumes after the last verified
+batch, and a re-run finds nothing left to archive.
+
+Student data read and written: grades, attendance records, interventions and counselor
+tasks, chat messages about students (read, archived, deleted); notifications (deleted).
 """
 from datetime import timedelta
 
 from scheduling.registry import Job
+
+
+def run(ctx) -> dict:
+    from scheduling.archival import archive_district
+
+    as_of = ctx.scheduled_for.astimezone(ctx.district.zone).date()
+    return archive_district(
+        district=ctx.district, as_of=as_of, slot=ctx.scheduled_for, run_id=ctx.run.id, checkpoint=ctx.checkpoint,
+        save_checkpoint=ctx.save_checkpoint, logger=ctx.logger, progress=ctx.progress,
+    )
 
 JOB = Job(
     slug='data-archival',
@@ -22,5 +46,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(days=1),
     overlap="skip",
-    entry=None,
+    entry=run,
 )
