@@ -40,6 +40,7 @@ import datetime as dt
 import json
 import logging
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ ROLE_ROUTES = {"iep-review-reminders": Role.SPED_COORDINATOR.value, "data-archiv
 LEASE = dt.timedelta(minutes=5)  # a "sending" row older than this lost its sender: send again
 BACKOFF_BASE = dt.timedelta(seconds=15)
 BACKOFF_CAP = dt.timedelta(minutes=15)
+CLAIM_CHUNK = 10
+WATCH_DELIVERY_BUDGET = 10.0  # seconds of sending per watch pass (plus one HTTP timeout at most)
 PD_SEVERITY = {Severity.CRITICAL: "critical", Severity.WARNING: "warning"}
 
 
@@ -327,7 +330,7 @@ def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchRepor
         incidents_resolve(job_slug=SCHEDULER, district_id=None, kinds=[Kind.SCHEDULER_DOWN], now=now,
                           resolution="no schedule is overdue any more")
     if deliver:
-        report.delivered = deliver_due(now=now)
+        report.delivered = deliver_due(now=now, budget_seconds=WATCH_DELIVERY_BUDGET)
     return report
 
 
@@ -462,33 +465,58 @@ def _claim(*, now: dt.datetime, limit: int, ids: list[int] | None) -> list[Alert
     return list(AlertDelivery.objects.filter(pk__in=picked, status=DStatus.SENDING, claimed_at=now).order_by("next_attempt_at", "id"))
 
 
-def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[int] | None = None) -> DeliveryReport:
+def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[int] | None = None,
+                budget_seconds: float | None = None) -> DeliveryReport:
     """Send due deliveries (all, or only ``ids``): claim, send outside any transaction,
     settle. Two senders never send one row at once (SKIP LOCKED claim; SQLite serializes);
-    a sender that died mid-send leaves a "sending" row that is re-sent after the lease."""
+    a sender that died mid-send leaves a "sending" row that is re-sent after the lease.
+
+    Rows are claimed ten at a time and ``budget_seconds`` stops claiming more, so the
+    scheduler pass (which runs in the qcluster's sentinel, next to worker supervision) is
+    never held up for long by a slow endpoint. Once a channel fails with a retryable error
+    in a pass, its other claimed rows are put back untried (no attempt spent): one
+    unreachable Slack costs one timeout per pass, not one per message.
+    """
     now = now or timezone.now()
     report = DeliveryReport()
-    for delivery in _claim(now=now, limit=limit, ids=ids):
-        try:
-            _send(delivery)
-        except SendError as exc:
-            give_up = exc.permanent or delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS
-            AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
-                status=DStatus.FAILED if give_up else DStatus.PENDING,
-                next_attempt_at=now + backoff(delivery.attempts), last_error=str(exc)[:500],
-            )
-            log = logger.error if give_up else logger.warning
-            log("alert delivery #%s (%s %s) attempt %s failed%s: %s", delivery.pk, delivery.channel, delivery.action,
-                delivery.attempts, "; giving up" if give_up else "; will retry", exc)
-            if give_up:
-                report.failed += 1
-            else:
+    started = time.monotonic()
+    down: dict[str, dt.datetime] = {}  # channel -> when its failed row is retried
+    while report.sent + report.retrying + report.failed < limit:
+        if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+            break
+        batch = _claim(now=now, limit=min(CLAIM_CHUNK, limit - report.sent - report.retrying - report.failed), ids=ids)
+        if not batch:
+            break
+        for delivery in batch:
+            if delivery.channel in down:
+                # Retried together with (and, by id, in order after) the row that failed.
+                AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
+                    status=DStatus.PENDING, attempts=F("attempts") - 1, next_attempt_at=down[delivery.channel],
+                )
                 report.retrying += 1
-            continue
-        AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
-            status=DStatus.SENT, sent_at=timezone.now(), last_error=""
-        )
-        report.sent += 1
+                continue
+            try:
+                _send(delivery)
+            except SendError as exc:
+                give_up = exc.permanent or delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS
+                if not exc.permanent:
+                    down[delivery.channel] = now + backoff(delivery.attempts)
+                AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
+                    status=DStatus.FAILED if give_up else DStatus.PENDING,
+                    next_attempt_at=now + backoff(delivery.attempts), last_error=str(exc)[:500],
+                )
+                log = logger.error if give_up else logger.warning
+                log("alert delivery #%s (%s %s) attempt %s failed%s: %s", delivery.pk, delivery.channel, delivery.action,
+                    delivery.attempts, "; giving up" if give_up else "; will retry", exc)
+                if give_up:
+                    report.failed += 1
+                else:
+                    report.retrying += 1
+                continue
+            AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
+                status=DStatus.SENT, sent_at=timezone.now(), last_error=""
+            )
+            report.sent += 1
     return report
 
 

@@ -326,3 +326,21 @@ def test_two_concurrent_opens_make_one_incident(obs_jobs, lakeside, endpoints, d
                                           kinds=Incident.RESOLVED_BY_SUCCESS, resolution="test") == 2
     actions = [e["event_action"] for e in received(endpoints, PD)]
     assert actions == ["trigger", "trigger", "resolve"]
+
+
+def test_one_unreachable_channel_costs_one_attempt_per_pass_not_one_per_message(lakeside, endpoints, settings):
+    accept(endpoints)
+    settings.SLACK_WEBHOOK_URL = closed_port_url(SLACK)
+    now = timezone.now()
+    AlertDelivery.objects.bulk_create([
+        AlertDelivery(channel="slack", action="message", payload={"text": f"m{i}"}, next_attempt_at=now, created_at=now)
+        for i in range(5)
+    ] + [AlertDelivery(channel="pagerduty", action="resolve", payload={"dedup_key": "k"}, next_attempt_at=now, created_at=now)])
+    report = alerting.deliver_due(now=now)
+    assert (report.sent, report.retrying) == (1, 5)  # PagerDuty still went out
+    slack = list(AlertDelivery.objects.filter(channel="slack").order_by("id").values_list("attempts", "next_attempt_at"))
+    assert [a for a, _ in slack] == [1, 0, 0, 0, 0]
+    assert len({when for _, when in slack}) == 1 and slack[0][1] == now + alerting.backoff(1)
+    settings.SLACK_WEBHOOK_URL = endpoints.url_for(SLACK)
+    assert alerting.deliver_due(now=slack[0][1]).sent == 5
+    assert [b["text"] for b in received(endpoints, SLACK)] == ["m0", "m1", "m2", "m3", "m4"]  # order kept
