@@ -229,3 +229,7 @@ class UserLifecycleChangeAdmin(ReadOnlyAdmin):
         scope = self._district_id(request)
         qs = super().get_queryset(request)
         return qs if scope == "all" else qs.filter(district_id=scope) if scope else qs.none()
+
+
+# Incidents and alert deliveries (the observability issue).
+from scheduling import alert_admin  # noqa: E402,F401

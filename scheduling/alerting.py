@@ -558,3 +558,13 @@ def post_json(url: str, body: dict) -> None:
         raise SendError(f"HTTP {exc.code} from {url}: {text}", permanent=400 <= exc.code < 500 and exc.code not in (408, 429)) from None
     except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout (TimeoutError is an OSError)
         raise SendError(f"{type(exc).__name__} posting to {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+@transaction.atomic
+def deliveries_resend(*, ids, now: dt.datetime | None = None) -> int:
+    """Staff action: send failed deliveries again (after fixing a key or webhook), with a
+    fresh attempt budget. Only failed rows move; returns how many."""
+    now = now or timezone.now()
+    return AlertDelivery.objects.filter(pk__in=list(ids), status=DStatus.FAILED).update(
+        status=DStatus.PENDING, attempts=0, next_attempt_at=now, last_error="",
+    )
