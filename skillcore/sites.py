@@ -21,6 +21,24 @@ class SkillCoreAdminSite(admin.AdminSite):
 
         return super().has_permission(request) and is_staff_member(request.user)
 
+    def get_urls(self):
+        # /admin/scheduled-jobs/: the scheduling engine's dashboard (scheduling/dashboard.py).
+        from scheduling import dashboard
+
+        return dashboard.urls(self) + super().get_urls()
+
+    def each_context(self, request):
+        from students.scoping import staff_of
+
+        context = super().each_context(request)
+        # The admin index links the dashboard for system admins (templates/admin/index.html);
+        # staff_of is cached on the user by has_permission, so this costs no query.
+        user = getattr(request, "user", None)
+        context["scheduled_jobs_link"] = bool(
+            user is not None and user.is_authenticated and user.is_active and staff_of(user).is_system_admin
+        )
+        return context
+
     def autocomplete_view(self, request):
         from skillcore.access import access_trail
 
