@@ -233,3 +233,6 @@ class UserLifecycleChangeAdmin(ReadOnlyAdmin):
 
 # Incidents and alert deliveries (the observability issue).
 from scheduling import alert_admin  # noqa: E402,F401
+
+# Emergency broadcasts, rollover requests and request metrics (issue 6, jobs 5-8).
+from scheduling import ops_admin  # noqa: E402,F401

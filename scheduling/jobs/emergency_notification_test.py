@@ -2,12 +2,38 @@
 
 Why then: 10:00 local on the first Monday of each quarter: school hours, staff are expecting it, and only the district's test group receives it.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run emergency-notification-test`` refuses to run it.
+Rules (scheduling/emergency.py): one test message per scenario (school closure, lockdown,
+weather delay, system-wide broadcast) to each active member of District.emergency_test_group
+only — never to families — on every channel (email and push), category emergency-test
+(ignores quiet hours and preferences), marked TEST in subject, body and push title. The
+delivery report per channel (sent / failed / waiting / not sent) is a Report (kind
+emergency-test) stored at once and recounted by a one-off follow-up 15 minutes later,
+after the outbox has drained.
+
+Idempotency: dedupe keys ``emergency-test:<district>:<local day>:<scenario>:<user>:<channel>``;
+the report is one row per district and day; the follow-up schedule is named per district
+and day. A re-run of the slot enqueues nothing and refreshes the same report.
+
+Student data read: none (staff and test-group users only).
 """
 from datetime import timedelta
 
 from scheduling.registry import Job
+
+
+def run(ctx) -> dict:
+    from scheduling import emergency
+
+    day = ctx.scheduled_for.astimezone(ctx.district.zone).date()
+    sent = emergency.emergency_test_send(district=ctx.district, day=day, job_run_id=ctx.run.id, now=ctx.scheduled_for)
+    if not sent["recipients"]:
+        ctx.logger.warning("the emergency test group of %s is empty: nothing sent", ctx.district)
+    report, delivery = emergency.emergency_test_report_store(
+        district=ctx.district, day=day, recipients=sent["recipients"], job_run_id=ctx.run.id, now=ctx.scheduled_for)
+    follow_up = emergency.schedule_report_refresh(
+        district=ctx.district, day=day, recipients=sent["recipients"], job_run_id=ctx.run.id,
+        when=ctx.scheduled_for + emergency.REPORT_DELAY)
+    return {"day": day.isoformat(), **sent, "report_id": report.pk, "delivery": delivery, "report_follow_up": follow_up}
 
 JOB = Job(
     slug='emergency-notification-test',
@@ -22,5 +48,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=4),
     overlap="skip",
-    entry=None,
+    entry=run,
 )
