@@ -150,7 +150,8 @@ def incident_open(
     except IntegrityError:
         open_qs.update(last_seen_at=now, occurrences=F("occurrences") + 1)
         return None
-    logger.error("alert %s: %s", incident.kind, incident.summary)
+    (logger.error if incident.severity == Severity.CRITICAL else logger.warning)(
+        "alert %s (%s): %s", incident.kind, incident.severity, incident.summary)
     rows = _trigger_deliveries(incident, now)
     if kind in (Kind.FAILURE, Kind.TIMEOUT):
         rows += _role_deliveries(incident, now)
