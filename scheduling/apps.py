@@ -6,6 +6,6 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduled jobs"
 
     def ready(self):
-        from scheduling import scheduler, signals  # noqa: F401  (signal receivers)
+        from scheduling import checks, scheduler, signals  # noqa: F401  (checks, signal receivers)
 
         scheduler.install()

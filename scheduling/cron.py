@@ -107,3 +107,40 @@ def parse_instant(text: str, tz_name: str) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone(tz_name))
     return value
+
+
+def next_transition(tz_name: str, after: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
+    """The first instant after ``after`` at which the zone's UTC offset changes (a DST
+    change), in UTC; None if there is none within the horizon (e.g. Asia/Kolkata)."""
+    tz = zone(tz_name)
+    start = after.astimezone(UTC)
+    offset = start.astimezone(tz).utcoffset()
+    step = dt.timedelta(days=1)
+    t = start
+    end = start + dt.timedelta(days=horizon_days)
+    while t < end:
+        nxt = t + step
+        if nxt.astimezone(tz).utcoffset() != offset:
+            lo, hi = t, nxt  # the change is in (lo, hi]: bisect to the minute
+            while hi - lo > dt.timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(tz).utcoffset() == offset:
+                    lo = mid
+                else:
+                    hi = mid
+            return hi.replace(second=0, microsecond=0)
+        t = nxt
+    return None
+
+
+def preview(expr: str, tz_name: str, now: dt.datetime, count: int = 5) -> dict:
+    """What the cron editor shows: the next ``count`` runs, and the runs around the next DST
+    change (from the day before it), so staff see what the change does to this cron.
+
+    Returns {"next": [...], "transition": datetime | None, "around_transition": [...]}, all UTC;
+    raises BadCron for a bad cron or zone.
+    """
+    upcoming = next_slots(expr, tz_name, now, count)
+    change = next_transition(tz_name, now)
+    around = next_slots(expr, tz_name, change - dt.timedelta(days=1), count) if change else []
+    return {"next": upcoming, "transition": change, "around_transition": around}

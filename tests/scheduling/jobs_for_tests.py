@@ -56,7 +56,13 @@ def batches(ctx) -> dict:
     return {"written": written, "resumed_from": resumed_from}
 
 
+def slow(ctx) -> dict:
+    time.sleep(5)
+    return {"slept": 5}
+
+
 JOBS = [
+    Job(slug="t-slow", title="Test slow", default_cron=None, why="test", entry=slow, timeout=1, max_attempts=1),
     Job(slug="t-nobody", title="Test without a body", default_cron="0 6 * * *", why="test", entry=None),
     Job(slug="t-daily", title="Test daily", default_cron="0 2 * * *", why="test", entry=record,
         catch_up_window=dt.timedelta(hours=3), timeout=30),

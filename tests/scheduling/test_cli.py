@@ -47,11 +47,11 @@ def state() -> tuple:
 
 def test_sync_then_list(only_test_jobs, new_york):
     with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=UTC), tick=False):
-        assert jobs("sync") == "created 6, updated 0, unchanged 0\n"
-        assert jobs("sync") == "created 0, updated 0, unchanged 6\n"
+        assert jobs("sync") == "created 7, updated 0, unchanged 0\n"
+        assert jobs("sync") == "created 0, updated 0, unchanged 7\n"
         lines = jobs("list").splitlines()
         rows = json.loads(jobs("list", "--json"))
-    assert len(lines) == 6
+    assert len(lines) == 7
     daily = next(r for r in rows if r["job"] == "t-daily")
     assert daily["next_run"] == "2026-12-02T02:00:00-05:00" and daily["next_run_utc"] == "2026-12-02T07:00:00+00:00"
     assert daily["cron_text"] == "At 02:00 every day" and daily["time_zone"] == "America/New_York"

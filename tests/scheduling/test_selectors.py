@@ -72,7 +72,7 @@ def test_dashboard_query_count_does_not_grow_with_schedules(only_test_jobs, djan
             list(selectors.overdue_schedules(NOW))
         with django_assert_num_queries(2):
             selectors.failing_critical_schedules(NOW)
-    assert len(large) == 5 * len(small) - 4  # 5 district jobs x 10 districts + 1 global
+    assert len(large) == 5 * len(small) - 4  # 6 district jobs x 10 districts + 1 global
 
 
 def test_sync_query_count_does_not_grow_with_districts(only_test_jobs, django_assert_max_num_queries):

@@ -34,7 +34,7 @@ def schedule(job, district) -> JobSchedule:
 def test_sync_creates_one_schedule_per_job_and_district_and_is_idempotent(test_jobs, new_york, adelaide):
     report = services.sync_schedules()
     real_district_jobs = 11  # 13 jobs, 2 global
-    assert report.created == (real_district_jobs + 5) * 2 + 2 + 1  # + test jobs (5 per district, 1 global)
+    assert report.created == (real_district_jobs + 6) * 2 + 2 + 1  # + test jobs (6 per district, 1 global)
     assert services.sync_schedules().created == 0
     assert JobSchedule.objects.count() == report.created
     names = set(Schedule.objects.values_list("name", flat=True))
