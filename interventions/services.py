@@ -126,3 +126,19 @@ def attendance_interventions_apply(
     CounselorTask.objects.bulk_create(tasks, ignore_conflicts=True)
     outcome.tasks_created = slot_tasks.count() - before
     return outcome
+
+
+@transaction.atomic
+def interventions_close_all(*, district_id: int, closed_at: dt.datetime, reason: str, job_run_id: int | None = None) -> int:
+    """Close every active intervention of the district's students (the end-of-year
+    rollover: reason "end of year"). One UPDATE; announces the ids on the event bus.
+    Idempotent: a second call finds none active."""
+    active = Intervention.objects.filter(student__school__district_id=district_id, status=Intervention.Status.ACTIVE)
+    ids = list(active.values_list("id", flat=True))
+    if not ids:
+        return 0
+    Intervention.objects.filter(id__in=ids, status=Intervention.Status.ACTIVE).update(
+        status=Intervention.Status.CLOSED, closed_at=closed_at, closed_reason=reason[:200],
+    )
+    events.publish_many("intervention.closed", [{"id": i, "reason": reason, "job_run_id": job_run_id} for i in ids])
+    return len(ids)

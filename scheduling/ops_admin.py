@@ -83,3 +83,81 @@ class EmergencyBroadcastAdmin(admin.ModelAdmin):
                                  sent_by=request.user, actor_label=obj.actor_label, now=now, broadcast=obj)
         messages.success(request, f"Emergency message queued for {obj.counts.get('recipients', 0)} people "
                                   f"({obj.counts.get('inserted', 0)} messages).")
+
+
+class RolloverRequestForm(forms.ModelForm):
+    class Meta:
+        model = RolloverRequest
+        fields = ("district", "to_name", "start_date", "end_date", "run_at")
+
+    def clean(self):
+        from scheduling import rollover
+
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            rollover.validate(district_id=data["district"].pk, to_name=data["to_name"], start=data["start_date"],
+                              end=data["end_date"])
+        except rollover.RolloverError as exc:
+            text = str(exc)
+            field = ("end_date" if "end date" in text else "to_name" if "named" in text
+                     else "start_date" if ("overlaps" in text or "start after" in text) else "district")
+            raise forms.ValidationError({field: text}) from None
+        if RolloverRequest.objects.filter(district=data["district"], to_name=data["to_name"].strip()).exists():
+            raise forms.ValidationError({"to_name": "A rollover to this year is already on file."})
+        return data
+
+
+@admin.register(RolloverRequest)
+class RolloverRequestAdmin(admin.ModelAdmin):
+    """System admins only (model permissions: superusers). One asks, another approves:
+    approval creates the one-off schedule that runs the rollover at ``run_at``."""
+
+    form = RolloverRequestForm
+    list_display = ("district", "to_name", "start_date", "end_date", "run_at", "status", "requested_by", "approved_by", "steps")
+    list_filter = ("status",)
+    list_select_related = ("district", "requested_by", "approved_by")
+    actions = ["approve_and_schedule", "cancel"]
+
+    @admin.display(description="steps done")
+    def steps(self, obj):
+        return ", ".join(obj.steps_done) or "–"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return [f.name for f in self.model._meta.fields]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        obj.requested_by = request.user
+        obj.created_at = timezone.now()
+        obj.status = RolloverRequest.Status.PENDING
+        obj.closing_session = obj.district.sessions.filter(is_current=True).first()
+        obj.save()
+
+    @admin.action(description="Approve and schedule (a second system admin)")
+    def approve_and_schedule(self, request, queryset):
+        from scheduling import rollover
+
+        for req in queryset:
+            try:
+                req = rollover.request_approve(request=req, approver=request.user)
+            except rollover.RolloverError as exc:
+                self.message_user(request, f"{req}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{req.district}: rollover to {req.to_name} scheduled for {req.run_at:%Y-%m-%d %H:%M} UTC.")
+
+    @admin.action(description="Cancel (before it runs)")
+    def cancel(self, request, queryset):
+        from django_q.models import Schedule
+
+        pending = queryset.filter(status__in=[RolloverRequest.Status.PENDING, RolloverRequest.Status.SCHEDULED])
+        Schedule.objects.filter(pk__in=pending.exclude(q_schedule=None).values("q_schedule")).delete()
+        n = pending.update(status=RolloverRequest.Status.CANCELLED)
+        self.message_user(request, f"{n} rollover request(s) cancelled.")

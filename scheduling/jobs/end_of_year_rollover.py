@@ -2,12 +2,44 @@
 
 Why then: Ad hoc: the rollover runs once a year when the district closes the school year, never on a timer; staff start it with run now.
 
-The body lands in its own issue; until then this module declares the job's metadata only
-(``entry=None``) and ``manage.py jobs run end-of-year-rollover`` refuses to run it.
+How it starts: a system admin files a RolloverRequest in the admin (new year's name, dates,
+when to run); a second system admin approves it, which creates a one-off django-q2
+schedule at that time; the schedule runs this job for the district (or ``jobs run
+end-of-year-rollover --district ID`` runs the approved request now). ``manage.py rollover``
+is the direct command-line path (with --dry-run for exact counts).
+
+Rules (scheduling/rollover.py), in order: snapshot the closing year; create the new
+session; graduate the top grade (12) — graduated, inactive, archived, not re-enrolled;
+promote every other active enrollment one grade, retained students keep theirs (the
+middle school's top grade is promoted in place and listed for transfer to the feeder
+school); transfers and inactive students are not rolled; the new session becomes current
+(the attendance jobs' counters restart); every active intervention closes with reason
+"end of year".
+
+Idempotency: each step records itself as done on the request in the same transaction as
+its writes: a retry resumes at the first unfinished step; a finished request is never run
+again (the job finds no approved request left).
+
+Student data read and written: students (grade, active, graduation, archive, retention),
+academic sessions, interventions.
 """
 from datetime import timedelta
 
 from scheduling.registry import Job
+
+
+def run(ctx) -> dict:
+    from scheduling import rollover
+
+    req = rollover.next_request(ctx.district)
+    if req is None:
+        ctx.logger.info("no approved rollover request for %s: nothing to do", ctx.district)
+        return {"requests": 0}
+    try:
+        return rollover.execute(request=req, now=ctx.scheduled_for, job_run_id=ctx.run.id, logger=ctx.logger)
+    except Exception as exc:
+        rollover.mark_failed(req, f"{type(exc).__name__}: {exc}")
+        raise
 
 JOB = Job(
     slug='end-of-year-rollover',
@@ -22,5 +54,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(0),
     overlap="skip",
-    entry=None,
+    entry=run,
 )

@@ -1,0 +1,63 @@
+"""``manage.py rollover --district ID --to NAME --start DATE --end DATE [--dry-run]``.
+
+Closes the district's current school year and opens NAME (scheduling/rollover.py has the
+steps). ``--dry-run`` prints the exact counts a run would produce and writes nothing (but
+the access-trail rows of what it read). Running again after success changes nothing;
+after a crash it resumes at the first unfinished step. Bad input (unknown district, a
+session that exists or overlaps, end before start, a malformed date) exits 2 with one
+line and writes nothing. For a scheduled rollover with a second admin's approval, use the
+admin (Scheduling > Rollover requests).
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from scheduling import rollover
+from scheduling.ops_models import RolloverRequest
+from skillcore.access import access_trail
+
+
+class Command(BaseCommand):
+    help = "End-of-year rollover of a district to a new school year (or --dry-run for the counts)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--district", required=True)
+        parser.add_argument("--to", dest="to_name", required=True, help="name of the new school year, e.g. 2027-2028")
+        parser.add_argument("--start", required=True, help="first day of the new year, YYYY-MM-DD")
+        parser.add_argument("--end", required=True, help="last day of the new year, YYYY-MM-DD")
+        parser.add_argument("--dry-run", action="store_true", help="print the counts, write nothing")
+
+    def handle(self, *args, district, to_name, start, end, dry_run, **options):
+        try:
+            start_d = rollover.parse_date(start, "--start")
+            end_d = rollover.parse_date(end, "--end")
+            existing = (RolloverRequest.objects.filter(district_id=int(district), to_name=to_name.strip()).first()
+                        if str(district).isdigit() else None)
+            if existing is not None and (existing.start_date, existing.end_date) != (start_d, end_d):
+                raise rollover.RolloverError(
+                    f"a rollover to {to_name!r} with dates {existing.start_date}..{existing.end_date} already exists")
+            if existing is not None and existing.status == RolloverRequest.Status.DONE:
+                self.stdout.write(f"rollover to {existing.to_name!r} already done; nothing changed")
+                self.stdout.write(json.dumps({"request": existing.pk, **{k: v for k, v in existing.counts.items()
+                                                                          if k != "feeder_transfer_student_ids"}}, sort_keys=True))
+                return
+            target = rollover.validate(district_id=district, to_name=to_name, start=start_d, end=end_d, existing=existing)
+        except rollover.RolloverError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover" + (" dry run" if dry_run else "")):
+            if dry_run:
+                counts = rollover.plan(target)
+                self.stdout.write("dry run: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; nothing written")
+                return
+            now = timezone.now()
+            req = existing or rollover.request_create(target=target, requested_by=None, run_at=now, now=now,
+                                                      status=RolloverRequest.Status.RUNNING)
+            try:
+                result = rollover.execute(request=req, now=now)
+            except Exception as exc:
+                rollover.mark_failed(req, f"{type(exc).__name__}: {exc}")
+                raise CommandError(f"rollover failed at a step; run the same command again to resume: {exc}", returncode=1) from exc
+        self.stdout.write(json.dumps(result, sort_keys=True))
