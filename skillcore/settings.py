@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Durable per-endpoint, per-hour request counts for the monthly system-health summary.
+    "scheduling.request_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -132,6 +134,7 @@ MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # ARCHIVE_S3_BUCKET is set. Credentials: ARCHIVE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY, or
 # boto3's default chain (instance role) when empty.
 ARCHIVE_S3_BUCKET = env.get_str("ARCHIVE_S3_BUCKET", "")
+REQUEST_METRICS_FLUSH_SECONDS = env.get_int("REQUEST_METRICS_FLUSH_SECONDS", 60, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -236,9 +239,27 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# --- admin login throttle (skillcore/throttle.py) -------------------------------------------
+# After LOGIN_THROTTLE_FAILURES failed logins for one username from one address (or 4x that
+# from one address over any usernames) further attempts are refused for LOGIN_THROTTLE_MINUTES.
+# Counters live in the default cache: Redis when REDIS_URL is set, which every web worker
+# shares (the per-process memory cache would let each worker be guessed at separately).
+LOGIN_THROTTLE_FAILURES = env.get_int("LOGIN_THROTTLE_FAILURES", 5, minimum=1)
+LOGIN_THROTTLE_MINUTES = env.get_int("LOGIN_THROTTLE_MINUTES", 15, minimum=1)
+
 if not DEBUG:
+    # Production is https only (`manage.py check --deploy` is clean with these defaults;
+    # tests/security/test_deploy_check.py). Behind a TLS-terminating proxy set
+    # SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO so Django sees the request was https.
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = env.get_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env.get_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", False)
-    SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+    SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers and monitors probe /health over plain http inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health"]
+    _proxy_header = env.get_str("SECURE_PROXY_SSL_HEADER", "")
+    if _proxy_header:
+        SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
+    SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", True)

@@ -3,6 +3,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("DATABASE_POOL", "false")  # pytest-django's test DB teardown and a pool disagree
+# Production redirects http to https; the test client and the localhost servers speak http.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
 from skillcore.settings import *  # noqa: E402,F401,F403
 

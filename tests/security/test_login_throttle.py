@@ -1,0 +1,75 @@
+"""The admin login is throttled: repeated failures lock a username (and, past a higher
+limit, an address) for a while; a correct password during the lock is refused too."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.core.cache import cache
+
+from students.models import Role
+from tests import factories as f
+
+PASSWORD = "correct horse battery staple"
+LOGIN = "/admin/login/?next=/admin/"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    settings.LOGIN_THROTTLE_FAILURES = 3
+    settings.LOGIN_THROTTLE_MINUTES = 10
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _post(client, username, password, addr="10.0.0.5"):
+    return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=addr)
+
+
+@pytest.mark.django_db
+def test_failures_lock_the_username_even_for_the_right_password_then_the_lock_expires(client, school):
+    f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        for guess in ("a", "b", "c"):
+            assert _post(client, "principal", guess).status_code == 200  # the form's own error
+        locked = _post(client, "principal", PASSWORD)
+        assert locked.status_code == 429
+        assert b"Too many failed logins" in locked.content
+        assert "_auth_user_id" not in client.session
+        # Another address is not locked out for this username.
+        assert _post(client, "principal", PASSWORD, addr="10.0.0.6").status_code == 302
+        client.logout()
+        clock.shift(dt.timedelta(minutes=11))
+        assert _post(client, "principal", PASSWORD).status_code == 302
+        assert client.session["_auth_user_id"]
+
+
+@pytest.mark.django_db
+def test_a_success_clears_the_counter(client, school):
+    f.StaffFactory(username="teacher", roles=[Role.TEACHER], schools=[school])
+    for _ in range(2):
+        assert _post(client, "teacher", "wrong").status_code == 200
+    assert _post(client, "teacher", PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(2):
+        assert _post(client, "teacher", "wrong").status_code == 200
+    assert _post(client, "teacher", PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_spraying_one_password_over_many_usernames_locks_the_address(client, school):
+    f.StaffFactory(username="counselor", roles=[Role.COUNSELOR], schools=[school])
+    # 4 x 3 = 12 failures over 12 different usernames from one address (none reaches 3 alone).
+    for i in range(12):
+        assert _post(client, f"nobody{i}", "Summer2026!").status_code == 200
+    assert _post(client, "counselor", PASSWORD).status_code == 429
+    assert _post(client, "counselor", PASSWORD, addr="10.0.0.7").status_code == 302
+
+
+@pytest.mark.django_db
+def test_odd_usernames_never_break_the_throttle(client):
+    for name in ("", " ", "x" * 5000, "ünï\u0000code\U0001F600", "a b\tc\n"):
+        assert _post(client, name, "pw").status_code in (200, 429)
