@@ -110,8 +110,8 @@ class Mailer:
             validate_email(address)
         except ValidationError:
             return Outcome("fail", reason=f"invalid email address {address[:80]!r}")
-        msg = build_message(notification, rendered, connection=self._conn())
         try:
+            msg = build_message(notification, rendered, connection=self._conn())
             sent = self._conn().send_messages([msg])
         except Exception as exc:
             self.close()

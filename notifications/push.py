@@ -128,7 +128,11 @@ def send_batch(pairs: list[tuple[object, Rendered, str]]) -> list[TokenResult]:
     """Send (notification, rendered, token) triples with send_each, in slices of 500."""
     from firebase_admin import exceptions, messaging
 
-    app = firebase_app()
+    try:
+        app = firebase_app()
+    except Exception as exc:  # missing or unreadable credentials: every message waits and retries
+        reason = f"FCM not configured ({type(exc).__name__}: {exc})"[:500]
+        return [TokenResult(False, transient=True, reason=reason) for _ in pairs]
     results: list[TokenResult] = []
     for start in range(0, len(pairs), SEND_EACH_LIMIT):
         part = pairs[start:start + SEND_EACH_LIMIT]

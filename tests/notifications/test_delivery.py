@@ -247,3 +247,20 @@ def test_push_dry_run_is_passed_to_fcm(family, fcm, settings):
     enqueue(family["guardian"], channel="push", student=family["student"])
     drain_batch()
     assert fcm.received[0]["json"]["validate_only"] is True
+
+
+def test_push_without_credentials_waits_and_the_batch_goes_on(family, counselor, settings, tmp_path, smtp_server):
+    from notifications import push
+
+    settings.FCM_CREDENTIALS_FILE = str(tmp_path / "missing.json")
+    push.reset_firebase_app()
+    f.DeviceTokenFactory(user=family["guardian"], token="m" * 150)
+    p = enqueue(family["guardian"], key="p", channel="push", student=family["student"])
+    e = enqueue(counselor, key="e", template="system", category="system", context={"headline": "Hi", "message": "x"})
+    summary = drain_batch()
+    p.refresh_from_db()
+    e.refresh_from_db()
+    assert (summary.sent, summary.retried) == (1, 1)
+    assert p.status == Status.PENDING and p.error.startswith("FCM not configured")
+    assert e.status == Status.SENT
+    push.reset_firebase_app()
