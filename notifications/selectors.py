@@ -61,17 +61,27 @@ def low_grade_thresholds(*, user_ids) -> dict[int, list[tuple[str, object]]]:
     return out
 
 
-def queued_recipients(*, dedupe_keys, object_keys) -> set[tuple[int, int | None]]:
-    """(recipient id, student id) of the requests that are in the outbox to be delivered
-    (pending, deferred, sending or sent: not suppressed or failed) by dedupe key, or waiting
-    in a digest by object key. What a job reports as "notified"; two queries."""
+def queued_recipients(*, requests) -> set[tuple[int, int | None]]:
+    """(recipient id, student id) of these NotificationRequests that are in the outbox to
+    be delivered (pending, deferred, sending or sent: not suppressed or failed), or waiting
+    in a digest. What a job reports as "notified"; two queries.
+
+    Digest items are found by recipient *and* object key: the recipient leads the
+    digest_item_unique index (object_key alone has none, a scan of every open item).
+    """
     from notifications.services import _among
 
+    requests = list(requests)
+    if not requests:
+        return set()
     live = [Status.PENDING, Status.DEFERRED, Status.SENDING, Status.SENT]
-    out: set[tuple[int, int | None]] = set()
-    dedupe_keys, object_keys = list(dedupe_keys), list(object_keys)
-    if dedupe_keys:
-        out.update(Notification.objects.filter(_among("dedupe_key", dedupe_keys), status__in=live).values_list("recipient_id", "student_id"))
-    if object_keys:
-        out.update(DigestItem.objects.filter(_among("object_key", object_keys)).values_list("recipient_id", "student_id"))
+    out: set[tuple[int, int | None]] = set(
+        Notification.objects.filter(_among("dedupe_key", [r.dedupe_key for r in requests]), status__in=live)
+        .values_list("recipient_id", "student_id")
+    )
+    wanted = {(r.recipient_id, r.object_key or r.dedupe_key) for r in requests}
+    rows = DigestItem.objects.filter(
+        _among("recipient_id", {u for u, _ in wanted}), _among("object_key", {k for _, k in wanted}),
+    ).values_list("recipient_id", "object_key", "student_id")
+    out.update((u, s) for u, k, s in rows if (u, k) in wanted)
     return out

@@ -131,7 +131,7 @@ def run(ctx) -> dict:
     student_ids = selectors.students_graded_between(district=district, after=after, until=until)
     ctx.progress(0, len(student_ids))
     tally = {"student_users": set(), "low_alerts": 0}
-    grades = queued_total = 0
+    grades = queued_total = digested = 0
     suppressed: Counter = Counter()
     students_notified: set[int] = set()
     guardians_notified: set[int] = set()
@@ -147,14 +147,13 @@ def run(ctx) -> dict:
             grades += len(rows)
             requests = _requests_for(rows, until=until, slot_key=slot_key, tally=tally)
             queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
-            queued_total += queued.inserted + queued.digested
+            queued_total += queued.inserted
+            digested += queued.digested
             suppressed.update(queued.suppressed)
             # Who will get this slot's digest (preferences, revocation, age 18 applied), re-read
             # from the outbox so that a re-run of the slot reports the same people.
             digests = [r for r in requests if r.category == Category.GRADE_DIGEST]
-            for user_id, student_id in queued_recipients(
-                dedupe_keys=[r.dedupe_key for r in digests], object_keys={r.object_key for r in digests},
-            ):
+            for user_id, student_id in queued_recipients(requests=digests):
                 if user_id in tally["student_users"]:
                     students_notified.add(student_id)
                 else:
@@ -170,6 +169,7 @@ def run(ctx) -> dict:
         "guardians_notified": len(guardians_notified),
         "low_grade_alerts": tally["low_alerts"],
         "notifications_queued": queued_total,
+        "digest_items": digested,
         "suppressed": dict(suppressed),
     }
 

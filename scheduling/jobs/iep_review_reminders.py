@@ -143,7 +143,8 @@ def run(ctx) -> dict:
         "overdue": len(overdue),
         "meetings_proposed": len(proposed),
         "notices_flagged": flagged,
-        "notifications_queued": queued.inserted + queued.digested,
+        "notifications_queued": queued.inserted,
+        "digest_items": queued.digested,
     }
 
 

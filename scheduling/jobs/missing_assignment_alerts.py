@@ -99,14 +99,15 @@ def run(ctx) -> dict:
     #    turned it in (one anti-join), the guardians, then one push to the student and one email
     #    per guardian for each missing piece of work (the outbox's enqueue, ~12 queries a chunk).
     tally: Counter = Counter()
-    queued_total, suppressed = 0, Counter()
+    queued_total, digested, suppressed = 0, 0, Counter()
     notified_students: set[int] = set()
     for start in range(0, len(assignments), ASSIGNMENT_BATCH):
         requests = _requests_for(assignments[start:start + ASSIGNMENT_BATCH], labels, today, tally)
         queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id, now=timezone.now())
-        queued_total += queued.inserted + queued.digested
+        queued_total += queued.inserted
+        digested += queued.digested
         suppressed.update(queued.suppressed)
-        notified = queued_recipients(dedupe_keys=[r.dedupe_key for r in requests], object_keys={r.object_key for r in requests})
+        notified = queued_recipients(requests=requests)
         notified_students.update(s for _, s in notified if s is not None)
         ctx.progress(min(start + ASSIGNMENT_BATCH, len(assignments)), len(assignments))
     overdue = tally.pop("overdue", 0)
@@ -119,6 +120,7 @@ def run(ctx) -> dict:
         "reminders": dict(tally),
         "overdue": overdue,
         "notifications_queued": queued_total,
+        "digest_items": digested,
         "suppressed": dict(suppressed),
     }
 

@@ -311,7 +311,9 @@ def test_same_slot_twice_changes_nothing(district, klass):
     from notifications.models import NotificationPreference
 
     NotificationPreference.objects.filter(user=klass["guardian"]).update(low_grade_threshold=Decimal("50"))
+    NotificationPreference.objects.filter(user=klass["student_user"]).update(frequency="daily")
     first = run_at(district, evening(district, D2))
+    assert first.result["digest_items"] == 1 and DigestItem.objects.count() == 1
     state = (list(Notification.objects.values_list("id", "dedupe_key", "status")), list(DigestItem.objects.values_list("id")))
     again = run_at(district, evening(district, D2), trigger=JobRun.Trigger.MANUAL)
     assert again.result["notifications_queued"] == 0
