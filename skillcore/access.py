@@ -155,6 +155,11 @@ class AccessTrail:
         table = self._main_table(sql, named, tables)
         touch = self._touch(table, operation)
         touch.query_count += 1
+        # Other student-data tables the statement reads through a join or a subquery (an
+        # anti-join on submissions, say) are recorded as read too; their rows never reach
+        # the client, so the entry counts the statement without row or student figures.
+        for other in {n.lower() for n in named} - {table}:
+            self._touch(other, "read").query_count += 1
         column = tables.student_column.get(table)
 
         if operation == "read":

@@ -172,3 +172,16 @@ def test_fraction_present_decimal_params_do_not_confuse_insert_parsing(school):
         AttendanceRecord.objects.create(student=s, date=dt.date(2026, 9, 4), status="absent-excused",
                                         fraction_present=Decimal("0"))
     assert _log("students.AttendanceRecord", "create").student_ids == [s.id]
+
+
+def test_tables_read_through_a_subquery_are_recorded(school):
+    from django.db.models import Exists, OuterRef
+
+    from students.models import Submission
+
+    student = f.StudentFactory(school=school)
+    with access_trail(purpose="p", actor_label="t"):
+        list(Student.objects.filter(~Exists(Submission.objects.filter(student=OuterRef("pk")))))
+    assert _log("students.Student", "read").student_ids == [student.id]
+    via_subquery = _log("students.Submission", "read")
+    assert via_subquery.query_count == 1 and via_subquery.row_count == 0
