@@ -42,6 +42,7 @@ import logging
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -556,9 +557,16 @@ def post_json(url: str, body: dict) -> None:
             response.read(2000)
     except urllib.error.HTTPError as exc:
         text = exc.read(300).decode(errors="replace")
-        raise SendError(f"HTTP {exc.code} from {url}: {text}", permanent=400 <= exc.code < 500 and exc.code not in (408, 429)) from None
+        raise SendError(f"HTTP {exc.code} from {_host(url)}: {text}", permanent=400 <= exc.code < 500 and exc.code not in (408, 429)) from None
     except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout (TimeoutError is an OSError)
-        raise SendError(f"{type(exc).__name__} posting to {url}: {getattr(exc, 'reason', exc)}") from None
+        raise SendError(f"{type(exc).__name__} posting to {_host(url)}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _host(url: str) -> str:
+    """The URL without its path: a Slack webhook's path is its secret, and errors are
+    logged and stored on the AlertDelivery row."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 @transaction.atomic
