@@ -9,7 +9,6 @@ import sys
 import threading
 from collections import Counter
 
-import pytest
 from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
