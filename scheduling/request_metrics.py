@@ -46,6 +46,12 @@ def record(endpoint: str, status: int, ms: float, *, at: dt.datetime) -> None:
         row[4] = max(row[4], ms)
 
 
+def discard() -> None:
+    """Drop what is buffered (tests)."""
+    with _lock:
+        _buffer.clear()
+
+
 def flush() -> int:
     """Write the buffer: one upsert per (endpoint, hour). Returns the keys written."""
     global _last_flush

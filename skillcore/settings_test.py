@@ -10,3 +10,6 @@ from skillcore.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Request metrics flush only when a test asks (a flush inside another test's query-count
+# assertion would add statements to it).
+REQUEST_METRICS_FLUSH_SECONDS = 10**9
