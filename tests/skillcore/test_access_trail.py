@@ -185,3 +185,13 @@ def test_tables_read_through_a_subquery_are_recorded(school):
     assert _log("students.Student", "read").student_ids == [student.id]
     via_subquery = _log("students.Submission", "read")
     assert via_subquery.query_count == 1 and via_subquery.row_count == 0
+
+
+def test_bulk_create_ignoring_conflicts_is_recorded(school):
+    a, b = f.StudentFactory.create_batch(2, school=school)
+    with access_trail(purpose="p", actor_label="t"):
+        AttendanceRecord.objects.bulk_create(
+            [AttendanceRecord(student=s, date=dt.date(2026, 9, 3), status="present") for s in (a, b)],
+            ignore_conflicts=True,
+        )
+    assert _log("students.AttendanceRecord", "create").student_ids == sorted([a.id, b.id])
