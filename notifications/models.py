@@ -180,6 +180,27 @@ class DigestItem(models.Model):
         indexes = [models.Index(fields=["frequency", "district", "recipient", "period_start"], name="digest_item_walk_idx")]
 
 
+class DigestDedupeKey(models.Model):
+    """A dedupe key already accepted into a daily or weekly digest.
+
+    Digest items are deleted when their digest is assembled, so the items alone cannot
+    tell a re-run of the same job slot after assembly (or a retry that crosses local
+    midnight into the next period) from a new request: without this table the same line
+    would come back in the next digest. Enqueue inserts the keys with ON CONFLICT DO NOTHING
+    and only requests whose key was new become digest items. Pruned after
+    ``DIGEST_KEY_RETENTION_DAYS`` (``services.digest_dedupe_keys_prune``, from data archival).
+    """
+
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="digest_key_created_idx")]  # the prune's age cut
+
+    def __str__(self) -> str:
+        return self.dedupe_key
+
+
 class RecipientProfile(models.Model):
     """Per-person delivery facts the outbox owns: language for non-guardians and the
     email channel's health (set by delivery on a permanent bounce)."""

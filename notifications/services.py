@@ -3,8 +3,9 @@ the channel-health marks delivery sets.
 
 Enqueue is set-based: for each chunk of requests it runs a fixed number of queries (about a
 dozen, whatever the chunk size), decides every request in memory, then writes with one
-insert for outbox rows (``ON CONFLICT (dedupe_key) DO NOTHING``) and one upsert for digest
-items. On PostgreSQL the reads pass ids as one array (``= ANY(%s)``) and the writes are
+insert for outbox rows (``ON CONFLICT (dedupe_key) DO NOTHING``) and, for digests, one
+insert of the accepted dedupe keys (``DigestDedupeKey``, which outlives the items that
+assembly deletes) and one upsert of the items whose key was new. On PostgreSQL the reads pass ids as one array (``= ANY(%s)``) and the writes are
 ``INSERT ... SELECT FROM UNNEST(...)`` statements (see ``_unnest_insert``); on SQLite the
 ORM's ``__in`` and ``bulk_create``.
 
@@ -33,6 +34,7 @@ from notifications.models import (
     EMERGENCY_CATEGORIES,
     Category,
     Channel,
+    DigestDedupeKey,
     DigestItem,
     Frequency,
     Notification,
@@ -47,6 +49,9 @@ User = get_user_model()
 
 SUPPORTED_LANGUAGES = ("en", "es")
 ENQUEUE_CHUNK = 2000
+# How long a dedupe key accepted into a digest is remembered. Far longer than any retry or
+# catch-up window of a job slot (days), short enough that the table stays small.
+DIGEST_KEY_RETENTION_DAYS = 60
 
 # What a person gets when they never chose (no NotificationPreference row). The grade
 # digest job already sends one message per day and child, so it goes out as it comes (a
@@ -255,14 +260,21 @@ def _enqueue_chunk(
     chunk: list[NotificationRequest], *, now: dt.datetime, job_run_id: int | None,
     default_district_id: int | None, summary: EnqueueSummary,
 ) -> None:
-    # 1. Drop in-batch repeats and keys already in the outbox (one query).
+    # 1. Drop in-batch repeats and keys already in the outbox or already accepted into a
+    #    digest (one query: the digest items themselves are deleted at assembly, so a re-run
+    #    after it would otherwise put the same line in the next digest).
     unique: dict[str, NotificationRequest] = {}
     for r in chunk:
         if r.dedupe_key in unique:
             summary.duplicates += 1
         else:
             unique[r.dedupe_key] = r
-    existing = set(Notification.objects.filter(_among("dedupe_key", unique)).values_list("dedupe_key", flat=True))
+    existing = set(
+        # order_by(): no Meta.ordering in a compound statement (SQLite refuses it).
+        Notification.objects.filter(_among("dedupe_key", unique)).order_by().values_list("dedupe_key", flat=True).union(
+            DigestDedupeKey.objects.filter(_among("dedupe_key", unique)).values_list("dedupe_key", flat=True), all=True
+        )
+    )
     summary.duplicates += len(existing)
     todo = [r for k, r in unique.items() if k not in existing]
     if not todo:
@@ -273,7 +285,7 @@ def _enqueue_chunk(
     default_district = facts.districts.get(default_district_id) if default_district_id else None
 
     rows: list[tuple] = []  # _OUTBOX_COLUMNS
-    items: dict[tuple, tuple] = {}  # _DIGEST_COLUMNS
+    items: list[tuple[str, tuple, tuple]] = []  # (dedupe key, item key, _DIGEST_COLUMNS row), in input order
     for r in todo:
         user = facts.users.get(r.recipient_id)
         if user is None:
@@ -332,11 +344,10 @@ def _enqueue_chunk(
         if status == Status.PENDING and frequency in (Frequency.DAILY, Frequency.WEEKLY):
             period = _period_start(frequency, today)
             key = (r.recipient_id, r.channel, frequency, period, r.object_key or r.dedupe_key, r.event or "")
-            summary.digested += 1
-            items[key] = (
+            items.append((r.dedupe_key, key, (
                 r.recipient_id, r.channel, frequency, period, key[4][:120], key[5][:40], r.category, r.template,
                 context, r.student_id, district.pk if district else None, language, family, job_run_id, now,
-            )
+            )))
             continue
 
         send_after = now
@@ -361,11 +372,20 @@ def _enqueue_chunk(
         ))
 
     # 4. Write: one insert for the outbox (a concurrent enqueue of the same key loses the
-    #    race quietly), one upsert for digest items (the newest item about an object wins).
+    #    race quietly); for digests, one insert of the dedupe keys, then one upsert of the
+    #    items whose key was new (the newest item about an object wins).
     if rows:
         _insert_outbox(rows)
     if items:
-        _upsert_digest_items(list(items.values()))
+        accepted = _accept_digest_keys([k for k, _, _ in items], now=now)
+        latest: dict[tuple, tuple] = {}
+        for dedupe_key, key, row in items:
+            if dedupe_key in accepted:
+                latest[key] = row
+        summary.digested += len(accepted)
+        summary.duplicates += len(items) - len(accepted)
+        if latest:
+            _upsert_digest_items(list(latest.values()))
 
 
 _OUTBOX_COLUMNS = (
@@ -436,6 +456,51 @@ _DIGEST_COLUMNS = (
     ("quiet_hours", "boolean"), ("job_run_id", "bigint"), ("updated_at", "timestamptz"),
 )
 _DIGEST_KEY = ("recipient_id", "channel", "frequency", "period_start", "object_key", "event")
+
+
+def _accept_digest_keys(keys: list[str], *, now: dt.datetime) -> set[str]:
+    """Record dedupe keys accepted into a digest; return those that were new.
+
+    PostgreSQL: one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, so a concurrent
+    enqueue of the same key (which step 1 could not see yet) loses here and adds no item.
+    SQLite: step 1's SELECT already ran inside this chunk's transaction, which holds the
+    write lock from BEGIN (IMMEDIATE), so every key left is new; ignore_conflicts anyway.
+    """
+    if connection.vendor != "postgresql":
+        DigestDedupeKey.objects.bulk_create(
+            [DigestDedupeKey(dedupe_key=k, created_at=now) for k in keys], batch_size=450, ignore_conflicts=True
+        )
+        return set(keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{DigestDedupeKey._meta.db_table}" ("dedupe_key", "created_at") '
+            "SELECT k, %s FROM UNNEST(%s::varchar[]) AS k "
+            'ON CONFLICT ("dedupe_key") DO NOTHING RETURNING "dedupe_key"',
+            [now, keys],
+        )
+        return {k for (k,) in cursor.fetchall()}
+
+
+def digest_dedupe_keys_prune(
+    *, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(days=DIGEST_KEY_RETENTION_DAYS),
+    batch_size: int = 10_000,
+) -> int:
+    """Forget digest dedupe keys accepted more than ``older_than`` ago, ``batch_size`` a
+    transaction (a month of a district-wide daily digest is millions of keys: one DELETE
+    would hold its locks and WAL for all of them). A job re-running a slot older than that
+    would add its lines again; no job retries or catches up that far. Returns the count."""
+    now = now or timezone.now()
+    old = DigestDedupeKey.objects.filter(created_at__lt=now - older_than)
+    total = 0
+    while True:
+        ids = list(old.order_by("created_at", "id").values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return total
+        with transaction.atomic():
+            DigestDedupeKey.objects.filter(_among("id", ids)).delete()
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total
 
 
 def _upsert_digest_items(rows: list[tuple]) -> None:

@@ -8,8 +8,9 @@ counselor tasks) and chat messages older than 2 years are written to the archive
 (STORAGES["archive"]: MEDIA_ROOT/archive, or S3 when ARCHIVE_S3_BUCKET is set) as gzip JSON
 Lines, 10,000 rows a file, read back and verified (SHA-256, row count, ids), and only then
 deleted; a manifest per run lists every file with its rows and SHA-256, the cutoffs and the
-run. Sent outbox notifications older than 90 days are deleted. The access trail is never
-archived or deleted here.
+run. Sent outbox notifications older than 90 days are deleted, and digest dedupe keys older
+than 60 days are forgotten (notifications.services.digest_dedupe_keys_prune; global, not per
+district, and idempotent). The access trail is never archived or deleted here.
 
 Idempotency: the cutoffs come from the slot; each batch's object is named by its id range
 (a retry rewrites the same object); each batch's delete and the checkpoint (last id per
@@ -25,13 +26,16 @@ from scheduling.registry import Job
 
 
 def run(ctx) -> dict:
+    from notifications.services import digest_dedupe_keys_prune
     from scheduling.archival import archive_district
 
     as_of = ctx.scheduled_for.astimezone(ctx.district.zone).date()
-    return archive_district(
+    result = archive_district(
         district=ctx.district, as_of=as_of, slot=ctx.scheduled_for, run_id=ctx.run.id, checkpoint=ctx.checkpoint,
         save_checkpoint=ctx.save_checkpoint, logger=ctx.logger, progress=ctx.progress,
     )
+    result["digest_keys_deleted"] = digest_dedupe_keys_prune(now=ctx.scheduled_for)
+    return result
 
 JOB = Job(
     slug='data-archival',
