@@ -183,6 +183,13 @@ def cron_preview(expr: str, tz_name: str, *, now: dt.datetime | None = None) -> 
 
 
 # -- the dashboard's rows --------------------------------------------------------------------------
+# A job's expanded table lists this many districts (those needing attention first); the
+# "all districts" link shows one job with every district. 13 jobs x 500 districts as rows
+# with their forms is an 8 MB page that takes seconds to render; the summary line of each
+# job still covers all its districts.
+ROWS_PER_JOB = 10
+
+
 @dataclass
 class DistrictLine:
     row: selectors.DashboardRow
@@ -195,6 +202,19 @@ class DistrictLine:
     alert: status.JobAlertState | None
 
 
+def _district_line(row: selectors.DashboardRow, alert: status.JobAlertState | None) -> DistrictLine:
+    return DistrictLine(
+        row=row, where=row.district_name or "global",
+        next_local=local_text(row.next_run_local, row.time_zone), next_utc=utc_text(row.next_run_utc),
+        last_run=local_text(row.last_started, row.time_zone), avg=duration_text(row.avg_duration),
+        success=f"{row.success_rate:.0%}" if row.success_rate is not None else "", alert=alert,
+    )
+
+
+def _failing(row: selectors.DashboardRow) -> bool:
+    return row.last_status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+
+
 @dataclass
 class JobLine:
     slug: str
@@ -202,84 +222,105 @@ class JobLine:
     why: str
     critical: bool
     scope: str
-    lines: list[DistrictLine] = field(default_factory=list)
+    rows: list[selectors.DashboardRow] = field(default_factory=list)
+    alert_states: dict[int | None, status.JobAlertState] = field(default_factory=dict)
+    lines: list[DistrictLine] = field(default_factory=list)  # the rows shown, formatted
+
+    def needs_attention(self, row: selectors.DashboardRow) -> bool:
+        return bool(row.overdue or _failing(row) or row.paused or row.district_id in self.alert_states)
+
+    def show(self, limit: int | None) -> None:
+        """Format the rows to show: those needing attention first, then by district name."""
+        ordered = sorted(self.rows, key=lambda r: not self.needs_attention(r))  # stable: names stay sorted
+        self.lines = [_district_line(r, self.alert_states.get(r.district_id)) for r in ordered[:limit]]
+
+    @property
+    def hidden(self) -> int:
+        return len(self.rows) - len(self.lines)
 
     @property
     def paused(self) -> int:
-        return sum(1 for line in self.lines if line.row.paused)
+        return sum(1 for r in self.rows if r.paused)
 
     @property
     def failing(self) -> int:
-        return sum(1 for line in self.lines if line.row.last_status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT))
-
-    @property
-    def running(self) -> int:
-        return sum(1 for line in self.lines if line.row.last_status == JobRun.Status.RUNNING)
+        return sum(1 for r in self.rows if _failing(r))
 
     @property
     def overdue(self) -> int:
-        return sum(1 for line in self.lines if line.row.overdue)
+        return sum(1 for r in self.rows if r.overdue)
 
     @property
     def alert_severity(self) -> str:
-        severities = {line.alert.severity for line in self.lines if line.alert is not None}
+        severities = {a.severity for a in self.alert_states.values()}
         return "critical" if "critical" in severities else "warning" if severities else ""
 
     @property
     def alerts(self) -> int:
-        return sum(1 for line in self.lines if line.alert is not None)
+        return len(self.alert_states)
 
     @property
     def crons(self) -> list[tuple[str, str]]:
         """The distinct (cron, in words) of its schedules, most common first."""
         counts: dict[tuple[str, str], int] = {}
-        for line in self.lines:
-            key = (line.row.cron or "", line.row.cron_text)
+        for r in self.rows:
+            key = (r.cron or "", r.cron_text)
             counts[key] = counts.get(key, 0) + 1
         return sorted(counts, key=lambda k: -counts[k])
 
     @property
     def next_run(self) -> DistrictLine | None:
-        live = [line for line in self.lines if line.row.next_run_utc is not None]
-        return min(live, key=lambda line: line.row.next_run_utc) if live else None
+        live = [r for r in self.rows if r.next_run_utc is not None]
+        if not live:
+            return None
+        row = min(live, key=lambda r: r.next_run_utc)
+        return _district_line(row, self.alert_states.get(row.district_id))
 
     @property
     def runs_30d(self) -> int:
-        return sum(line.row.runs_30d for line in self.lines)
+        return sum(r.runs_30d for r in self.rows)
 
     @property
     def success_rate(self) -> str:
-        executed = [(line.row.success_rate, line.row.runs_30d) for line in self.lines if line.row.success_rate is not None]
+        executed = [(r.success_rate, r.runs_30d) for r in self.rows if r.success_rate is not None]
         total = sum(n for _, n in executed)
-        return f"{sum(r * n for r, n in executed) / total:.0%}" if total else ""
+        return f"{sum(rate * n for rate, n in executed) / total:.0%}" if total else ""
 
 
-def job_lines(*, now: dt.datetime) -> list[JobLine]:
-    """One JobLine per job with its schedules (3 queries: rows, 30-day figures, alerts)."""
+def job_lines(*, now: dt.datetime, job: str | None = None, district: str = "",
+              limit: int | None = ROWS_PER_JOB) -> list[JobLine]:
+    """One JobLine per job with its schedules (3 queries: rows, 30-day figures, alerts).
+
+    ``job``: only that job; ``district``: only districts whose name contains it; ``limit``:
+    how many district rows of each job to format and show (None: all).
+    """
     alert_states = status.job_alert_states()
+    needle = district.strip().casefold()
     jobs: OrderedDict[str, JobLine] = OrderedDict()
-    for row in selectors.dashboard_rows(now=now):
-        job = row.job
+    for row in selectors.dashboard_rows(now=now, job_slugs=[job] if job else None):
+        if needle and needle not in (row.district_name or "global").casefold():
+            continue
+        definition = row.job
         line = jobs.get(row.job_slug)
         if line is None:
             line = jobs[row.job_slug] = JobLine(
-                slug=row.job_slug, title=job.title if job else f"{row.job_slug} (no longer registered)",
-                why=job.why if job else "", critical=bool(job and job.critical),
-                scope=job.scope if job else "district",
+                slug=row.job_slug, title=definition.title if definition else f"{row.job_slug} (no longer registered)",
+                why=definition.why if definition else "", critical=bool(definition and definition.critical),
+                scope=definition.scope if definition else "district",
             )
-        line.lines.append(DistrictLine(
-            row=row, where=row.district_name or "global",
-            next_local=local_text(row.next_run_local, row.time_zone), next_utc=utc_text(row.next_run_utc),
-            last_run=local_text(row.last_started, row.time_zone), avg=duration_text(row.avg_duration),
-            success=f"{row.success_rate:.0%}" if row.success_rate is not None else "",
-            alert=alert_states.get((row.job_slug, row.district_id)),
-        ))
+        line.rows.append(row)
+        alert = alert_states.get((row.job_slug, row.district_id))
+        if alert is not None:
+            line.alert_states[row.district_id] = alert
+    for line in jobs.values():
+        line.show(limit)
     return list(jobs.values())
 
 
 # -- views ---------------------------------------------------------------------------------------
 def _context(site, request, **extra) -> dict:
-    return {**site.each_context(request), **extra}
+    # No app-list sidebar: the tables need the width.
+    return {**site.each_context(request), "is_nav_sidebar_enabled": False, **extra}
 
 
 def _schedule_or_404(pk: int) -> JobSchedule:
@@ -316,11 +357,16 @@ def make_views(site):
     """The dashboard's views bound to ``site`` (for each_context and admin_view)."""
 
     def index(request):
+        """All jobs (``?job=<slug>``: one job, every district; ``?district=<text>``: districts
+        whose name contains it). Unknown filters show an empty list, never an error."""
         _require_system_admin(request)
         now = timezone.now()
+        job = (request.GET.get("job") or "").strip()[:100] or None
+        district = (request.GET.get("district") or "")[:100]
         return render(request, "scheduling/dashboard/index.html", _context(
             site, request, title="Scheduled jobs", now=now, system=status.system_status(now=now),
-            jobs=job_lines(now=now),
+            jobs=job_lines(now=now, job=job, district=district, limit=None if job else ROWS_PER_JOB),
+            job_filter=job, district_filter=district,
         ))
 
     def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_code=200):
@@ -541,6 +587,8 @@ def duration_chart(points: list[tuple[dt.datetime, float]], *, highlight: dt.dat
             "label": f"{started:%Y-%m-%d %H:%M}Z: {duration_text(seconds)}",
             "current": highlight is not None and started == highlight,
         })
+    if bars:  # a short history: the axis ends after the last bar, so "latest" sits next to it
+        width = max(240, bars[-1]["x"] + bar_w + 40)
     return Chart(width=width, height=height, bars=bars, max_label=duration_text(top), empty=not points)
 
 

@@ -349,3 +349,24 @@ def test_run_page_chart_marks_this_run(synced, admin_client, new_york):
     page = admin_client.get(url("_run", runs[1].pk)).content.decode()
     assert page.count('<rect class="bar') == 3 and page.count('class="bar current"') == 1
     assert "4.0 s" in page  # the chart's top
+
+
+def test_many_districts_show_the_ones_needing_attention_first_and_link_to_all(only_test_jobs, admin_client, monkeypatch):
+    monkeypatch.setattr(dashboard, "ROWS_PER_JOB", 3)
+    districts = [f.DistrictFactory(name=f"District {i:02d}") for i in range(6)]
+    with time_machine.travel(NOW, tick=False):
+        services.sync_schedules()
+        late = JobSchedule.objects.get(job="t-daily", district=districts[5])
+        services.pause_schedule(schedule=late, acting_user=None, note="closed for repairs")
+        page = admin_client.get(url("")).content.decode()
+        block = page[page.index('id="job-t-daily"'):page.index('id="job-t-flaky"')]
+        shown = re.findall(r'data-district="([^"]+)"', block)
+        assert shown == ["District 05", "District 00", "District 01"]  # the paused one first
+        assert "Show all 6 districts of Test daily" in block and "3 more" in block
+        one_job = admin_client.get(url(""), {"job": "t-daily"}).content.decode()
+        assert re.findall(r'data-job="([^"]+)"', one_job) == ["t-daily"]
+        assert len(re.findall(r'data-district="', one_job)) == 6 and "Show all" not in one_job
+        filtered = admin_client.get(url(""), {"district": "district 04"}).content.decode()
+        assert set(re.findall(r'data-district="([^"]+)"', filtered)) == {"District 04"}
+        nothing = admin_client.get(url(""), {"job": "no-such-job", "district": "\x00" * 300})
+        assert nothing.status_code == 200 and "No schedule matches this filter." in nothing.content.decode()
