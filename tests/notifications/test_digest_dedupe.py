@@ -184,3 +184,20 @@ def test_a_concurrent_enqueue_of_the_same_key_adds_no_second_item(pg_only, famil
     assert (summary.digested, summary.duplicates) == (0, 1)
     assert not DigestItem.objects.exists()
     assert DigestDedupeKey.objects.count() == 1
+
+
+def test_the_data_archival_job_prunes_old_digest_keys(district, settings, tmp_path):
+    from scheduling.models import JobRun
+    from tests.jobs.slot_runs import local_slot, run_slot
+
+    settings.STORAGES = {**settings.STORAGES, "archive": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    slot = local_slot(district, 2026, 12, 1, 3)
+    DigestDedupeKey.objects.bulk_create([
+        DigestDedupeKey(dedupe_key="october", created_at=slot - dt.timedelta(days=61)),
+        DigestDedupeKey(dedupe_key="november", created_at=slot - dt.timedelta(days=20)),
+    ])
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False):
+        run = run_slot("data-archival", district, slot)
+    assert run.status == JobRun.Status.SUCCEEDED and run.result["digest_keys_deleted"] == 1
+    assert list(DigestDedupeKey.objects.values_list("dedupe_key", flat=True)) == ["november"]
