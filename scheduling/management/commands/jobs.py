@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from scheduling import cron, registry, selectors, services
+from skillcore.cli import one_line_errors
 from scheduling.models import JobRun, JobSchedule
 from students.models import District
 
@@ -22,16 +23,9 @@ def _bad(message: str) -> CommandError:
     return CommandError(message, returncode=2)
 
 
-def _one_line_errors(parser) -> None:
-    # argparse prints the usage and exits 2 on its own; we want the same exit status with
-    # one line, like every other bad input of this command.
-    def error(message):
-        if getattr(parser, "called_from_command_line", False):
-            sys.stderr.write(f"CommandError: {message}\n")
-            sys.exit(2)
-        raise _bad(message)
-
-    parser.error = error
+# argparse prints the usage and exits 2 on its own; we want the same exit status with
+# one line, like every other bad input of this command.
+_one_line_errors = one_line_errors
 
 
 class Command(BaseCommand):
@@ -159,6 +153,8 @@ class Command(BaseCommand):
         district = self._district(district)
         if not (note or "").strip():
             raise _bad("a pause needs a note saying why (--note TEXT)")
+        if "\x00" in note:  # PostgreSQL cannot store it; the dashboard's form refuses it too
+            raise _bad("the note cannot contain NUL characters")
         targets = [s for s in self._schedules(job, district) if not s.paused]
         if not targets:
             raise _bad(f"{job.slug} is already paused{f' in district {district.pk}' if district else ''}")

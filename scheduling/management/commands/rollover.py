@@ -18,10 +18,16 @@ from django.utils import timezone
 from scheduling import rollover
 from scheduling.ops_models import RolloverRequest
 from skillcore.access import access_trail
+from skillcore.cli import one_line_errors
 
 
 class Command(BaseCommand):
     help = "End-of-year rollover of a district to a new school year (or --dry-run for the counts)."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        one_line_errors(parser)  # argparse's errors: one line, exit 2
+        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("--district", required=True)
@@ -31,6 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="print the counts, write nothing")
 
     def handle(self, *args, district, to_name, start, end, dry_run, **options):
+        if "\x00" in to_name or "\x00" in str(district):  # PostgreSQL cannot even compare such text
+            raise CommandError("--district and --to cannot contain NUL characters", returncode=2)
         try:
             start_d = rollover.parse_date(start, "--start")
             end_d = rollover.parse_date(end, "--end")

@@ -14,6 +14,7 @@ import zoneinfo
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from skillcore.cli import one_line_errors
 from students.seed import MAX_STUDENTS, SeedError, seed_district
 
 
@@ -61,6 +62,11 @@ class Progress:
 class Command(BaseCommand):
     help = "Generate a realistic, deterministic synthetic district (students, calendar, attendance, grades, IEPs)."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        one_line_errors(parser)  # argparse's errors: one line, exit 2
+        return parser
+
     def add_arguments(self, parser):
         # Counts and dates are parsed here rather than by argparse so that bad input gives
         # one line and exit status 2, from the shell and from call_command alike.
@@ -82,7 +88,7 @@ class Command(BaseCommand):
             tz = zoneinfo.ZoneInfo(zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
             raise CommandError(f"--timezone {zone!r} is not an IANA time zone (for example America/New_York).", returncode=2)
-        as_of = parse_date(options["as_of"], "--as-of") if options["as_of"] else timezone.now().astimezone(tz).date()
+        as_of = parse_date(options["as_of"], "--as-of") if options["as_of"] is not None else timezone.now().astimezone(tz).date()
         name = options["name"] or f"Synthetic District {seed}"
 
         progress = Progress(self.stderr, enabled=not options["no_progress"] and options["verbosity"] > 0)
