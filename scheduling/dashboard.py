@@ -37,6 +37,20 @@ def _require_system_admin(request) -> None:
         raise PermissionDenied("The scheduled-jobs dashboard is for system administrators.")
 
 
+def _forbidden_page(site, view):
+    """Staff who are not system admins get a 403 in the admin's look, saying why."""
+    import functools
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except PermissionDenied:
+            return render(request, "scheduling/dashboard/forbidden.html",
+                          _context(site, request, title="Not allowed"), status=403)
+    return wrapped
+
+
 # -- formatting ----------------------------------------------------------------------------------
 def _offset(value: dt.datetime) -> str:
     """UTC offset as "UTC−05:00" / "UTC+10:30" (a real minus sign, as clocks print it)."""
@@ -380,7 +394,7 @@ def make_views(site):
             job=_job_or_none(schedule.job), words=cron.describe(schedule.cron) if schedule.cron else "ad hoc (run on demand)",
             next_local=local_text(next_run, tz_name), next_utc=utc_text(next_run),
             runs=[(r, local_text(r.slot, tz_name), duration_text(r.duration_seconds)) for r in runs],
-            changes=[(c, local_text(c.at, tz_name)) for c in changes],
+            changes=[(c, local_text(c.at, tz_name), change_diff(c.before, c.after)) for c in changes],
             chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id)),
             pause_form=pause_form or PauseForm(),
         ), status=status_code)
@@ -537,6 +551,17 @@ def make_views(site):
     }
 
 
+def change_diff(before: dict, after: dict) -> list[tuple[str, str, str]]:
+    """(field, before, after) for the fields a change altered, in a stable order; a field only
+    on one side (run now: after = {"run": ...}) shows with an empty other side."""
+    def text(value) -> str:
+        return "—" if value is None or value == "" else str(value)
+
+    before, after = before or {}, after or {}
+    keys = [k for k in (*before, *(k for k in after if k not in before)) if before.get(k) != after.get(k)]
+    return [(k.replace("_", " "), text(before.get(k)) if k in before else "", text(after.get(k))) for k in keys]
+
+
 def _job_or_none(slug: str) -> registry.Job | None:
     try:
         return registry.get(slug)
@@ -594,7 +619,9 @@ def duration_chart(points: list[tuple[dt.datetime, float]], *, highlight: dt.dat
 
 def urls(site) -> list:
     views = make_views(site)
-    wrap = site.admin_view
+
+    def wrap(view):
+        return site.admin_view(_forbidden_page(site, view))
     return [
         path("scheduled-jobs/", wrap(views["index"]), name="scheduled_jobs"),
         path("scheduled-jobs/<int:pk>/", wrap(views["schedule"]), name="scheduled_jobs_schedule"),

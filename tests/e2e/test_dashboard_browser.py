@@ -254,6 +254,7 @@ def test_system_admin_manages_jobs_in_the_browser_and_a_counselor_is_refused(liv
     digest.refresh_from_db()
     assert digest.cron == "30 2 * * *" and digest.cron_customized
     assert "Edited the cron" in page.locator("#change-history").inner_text()
+    _shot(page, "schedule")
 
     # 6. A counselor is refused the page.
     other = browser.new_context()
@@ -261,6 +262,7 @@ def test_system_admin_manages_jobs_in_the_browser_and_a_counselor_is_refused(liv
     _login(counselor_page, base, "counselor", "/admin/")
     response = counselor_page.goto(f"{base}/admin/scheduled-jobs/")
     assert response.status == 403
+    assert "is for system administrators" in counselor_page.inner_text("body")
     _shot(counselor_page, "counselor-403")
     other.close()
     context.close()

@@ -70,7 +70,10 @@ def test_other_staff_get_403_on_every_page_and_action(persona, request, synced, 
     run = _finished_run(new_york, status=JobRun.Status.FAILED)
     for target in (url(""), url("_schedule", schedule.pk), url("_cron", schedule.pk), url("_delete", schedule.pk),
                    url("_preview", schedule.pk) + "?cron=0+1+*+*+*", url("_run", run.pk), url("_run_progress", run.pk)):
-        assert client.get(target).status_code == 403, target
+        response = client.get(target)
+        assert response.status_code == 403, target
+        assert "is for system administrators" in response.content.decode()
+        assert "data-job=" not in response.content.decode() and "Hudson Valley" not in response.content.decode()
     for target, data in ((url("_run_now", schedule.pk), {}), (url("_pause", schedule.pk), {"note": "x"}),
                          (url("_resume", schedule.pk), {}), (url("_cron", schedule.pk), {"cron": "0 1 * * *"}),
                          (url("_delete", schedule.pk), {}), (url("_retry", run.pk), {})):
@@ -375,3 +378,11 @@ def test_many_districts_show_the_ones_needing_attention_first_and_link_to_all(on
         assert set(re.findall(r'data-district="([^"]+)"', filtered)) == {"District 04"}
         nothing = admin_client.get(url(""), {"job": "no-such-job", "district": "\x00" * 300})
         assert nothing.status_code == 200 and "No schedule matches this filter." in nothing.content.decode()
+
+
+def test_change_history_shows_what_changed():
+    diff = dashboard.change_diff(
+        {"cron": "0 2 * * *", "paused": False, "next_run": "a"}, {"cron": "30 6 * * *", "paused": False, "next_run": "b"})
+    assert diff == [("cron", "0 2 * * *", "30 6 * * *"), ("next run", "a", "b")]
+    assert dashboard.change_diff({}, {"run": 7, "slot": "x"}) == [("run", "", "7"), ("slot", "", "x")]
+    assert dashboard.change_diff({"pause_note": ""}, {"pause_note": "break"}) == [("pause note", "—", "break")]
