@@ -27,7 +27,7 @@ from django.db import connection
 from django.db.models import Avg, Count, Max, Q, Sum
 
 from notifications.models import Channel, Notification, Status
-from scheduling.models import JobRun, Report, SchedulerHeartbeat
+from scheduling.models import JobRun, SchedulerHeartbeat
 from scheduling.ops_models import RequestMetric
 from scheduling.reports import bar_chart, pct, render_html, to_csv
 
@@ -199,4 +199,4 @@ def prune_metrics(*, now: dt.datetime) -> int:
     return deleted
 
 
-__all__ = ["build", "previous_month", "prune_metrics", "system_admin_ids", "Report"]
+__all__ = ["build", "previous_month", "prune_metrics", "system_admin_ids"]

@@ -1,6 +1,6 @@
 """Admin for the operational jobs (issue 6, jobs 5-8): emergency broadcasts (district
-admins send them), rollover requests (two system admins) and the request metrics
-(read-only). Thin: the forms validate, the services write."""
+admins send them) and rollover requests (two system admins). Thin: the forms validate,
+the services write. Request metrics are read through the system-health report."""
 from __future__ import annotations
 
 from django import forms
@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from scheduling.emergency import emergency_broadcast_send
-from scheduling.ops_models import EmergencyBroadcast, RequestMetric, RolloverRequest  # noqa: F401
+from scheduling.ops_models import EmergencyBroadcast, RolloverRequest
 from students.models import District, Role
 from students.scoping import staff_of
 

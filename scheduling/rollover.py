@@ -26,7 +26,6 @@ Every step is set-based (a few UPDATEs), whatever the number of students.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import transaction

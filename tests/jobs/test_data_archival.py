@@ -116,7 +116,7 @@ def world(district, school):
     w["other_grade"] = f.GradeFactory(student=other, assignment=f.AssignmentFactory(section=f.SectionFactory(school=other.school)),
                                       posted_at=at(d, 2010, 1, 1))
     # The access trail: 8 years old, never touched by this job.
-    w["access"] = f.AccessLogFactory(at=at(d, 2018, 1, 1)) if hasattr(f, "AccessLogFactory") else None
+    w["access"] = f.AccessLogFactory(at=at(d, 2018, 1, 1))
     return w
 
 
@@ -141,8 +141,7 @@ def test_archives_what_is_due_verified_and_deletes_only_that(world, district, fs
     assert set(Notification.objects.values_list("dedupe_key", flat=True)) == {"kept", "failed"}
     # The access trail only grew (the run's own rows), nothing was deleted from it.
     assert AccessLog.objects.count() >= access_before
-    if world["access"] is not None:
-        assert AccessLog.objects.filter(pk=world["access"].pk).exists()
+    assert AccessLog.objects.filter(pk=world["access"].pk).exists()
     # The manifest lists every file with its rows and SHA-256; each file reads back to it.
     manifest = json.loads((fs_archive / r["manifest"]).read_bytes())
     assert manifest["complete"] is True and manifest["job_run_id"] == run.id
