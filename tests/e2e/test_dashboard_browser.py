@@ -108,8 +108,10 @@ def worker(live_server):
 
 
 @pytest.fixture
-def browser():
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+def browser(monkeypatch):
+    # Playwright's sync API runs an asyncio loop in this thread, which Django's ORM guard
+    # takes for async code; the ORM calls here are synchronous (restored after the test).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
