@@ -22,7 +22,9 @@ The algorithm, per dataset (numbered because the order is the guarantee):
    object instead of adding a second copy.
 4. Read the object back; compare its SHA-256 and its row count and ids with what was
    written. Any difference (or any storage error) raises: nothing is deleted.
-5. In ONE transaction: delete exactly those ids and save the checkpoint (last id, the file's
+5. In ONE transaction: lock the batch's rows and read them again (a row edited or no
+   longer due since step 1 stops the run: nothing is deleted, the retry archives the row as
+   it is now), delete exactly those ids and save the checkpoint (last id, the file's
    manifest entry). A crash before the commit leaves the rows and the old checkpoint (the
    retry rewrites the same object); after it, the rows are gone and the checkpoint says so.
 6. Rewrite this run's manifest (every verified file so far: name, rows, sha256, id range,
@@ -209,11 +211,20 @@ def archive_district(*, district: District, as_of: dt.date, slot: dt.datetime, r
             ids = [r["id"] for r in rows]
             name = f"{prefix}/{ds.name}/{ds.name}-{ids[0]:012d}-{ids[-1]:012d}.jsonl.gz"
             # 2-4. Encode, write, read back and verify. Raises before anything is deleted.
-            digest = write_verified(storage, name, encode_batch(rows), ids=ids)
+            data = encode_batch(rows)
+            digest = write_verified(storage, name, data, ids=ids)
             entry = {"name": name, "dataset": ds.name, "rows": len(rows), "sha256": digest,
                      "first_id": ids[0], "last_id": ids[-1]}
-            # 5. Delete exactly the verified ids and move the checkpoint, together.
+            # 5. Delete exactly the verified ids and move the checkpoint, together. The rows
+            # are locked and read again first: one edited (or no longer due) since step 1
+            # would be deleted without its archived state, so the batch stops here and the
+            # retry archives what is there now.
             with transaction.atomic():
+                now_rows = list(due.filter(id__in=ids).select_for_update(of=("self",)).order_by("id").values(*ds.fields))
+                if ds.model is Intervention:
+                    _nest_tasks(now_rows)
+                if encode_batch(now_rows) != data:
+                    raise ArchiveVerificationError(f"{name}: rows changed while they were archived; the retry archives them again")
                 ds.model.objects.filter(id__in=ids).delete()
                 cp["after"][ds.name] = ids[-1]
                 cp["files"] = [f for f in cp["files"] if f["name"] != name] + [entry]

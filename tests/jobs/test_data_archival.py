@@ -214,6 +214,29 @@ def test_a_read_back_that_differs_deletes_nothing(district, school, fs_archive, 
     assert AttendanceRecord.objects.count() == 3
 
 
+def test_a_row_edited_while_its_batch_is_archived_is_not_lost(district, school, fs_archive, monkeypatch):
+    st = f.StudentFactory(school=school, enrollment_date=dt.date(2012, 8, 1), birth_date=dt.date(2005, 1, 1))
+    AttendanceRecord.objects.bulk_create(_old_attendance(st, 3))
+    edited = AttendanceRecord.objects.order_by("id").first()
+    real = archival.write_verified
+
+    def write_then_someone_edits(storage, name, data, *, ids=None):
+        digest = real(storage, name, data, ids=ids)
+        if ids is not None:  # a staff member corrects the record between read and delete
+            AttendanceRecord.objects.filter(pk=edited.pk).update(status="absent-excused")
+        return digest
+
+    monkeypatch.setattr(archival, "write_verified", write_then_someone_edits)
+    failed = run_archival(district)
+    assert failed.status == JobRun.Status.FAILED and "rows changed" in failed.error
+    assert AttendanceRecord.objects.count() == 3  # nothing deleted
+    monkeypatch.setattr(archival, "write_verified", real)
+    retry = run_archival(district, retry_of=failed)
+    assert retry.status == JobRun.Status.SUCCEEDED and not AttendanceRecord.objects.exists()
+    fl = json.loads((fs_archive / retry.result["manifest"]).read_bytes())["files"][0]
+    assert read_jsonl(fs_archive, fl["name"])[0]["status"] == "absent-excused"  # the edited state is what is archived
+
+
 def _count_queries(district, n, monkeypatch):
     st = f.StudentFactory(school=f.SchoolFactory(district=district), enrollment_date=dt.date(2012, 8, 1), birth_date=dt.date(2005, 1, 1))
     AttendanceRecord.objects.bulk_create(_old_attendance(st, n))
