@@ -73,3 +73,33 @@ def test_spraying_one_password_over_many_usernames_locks_the_address(client, sch
 def test_odd_usernames_never_break_the_throttle(client):
     for name in ("", " ", "x" * 5000, "ünï\u0000code\U0001F600", "a b\tc\n"):
         assert _post(client, name, "pw").status_code in (200, 429)
+
+
+@pytest.mark.django_db
+def test_with_redis_the_counters_are_shared_between_processes(settings, school):
+    """Production runs several web processes: with REDIS_URL the counters live in Redis, so
+    failures seen by one process lock the login in every other. Here another process (a
+    second "worker") records the failures and this one refuses the login."""
+    import os
+    import subprocess
+    import sys
+
+    import redis
+
+    url = "redis://127.0.0.1:6379/7"
+    redis.from_url(url).flushdb()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    code = ("import django; django.setup()\n"
+            "from skillcore import throttle\n"
+            "for _ in range(3): throttle.record_failure(username='principal', address='10.0.0.9')\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "skillcore.settings_test", "REDIS_URL": url,
+           "LOGIN_THROTTLE_FAILURES": "3", "LOGIN_THROTTLE_MINUTES": "10"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    try:
+        from django.test import Client
+
+        assert _post(Client(), "principal", PASSWORD, addr="10.0.0.9").status_code == 429
+        assert _post(Client(), "principal", PASSWORD, addr="10.0.0.10").status_code == 302
+    finally:
+        redis.from_url(url).flushdb()
