@@ -131,7 +131,7 @@ def test_jobs_pause_with_any_note(synced, note):
     schedule = JobSchedule.objects.get(job="attendance-interventions", district=synced)
     if schedule.paused:
         services.resume_schedule(schedule=schedule, acting_user=None)
-    args = ("jobs", "pause", "attendance-interventions", "--district", str(synced.pk), "--note", note)
+    args = ("jobs", "pause", "attendance-interventions", "--district", str(synced.pk), f"--note={note}")
     if not note.strip() or "\x00" in note:
         _refused(*args)
     else:
