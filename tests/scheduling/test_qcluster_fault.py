@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from scheduling import services
 from scheduling.models import JobRun
 from tests import factories as f
 from tests.scheduling import jobs_for_tests
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support.qcluster import cluster_env, qcluster
+from tests.support.qcluster import wait as _wait
 
 
 @pytest.mark.django_db(transaction=True)
@@ -39,24 +24,14 @@ def test_sigkilled_worker_run_resumes_from_its_checkpoint_without_duplicates(tes
         c.execute(f"DROP TABLE IF EXISTS {table}")
         c.execute(f"CREATE TABLE {table} (item integer PRIMARY KEY, run_id bigint)")
     district = f.DistrictFactory(name="Fault Line")
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "skillcore.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "Q_WORKERS": "1",
-        "Q_RETRY": "20",  # the ORM broker redelivers an un-acked task after 20 s
-        "SCHEDULING_LOST_GRACE": "2",
-        "SCHEDULING_EXTRA_JOB_MODULES": "tests.scheduling.jobs_for_tests",
-        "SCHED_TEST_TIMEOUT": "8", "SCHED_TEST_ITEMS": "20", "SCHED_TEST_BATCH": "2", "SCHED_TEST_PAUSE": "0.4",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp_path / "qcluster.log").open("w")
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+    env = cluster_env(
+        Q_RETRY="20",  # the ORM broker redelivers an un-acked task after 20 s
+        SCHEDULING_LOST_GRACE="2", SCHEDULING_EXTRA_JOB_MODULES="tests.scheduling.jobs_for_tests",
+        SCHED_TEST_TIMEOUT="8", SCHED_TEST_ITEMS="20", SCHED_TEST_BATCH="2", SCHED_TEST_PAUSE="0.4",
     )
-    try:
+    # On exit the whole process group (cluster, sentinel, workers) is killed at once
+    # rather than waiting for a graceful shutdown (tests/support/qcluster.py).
+    with qcluster(env, tmp_path / "qcluster.log"):
         run = services.run_now(job_slug="t-batches", district=district, acting_user=None)
         # 1. Wait until the worker has committed three batches (items 1-6), then kill it.
         killed_at = _wait(
@@ -73,12 +48,6 @@ def test_sigkilled_worker_run_resumes_from_its_checkpoint_without_duplicates(tes
             lambda: JobRun.objects.filter(retry_of=run.pk, status__in=["succeeded", "failed"]).first(),
             50, "the retry to finish",
         )
-    finally:
-        # The test is over: stop the whole process group we started (cluster, sentinel,
-        # workers) at once rather than wait for a graceful shutdown.
-        os.killpg(cluster.pid, signal.SIGKILL)
-        cluster.wait(10)
-        log.close()
     run.refresh_from_db()
     output = (tmp_path / "qcluster.log").read_text()
     assert retry.status == "succeeded", output[-3000:]
