@@ -122,7 +122,9 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self):
-        return self.object_list[: self.cap].count()
+        # No ORDER BY in the count: an ordering would make the planner walk the sort index
+        # (e.g. attendance by date) instead of reading the scope's rows directly.
+        return self.object_list.order_by()[: self.cap].count()
 
 
 class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
