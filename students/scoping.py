@@ -90,6 +90,21 @@ def _any(parts: Iterable[Q]) -> Q:
     return functools.reduce(operator.or_, parts) if parts else NOTHING
 
 
+def _rule(body: Callable[[Staff, str], Q]) -> Callable[..., Q]:
+    """A scope rule: system admins see everything, non-staff nothing, the rest what ``body`` says."""
+
+    @functools.wraps(body)
+    def rule(user, path: str = "") -> Q:
+        s = staff_of(user)
+        if s.is_system_admin:
+            return Q()
+        if not is_staff_member(user):
+            return NOTHING
+        return body(s, path)
+
+    return rule
+
+
 # -- the building blocks: ids of rows reachable through a person ------------------------------
 def _taught_student_ids(user_id: int):
     from students.models import SectionEnrollment
@@ -116,23 +131,15 @@ def _implemented_plan_ids(user_id: int):
 
 
 # -- the rules -----------------------------------------------------------------------------------
-def district_q(user, path: str = "") -> Q:
+@_rule
+def district_q(s: Staff, path: str = "") -> Q:
     """Over District (path to a district): a staff member's own district."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     return Q(**{_p(path, "pk"): s.district_id})
 
 
-def school_q(user, path: str = "") -> Q:
+@_rule
+def school_q(s: Staff, path: str = "") -> Q:
     """Over School: the district for district-wide roles, else the staff member's schools."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = []
     if s.has(Role.DISTRICT_ADMIN, Role.SPED_COORDINATOR, Role.CASE_MANAGER):
         parts.append(Q(**{_p(path, "district_id"): s.district_id}))
@@ -141,13 +148,9 @@ def school_q(user, path: str = "") -> Q:
     return _any(parts)
 
 
-def student_q(user, path: str = "") -> Q:
+@_rule
+def student_q(s: Staff, path: str = "") -> Q:
     """Over Student: whose records this staff member may see."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = []
     if s.has(Role.DISTRICT_ADMIN, Role.SPED_COORDINATOR):
         parts.append(Q(**{_p(path, "school__district_id"): s.district_id}))
@@ -161,13 +164,9 @@ def student_q(user, path: str = "") -> Q:
     return _any(parts)
 
 
-def section_q(user, path: str = "") -> Q:
+@_rule
+def section_q(s: Staff, path: str = "") -> Q:
     """Over Section: a teacher's own sections; the schools' sections for school leaders."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = []
     if s.has(Role.DISTRICT_ADMIN):
         parts.append(Q(**{_p(path, "school__district_id"): s.district_id}))
@@ -178,13 +177,9 @@ def section_q(user, path: str = "") -> Q:
     return _any(parts)
 
 
-def iep_q(user, path: str = "") -> Q:
+@_rule
+def iep_q(s: Staff, path: str = "") -> Q:
     """Over IEP: district-wide for coordinators, school-wide for principals, else team only."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = [
         # Whatever the role, the IEP's own team and case manager see it (if their role may view IEPs).
         Q(**{_p(path, "pk__in"): _team_iep_ids(s.user_id)}),
@@ -197,13 +192,9 @@ def iep_q(user, path: str = "") -> Q:
     return _any(parts)
 
 
-def plan504_q(user, path: str = "") -> Q:
+@_rule
+def plan504_q(s: Staff, path: str = "") -> Q:
     """Over Section504Plan: the district, the schools, the plan's coordinator, its implementers and teachers."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = [
         Q(**{_p(path, "coordinator_id"): s.user_id}),
         Q(**{_p(path, "pk__in"): _implemented_plan_ids(s.user_id)}),
@@ -228,31 +219,23 @@ def district_people_ids(district_id: int):
     ).values("pk")
 
 
-def people_q(user, path: str = "") -> Q:
+@_rule
+def people_q(s: Staff, path: str = "") -> Q:
     """Over User (device tokens, notification preferences): a district admin's district; oneself."""
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = [Q(**{_p(path, "pk"): s.user_id})]
     if s.has(Role.DISTRICT_ADMIN):
         parts.append(Q(**{_p(path, "pk__in"): district_people_ids(s.district_id)}))
     return _any(parts)
 
 
-def access_log_q(user, path: str = "") -> Q:
+@_rule
+def access_log_q(s: Staff, path: str = "") -> Q:
     """Over AccessLog: what the district's (or, for a principal, the schools') staff did.
 
     Rows written by job runs (no actor) are for system admins only until runs carry a district.
     """
     from students.models import StaffProfile
 
-    s = staff_of(user)
-    if s.is_system_admin:
-        return Q()
-    if not is_staff_member(user):
-        return NOTHING
     parts = []
     if s.has(Role.DISTRICT_ADMIN):
         parts.append(Q(**{_p(path, "actor_id__in"): StaffProfile.objects.filter(district_id=s.district_id).values("user_id")}))
