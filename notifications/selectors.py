@@ -51,10 +51,13 @@ def recipient_profiles_visible_to(user) -> QuerySet:
 
 def low_grade_thresholds(*, user_ids) -> dict[int, list[tuple[str, object]]]:
     """user id -> [(channel, threshold percentage)] for people who asked, on the grade-digest
-    category, to be alerted at once when a grade falls below a percentage. One query."""
+    category, to be alerted at once when a grade falls below a percentage. One query;
+    ``user_ids`` may be a QuerySet of ids (a subquery)."""
     out: dict[int, list[tuple[str, object]]] = {}
+    if not isinstance(user_ids, QuerySet):
+        user_ids = list(user_ids)
     rows = NotificationPreference.objects.filter(
-        user_id__in=list(user_ids), category=Category.GRADE_DIGEST, low_grade_threshold__isnull=False,
+        user_id__in=user_ids, category=Category.GRADE_DIGEST, low_grade_threshold__isnull=False,
     ).order_by("user_id", "channel").values_list("user_id", "channel", "low_grade_threshold")
     for user_id, channel, threshold in rows:
         out.setdefault(user_id, []).append((channel, threshold))

@@ -5,7 +5,7 @@ import bisect
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from students.models import (
     AcademicSession, Assignment, CalendarDay, District, Grade, GuardianLink, SectionEnrollment, Submission,
@@ -58,70 +58,107 @@ def instructional_calendars(*, school_ids, first: dt.date, last: dt.date) -> dic
 
 # --- coursework: grades posted and assignments due (grade-posting-digest, missing-assignment-alerts)
 
-def students_graded_between(*, district: District, after: dt.datetime, until: dt.datetime) -> list[int]:
-    """Ids of the district's active students with a grade posted in (after, until], one query."""
-    return list(
-        Grade.objects.filter(
-            posted_at__gt=after, posted_at__lte=until, student__school__district=district, student__is_active=True,
-        ).order_by("student_id").values_list("student_id", flat=True).distinct()
-    )
-
-
-def grades_posted_between(*, district: District, after: dt.datetime, until: dt.datetime, student_ids=None):
-    """Grades posted in (after, until] for the district's active students (or these ones),
-    one query, with what a digest line prints: class, assignment, score and maximum."""
-    qs = Grade.objects.filter(
+def _graded_between(*, district: District, after: dt.datetime, until: dt.datetime):
+    return Grade.objects.filter(
         posted_at__gt=after, posted_at__lte=until, student__school__district=district, student__is_active=True,
     )
-    if student_ids is not None:
-        qs = qs.filter(student_id__in=list(student_ids))
-    return qs.order_by("student_id", "assignment__section__course_name", "posted_at", "id").values(
-        "id", "student_id", "student__user_id", "student__first_name", "score", "posted_at",
-        "assignment_id", "assignment__title", "assignment__max_score", "assignment__section_id",
-        "assignment__section__course_name",
+
+
+def students_graded_between(*, district: District, after: dt.datetime, until: dt.datetime):
+    """The district's active students with a grade posted in (after, until], as a QuerySet
+    of ids: counted (``.count()``) or used as a subquery, never loaded into memory."""
+    return _graded_between(district=district, after=after, until=until).order_by().values("student_id").distinct()
+
+
+def grades_posted_between(*, district: District, after: dt.datetime, until: dt.datetime):
+    """Grades posted in (after, until] for the district's active students, one statement
+    streamed in chunks (an iterator), ordered by student, with what a digest line prints
+    (class, assignment, score and maximum) and ``muted``: whether the student muted that
+    class (an EXISTS on their enrollment, so no separate lookup per batch of students)."""
+    muted = SectionEnrollment.objects.filter(
+        student_id=OuterRef("student_id"), section_id=OuterRef("assignment__section_id"), notifications_muted=True,
     )
-
-
-def muted_sections(*, student_ids) -> set[tuple[int, int]]:
-    """(student id, section id) of the classes each student muted, one query."""
-    return set(
-        SectionEnrollment.objects.filter(student_id__in=list(student_ids), notifications_muted=True)
-        .values_list("student_id", "section_id")
+    return (
+        _graded_between(district=district, after=after, until=until)
+        .annotate(muted=Exists(muted))
+        .order_by("student_id", "assignment__section__course_name", "posted_at", "id")
+        .values(
+            "id", "student_id", "student__user_id", "student__first_name", "score", "posted_at",
+            "assignment_id", "assignment__title", "assignment__max_score", "assignment__section_id",
+            "assignment__section__course_name", "muted",
+        )
+        .iterator(chunk_size=10_000)
     )
 
 
 def guardians_of(*, student_ids) -> list[tuple[int, int]]:
     """(student id, guardian user id) for every link, revoked ones included: the outbox's
-    enqueue decides revocation and age 18 and records why a message was not sent."""
-    return list(GuardianLink.objects.filter(student_id__in=list(student_ids)).values_list("student_id", "guardian_id"))
+    enqueue decides revocation and age 18 and records why a message was not sent.
+    ``student_ids`` may be a QuerySet of ids (a subquery: one statement, no id list)."""
+    if not isinstance(student_ids, QuerySet):
+        student_ids = list(student_ids)
+    return list(GuardianLink.objects.filter(student_id__in=student_ids).values_list("student_id", "guardian_id"))
 
 
-def assignments_due_on(*, district: District, dates) -> list[dict]:
-    """Published assignments with a maximum score above zero due on one of ``dates``."""
-    return list(
-        Assignment.objects.filter(
-            section__school__district=district, status=Assignment.Status.PUBLISHED, max_score__gt=0,
-            due_date__in=list(dates),
-        ).order_by("due_date", "id").values("id", "title", "due_date", "is_major", "section_id", "section__course_name")
+def guardian_ids_of(*, student_ids: QuerySet) -> QuerySet:
+    """The guardian user ids of these students (a QuerySet of ids), as a subquery."""
+    return GuardianLink.objects.filter(student_id__in=student_ids).values("guardian_id")
+
+
+def _due_q(prefix: str, *, dates, major_only_dates) -> Q:
+    """Published work with a maximum score above zero due on one of ``dates``; on
+    ``major_only_dates`` (a subset) major assignments only. Positive conditions only, so
+    that inside one filter() call every one of them is on the same assignment join row
+    (a negated condition on a multi-valued relation becomes a subquery of its own)."""
+    major_only_dates = set(major_only_dates)
+    regular = [d for d in dates if d not in major_only_dates]
+    return Q(**{f"{prefix}status": Assignment.Status.PUBLISHED, f"{prefix}max_score__gt": 0}) & (
+        Q(**{f"{prefix}due_date__in": regular})
+        | Q(**{f"{prefix}due_date__in": list(major_only_dates), f"{prefix}is_major": True})
     )
 
 
-def missing_work(*, assignment_ids, day: dt.date) -> list[tuple[int, int, int | None]]:
-    """(assignment id, student id, student's user id) for every active student enrolled in
-    the assignment's section on ``day`` (started, not ended) with no submission and no
-    exemption for it. One query: an anti-join (NOT EXISTS) on submissions, so only the
-    missing pairs come back, not every submission of the work."""
+def assignments_due_count(*, district: District, dates, major_only_dates=()) -> int:
+    """How many of the district's assignments are due on ``dates`` (see ``_due_q``). One query."""
+    return Assignment.objects.filter(
+        _due_q("", dates=dates, major_only_dates=major_only_dates), section__school__district=district,
+    ).count()
+
+
+def missing_work_recipients(*, district: District, dates, major_only_dates=(), day: dt.date):
+    """The missing work of the district and who to tell, as one statement streamed in
+    chunks (an iterator fetching 10,000 rows a round trip: memory stays bounded by a chunk, not
+    by the district).
+
+    One row per (assignment due on ``dates``, active student enrolled in its section on
+    ``day`` (started, not ended) with no submission and no exemption for it, guardian link):
+    ``(assignment id, due date, title, section id, course name, student id, student's user
+    id, guardian user id)``. The guardian links are a LEFT JOIN, so a student
+    without a guardian still has one row (guardian None); revoked links are included (the
+    outbox's enqueue applies revocation, age 18, preferences and muted classes, and records
+    why a message was not sent). The submissions are an anti-join (NOT EXISTS), so only the
+    missing pairs come back. Ordered by due date, assignment, student and guardian: a pair's
+    rows are adjacent.
+    """
     done = Submission.objects.filter(assignment_id=OuterRef("assignment_id"), student_id=OuterRef("student_id")).filter(
         Q(submitted_at__isnull=False) | Q(is_exempt=True)
     )
     # One filter() call: every condition is on the same enrollment-assignment join row.
-    return list(
+    return (
         SectionEnrollment.objects.filter(
             Q(end_date__isnull=True) | Q(end_date__gte=day),
-            section__assignments__id__in=list(assignment_ids), start_date__lte=day, student__is_active=True,
+            _due_q("section__assignments__", dates=dates, major_only_dates=major_only_dates),
+            section__school__district=district, start_date__lte=day, student__is_active=True,
         )
-        .annotate(assignment_id=F("section__assignments__id"), done=Exists(done))
+        .annotate(
+            assignment_id=F("section__assignments__id"), due_date=F("section__assignments__due_date"),
+            title=F("section__assignments__title"), done=Exists(done),
+        )
         .filter(done=False)
-        .order_by("assignment_id", "student_id")
-        .values_list("assignment_id", "student_id", "student__user_id")
+        .order_by("due_date", "assignment_id", "student_id", "student__guardian_links__guardian_id")
+        .values_list(
+            "assignment_id", "due_date", "title", "section_id", "section__course_name",
+            "student_id", "student__user_id", "student__guardian_links__guardian_id",
+        )
+        .iterator(chunk_size=10_000)
     )

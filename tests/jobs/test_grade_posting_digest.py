@@ -190,7 +190,7 @@ def test_digest_lines_carry_class_assignment_score_maximum_and_percentage(distri
 def test_batches_of_students_give_the_same_digests(district, klass, school, monkeypatch):
     from scheduling.jobs import grade_posting_digest as job
 
-    monkeypatch.setattr(job, "STUDENT_BATCH", 1)
+    monkeypatch.setattr(job, "REQUEST_CHUNK", 1)
     sibling = f.StudentFactory(school=school, first_name="Bea")
     f.GuardianLinkFactory(guardian=klass["guardian"], student=sibling)
     run_at(district, evening(district, D1))
@@ -364,3 +364,45 @@ def test_jobs_run_command(district, klass):
     payload = json.loads(out.getvalue())
     assert payload["status"] == "succeeded"
     assert payload["result"]["grades"] == 1 and payload["result"]["guardians_notified"] == 1
+
+
+def _graded_in_bulk(n: int, *, with_guardian: int, school, section, posted_at) -> None:
+    """``n`` students with one grade each, the first ``with_guardian`` with a guardian (and so
+    a digest); bulk inserts, because the point is more students than a batch used to hold."""
+    from django.contrib.auth import get_user_model
+
+    from students.models import Grade, GuardianLink, Student
+
+    start = Student.objects.count()
+    students = Student.objects.bulk_create(
+        [f.StudentFactory.build(school=school, local_id=f"bulk-{start + i}") for i in range(n)]
+    )
+    guardians = get_user_model().objects.bulk_create(
+        [get_user_model()(username=f"bulk-guardian-{start + i}", email=f"g{start + i}@example.org") for i in range(with_guardian)]
+    )
+    GuardianLink.objects.bulk_create([GuardianLink(guardian=g, student=s) for g, s in zip(guardians, students)])
+    assignment = f.AssignmentFactory(section=section)
+    Grade.objects.bulk_create([Grade(assignment=assignment, student=s, score=Decimal("80"), posted_at=posted_at) for s in students])
+
+
+def test_query_count_does_not_grow_with_students_read(district, school, klass, django_assert_num_queries):
+    # 2,100 graded students were two batches of 2,000 before, each with its own grade,
+    # muted-class, guardian and threshold reads and outbox calls. One stream reads them now;
+    # the only growth left is one outbox chunk per 2,000 messages written (610 here: one).
+    run_at(district, evening(district, D1))
+    _graded_in_bulk(3, with_guardian=3, school=school, section=klass["section"], posted_at=evening(district, D2) - dt.timedelta(hours=1))
+    with CaptureQueriesContext(connection) as small:
+        small_run = run_at(district, evening(district, D2))
+    assert (small_run.result["grades"], small_run.result["notifications_queued"]) == (3, 3)
+    _graded_in_bulk(2100, with_guardian=600, school=school, section=klass["section"], posted_at=evening(district, D3) - dt.timedelta(hours=1))
+    grade(klass, evening(district, D3) - dt.timedelta(hours=1), score="5")  # Ana and her mother too
+    if connection.vendor == "postgresql":
+        with django_assert_num_queries(len(small.captured_queries)):
+            large_run = run_at(district, evening(district, D3))
+    else:
+        with CaptureQueriesContext(connection) as large:  # SQLite's split bulk inserts count once
+            large_run = run_at(district, evening(district, D3))
+        assert statements(large.captured_queries) == statements(small.captured_queries)
+    assert large_run.result["grades"] == 2101
+    assert (large_run.result["guardians_notified"], large_run.result["students_notified"]) == (601, 1)
+    assert large_run.result["notifications_queued"] == 602

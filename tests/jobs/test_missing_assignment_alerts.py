@@ -81,7 +81,7 @@ def test_batches_of_assignments_give_the_same_messages(district, school, klass, 
     f.SectionEnrollmentFactory(section=klass["section"], student=classmate)
     work = [due(klass, d, major=True) for d in (7, 3, 1, -1, -3)]
     f.SubmissionFactory(assignment=work[1], student=classmate)
-    monkeypatch.setattr(job, "ASSIGNMENT_BATCH", 2)
+    monkeypatch.setattr(job, "REQUEST_CHUNK", 2)
     run = run_on(district, TODAY, 19)
     assert run.result["reminders"] == {"7": 2, "3": 1, "1": 2} and run.result["overdue"] == 4
     # Mia has no device and no guardian: reminded, but nobody could be told.
@@ -211,6 +211,17 @@ def test_the_run_is_in_the_access_trail(district, klass):
     assert {"students.SectionEnrollment", "students.GuardianLink"} <= set(AccessLog.objects.filter(job_run_id=run.id).values_list("model", flat=True))
 
 
+def test_the_streamed_read_names_its_students_in_the_access_trail(district, school, klass):
+    # The missing work is read through a server-side cursor on PostgreSQL, in chunks: the
+    # trail still sees the statement and the student of every row fetched.
+    due(klass, 3)
+    other = f.StudentFactory(school=school)
+    f.SectionEnrollmentFactory(section=klass["section"], student=other)
+    run = run_on(district, TODAY, 19)
+    enrollments = AccessLog.objects.get(job_run_id=run.id, model="students.SectionEnrollment", operation="read")
+    assert {klass["student"].id, other.id} <= set(enrollments.student_ids)
+
+
 def _class_of(n: int, section, school):
     students = []
     for i in range(n):
@@ -256,3 +267,54 @@ def test_jobs_run_command_morning(district, klass):
     payload = json.loads(out.getvalue())
     assert payload["status"] == "succeeded" and payload["result"]["reminders"] == {"0": 1}
     assert reminded(a) == {"0": {"leo:push", "dad:email"}}
+
+
+def _work_on_every_target(klass, n: int) -> None:
+    """``n`` major assignments spread over the evening's 17 target dates (7, 3, 1 days ahead
+    and 1-14 days overdue)."""
+    offsets = [7, 3, 1, *range(-1, -15, -1)]
+    for i in range(n):
+        due(klass, offsets[i % len(offsets)], major=True)
+
+
+def test_query_count_does_not_grow_with_assignments(district, klass, django_assert_num_queries):
+    # The per-district rows the runner writes on a job's first run are not this job's
+    # queries: a first run to another slot, so both measured runs start alike.
+    run_on(district, TODAY, 7)
+    _work_on_every_target(klass, 3)
+    with CaptureQueriesContext(connection) as small:
+        small_run = run_on(district, TODAY, 19, trigger=JobRun.Trigger.MANUAL)
+    assert small_run.result["assignments_checked"] == 3 and small_run.result["notifications_queued"] == 6
+    # 450 assignments were 3 batches of 200 before: 3 times the per-batch queries. One
+    # statement now reads them all; 900 messages are still one outbox chunk.
+    _work_on_every_target(klass, 447)
+    Notification.objects.all().delete()
+    if connection.vendor == "postgresql":
+        with django_assert_num_queries(len(small.captured_queries)):
+            large_run = run_on(district, TODAY, 19, trigger=JobRun.Trigger.MANUAL)
+    else:
+        # SQLite: Django splits the outbox's bulk insert at 999 parameters (62 rows a
+        # statement); those count once, as on PostgreSQL (see ``statements``).
+        with CaptureQueriesContext(connection) as large:
+            large_run = run_on(district, TODAY, 19, trigger=JobRun.Trigger.MANUAL)
+        assert statements(large.captured_queries) == statements(small.captured_queries)
+    assert large_run.result["assignments_checked"] == 450
+    assert large_run.result["notifications_queued"] == 900
+    assert sum(large_run.result["reminders"].values()) + large_run.result["overdue"] == 450
+
+
+def test_query_count_grows_only_with_outbox_chunks_of_messages_written(district, klass, monkeypatch):
+    from scheduling.jobs import missing_assignment_alerts as job
+
+    run_on(district, TODAY, 7)
+    _work_on_every_target(klass, 6)  # 12 messages
+    counts = {}
+    for chunk in (12, 6):
+        monkeypatch.setattr(job, "REQUEST_CHUNK", chunk)
+        Notification.objects.all().delete()
+        with CaptureQueriesContext(connection) as ctx:
+            run = run_on(district, TODAY, 19, trigger=JobRun.Trigger.MANUAL)
+        assert run.result["notifications_queued"] == 12
+        counts[chunk] = statements(ctx.captured_queries)
+    outbox_chunk = counts[6] - counts[12]  # one more chunk of messages: its fixed set of queries
+    assert 0 < outbox_chunk <= 16
