@@ -1,17 +1,18 @@
 """Job metrics for Prometheus, read from the database at scrape time.
 
 Web servers and qcluster workers are separate processes (and machines): counters kept in
-process memory would disagree between them and reset on every restart. The database
-already holds every run, so a custom prometheus_client Collector computes the figures when
-/metrics is scraped and any process serves the same numbers. Counters are counts of rows
-(executions, failures, missed, skipped, notifications sent): they only go down when
-history is pruned, which Prometheus handles as a counter reset.
+process memory would disagree between them and reset on every restart. So the counters
+live in the database too: JobRunCounter, one row per (job, district), is updated in the
+same transaction as each run's outcome (scheduling/counters.py), and a custom
+prometheus_client Collector reads those rows when /metrics is scraped; any process serves
+the same numbers. They are monotonic: pruning run history does not lower them.
 
 Cost: a fixed number of queries per scrape whatever the number of schedules or runs
-(``QUERIES_ORM_BROKER``, asserted by the tests): one grouped pass over the run history
-(per job and district: counts, histogram buckets, last success), one over the schedules
-(next slot), and a few small counts. No correlated subquery per schedule: at 6,500
-schedules that alone took seconds. See README "Observability and alerting" for figures.
+(``QUERIES_ORM_BROKER``, asserted by the tests), and none of them reads the run history:
+the counter rows (one per job and district), the queued/running runs (a few, through an
+index), the schedules (next slot), and a few small counts. No correlated subquery per
+schedule: at 6,500 schedules that alone took seconds. See README "Observability and
+alerting" for figures.
 """
 from __future__ import annotations
 
@@ -19,29 +20,23 @@ import datetime as dt
 import time
 
 from django.conf import settings
-from django.db.models import Count, FloatField, IntegerField, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, IntegerField
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY
 
 from scheduling import registry
+from scheduling.counter_models import DURATION_BUCKETS, JobRunCounter, bucket_field
 
-# Seconds. Jobs range from a few seconds (stream cleanup) to an hour (archival, rollover).
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
-# Queries per scrape: run figures, schedules, heartbeat, overdue, queue (ORM broker only),
-# notifications, alert deliveries, open incidents.
-QUERIES_ORM_BROKER = 8
-QUERIES_REDIS_BROKER = 7
-
-
-# Per-job figures summed over districts (everything in the grouped query but last_ok).
-SUMMED = ("executions", "failures", "timeouts", "missed", "skipped", "running", "queued", "timed", "duration_sum",
-          *(f"le_{str(b).replace('.', '_')}" for b in DURATION_BUCKETS))
+# Queries per scrape: run counters, queued/running gauges, schedules, heartbeat, overdue,
+# queue (ORM broker only), notifications, alert deliveries, open incidents.
+QUERIES_ORM_BROKER = 9
+QUERIES_REDIS_BROKER = 8
 
 
-def _bucket_key(bound: float) -> str:
-    return f"le_{str(bound).replace('.', '_')}"
+# Per-job figures summed over districts (every counter column but last_success).
+SUMMED = ("executions", "failures", "timeouts", "missed", "skipped", "timed", "duration_sum",
+          *(bucket_field(b) for b in DURATION_BUCKETS))
 
 
 class JobMetricsCollector:
@@ -114,37 +109,25 @@ class JobMetricsCollector:
 
         now = timezone.now()
         S = JobRun.Status
-        executed = Q(status__in=[S.SUCCEEDED, S.FAILED, S.TIMED_OUT])
-        timed = executed & Q(duration_seconds__isnull=False)
-        # 1. One grouped pass over the run history: every per-job figure, the histogram
-        #    buckets as filtered counts (cumulative, as Prometheus wants them).
-        aggregates = {
-            "executions": Count("id", filter=executed),
-            "failures": Count("id", filter=Q(status__in=[S.FAILED, S.TIMED_OUT])),
-            "timeouts": Count("id", filter=Q(status=S.TIMED_OUT)),
-            "missed": Count("id", filter=Q(status=S.MISSED)),
-            "skipped": Count("id", filter=Q(status=S.SKIPPED)),
-            "running": Count("id", filter=Q(status=S.RUNNING)),
-            "queued": Count("id", filter=Q(status=S.QUEUED)),
-            "timed": Count("id", filter=timed),
-            "duration_sum": Coalesce(Sum("duration_seconds", filter=timed), Value(0.0), output_field=FloatField()),
-        }
-        for bound in DURATION_BUCKETS:
-            aggregates[_bucket_key(bound)] = Count("id", filter=timed & Q(duration_seconds__lte=bound))
-        aggregates["last_ok"] = Max("finished_at", filter=Q(status=S.SUCCEEDED))
-        # Grouped by (job, district): the last success per district comes from the same
-        # scan; the per-job figures are summed here (a few thousand groups at most).
+        # 1. The counters, one row per (job, district), kept at write time
+        #    (scheduling/counters.py): the scrape never reads the run history.
         per_job: dict[str, dict] = {}
         last_ok: dict[tuple[str, int | None], dt.datetime] = {}
-        for row in JobRun.objects.order_by().values("job", "district_id").annotate(**aggregates):
-            if row["last_ok"] is not None:
-                last_ok[(row["job"], row["district_id"])] = row["last_ok"]
+        for row in JobRunCounter.objects.order_by().values("job", "district_id", "last_success", *SUMMED):
+            if row["last_success"] is not None:
+                last_ok[(row["job"], row["district_id"])] = row["last_success"]
             total = per_job.setdefault(row["job"], dict.fromkeys(SUMMED, 0))
             for key in SUMMED:
-                total[key] += row[key] or 0
+                total[key] += row[key]
+        # 2. The gauges, counted live: queued and running rows are few, found through the
+        #    (status, deadline) index whatever the size of the history.
+        live: dict[tuple[str, str], int] = {}
+        for slug, status, n in (JobRun.objects.filter(status__in=[S.QUEUED, S.RUNNING]).order_by()
+                                .values_list("job", "status").annotate(n=Count("id"))):
+            live[(slug, status)] = n
         # Every registered job appears, with zeros before its first run (absent series
         # make "rate(...) == 0" alert rules silently never fire).
-        slugs = sorted({j.slug for j in registry.all_jobs()} | set(per_job))
+        slugs = sorted({j.slug for j in registry.all_jobs()} | set(per_job) | {slug for slug, _ in live})
         for slug in slugs:
             row = per_job.get(slug)
             get = (lambda key, row=row: row[key] if row else 0)
@@ -153,12 +136,12 @@ class JobMetricsCollector:
             fam["timeouts"].add_metric([slug], get("timeouts"))
             fam["missed"].add_metric([slug], get("missed"))
             fam["skipped"].add_metric([slug], get("skipped"))
-            fam["running"].add_metric([slug], get("running"))
-            fam["queued"].add_metric([slug], get("queued"))
-            buckets = [(_le(b), get(_bucket_key(b))) for b in DURATION_BUCKETS] + [("+Inf", get("timed"))]
+            fam["running"].add_metric([slug], live.get((slug, S.RUNNING), 0))
+            fam["queued"].add_metric([slug], live.get((slug, S.QUEUED), 0))
+            buckets = [(_le(b), get(bucket_field(b))) for b in DURATION_BUCKETS] + [("+Inf", get("timed"))]
             fam["duration"].add_metric([slug], buckets, sum_value=float(get("duration_sum") or 0.0))
 
-        # 2. One query over live schedules: the next slot (from the django-q2 row); the last
+        # 3. One query over live schedules: the next slot (from the django-q2 row); the last
         #    success per (job, district) came with step 1.
         schedules = (
             JobSchedule.objects.filter(removed_at__isnull=True).order_by()
@@ -172,16 +155,16 @@ class JobMetricsCollector:
             if last is not None:
                 fam["last_success"].add_metric(labels, last.timestamp())
 
-        # 3. The scheduler: last heartbeat, overdue schedules.
+        # 4. The scheduler: last heartbeat, overdue schedules.
         beat = selectors.last_scheduler_heartbeat()
         if beat is not None:
             fam["heartbeat"].add_metric([], beat.timestamp())
         fam["overdue"].add_metric([], selectors.overdue_schedules(now).order_by().count())
 
-        # 4. Queue depth: OrmQ rows (one count) or the Redis list's length (no SQL).
+        # 5. Queue depth: OrmQ rows (one count) or the Redis list's length (no SQL).
         fam["queue"].add_metric(["redis" if settings.Q_CLUSTER.get("redis") else "orm"], _broker().queue_size())
 
-        # 5. Notifications by channel and status (one grouped count).
+        # 6. Notifications by channel and status (one grouped count).
         notif = Notification.objects.order_by().values("channel", "status").annotate(n=Count("id"))
         sent, failed, waiting = {}, {}, {}
         for row in notif:
@@ -199,7 +182,7 @@ class JobMetricsCollector:
             fam["notif_failed"].add_metric([ch], failed.get(ch, 0))
             fam["notif_waiting"].add_metric([ch], waiting.get(ch, 0))
 
-        # 6. Alerting: deliveries by channel and status, open incidents by kind.
+        # 7. Alerting: deliveries by channel and status, open incidents by kind.
         for row in AlertDelivery.objects.order_by().values("channel", "status").annotate(n=Count("id")):
             fam["alerts"].add_metric([row["channel"], row["status"]], row["n"])
         open_incidents = (

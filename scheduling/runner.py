@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import alerts, registry
+from scheduling import alerts, counters, registry
 from scheduling.models import JobRun, JobSchedule
 from skillcore.access import access_trail
 
@@ -163,14 +163,23 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
         ctx.logger.error("failed: %s", error)
     finally:
         duration = time.monotonic() - started
+    outcome = dict(
+        status=status, finished_at=timezone.now(), duration_seconds=round(duration, 3),
+        result=result if status == JobRun.Status.SUCCEEDED else {}, error=error[:10000], traceback=trace[-20000:],
+        log=ctx.log_text, progress_done=ctx._done if ctx._done is not None else run.progress_done,
+        progress_total=ctx._total if ctx._total is not None else run.progress_total,
+    )
     with transaction.atomic():
-        JobRun.objects.filter(pk=run.pk).update(
-            status=status, finished_at=timezone.now(), duration_seconds=round(duration, 3),
-            result=result if status == JobRun.Status.SUCCEEDED else {}, error=error[:10000], traceback=trace[-20000:],
-            log=ctx.log_text, progress_done=ctx._done if ctx._done is not None else run.progress_done,
-            progress_total=ctx._total if ctx._total is not None else run.progress_total,
-        )
+        # Conditional on "running": only the write that ends the run counts it. When the
+        # reaper already marked it lost (and counted a failure), the real outcome is still
+        # recorded on the row, but counted no second time.
+        won = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(**outcome)
+        if not won:
+            JobRun.objects.filter(pk=run.pk).update(**outcome)
         run.refresh_from_db()
+        if won:
+            counters.run_finished(job=run.job, district_id=run.district_id, status=run.status,
+                                  duration_seconds=run.duration_seconds, finished_at=run.finished_at)
         if status != JobRun.Status.SUCCEEDED:
             services.after_failure(run=run, job=job, auto_retry=auto_retry)
         alerts.run_finished(run)  # a success resolves the job's open incidents

@@ -18,7 +18,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 from django_q.models import Schedule
 
-from scheduling import alerts, cron, registry
+from scheduling import alerts, counters, cron, registry
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
 from students.models import District
 
@@ -222,6 +222,29 @@ def _slot_row(job: str, district_id, slot, status, note: str, trigger=JobRun.Tri
     )
 
 
+def _record_slots(rows: list[JobRun]) -> list[JobRun]:
+    """Insert slot rows decided as missed or skipped (all of one job and district) and count
+    the ones this claim recorded. The caller holds the schedule's row lock, so claims of this
+    job and district are serialized: the slots found already recorded here are exactly those
+    another claim decided, and are not counted twice (the INSERT still ignores conflicts)."""
+    if not rows:
+        return []
+    first = rows[0]
+    taken = set(
+        JobRun.objects.filter(job=first.job, district_id=first.district_id, trigger__in=JobRun.SLOT_TRIGGERS,
+                              slot__in=[r.slot for r in rows]).values_list("slot", flat=True)
+    )
+    new = [r for r in rows if r.slot not in taken]
+    if new:
+        JobRun.objects.bulk_create(new, ignore_conflicts=True)
+        counters.slots_decided(
+            job=first.job, district_id=first.district_id,
+            missed=sum(r.status == JobRun.Status.MISSED for r in new),
+            skipped=sum(r.status == JobRun.Status.SKIPPED for r in new),
+        )
+    return new
+
+
 @transaction.atomic
 def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now: dt.datetime | None = None) -> JobRun | None:
     """Decide what happens to a slot the scheduler fired, and claim it.
@@ -258,11 +281,11 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         # Registered for sync/list/next before its issue lands: the slot is recorded, not
         # run (no failure, no retries, no alert).
         rows.append(_slot_row(job_slug, district_id, slot, JobRun.Status.SKIPPED, f"job {job_slug} has no body yet", now=now))
-        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        _record_slots(rows)
         return None
     if schedule.paused:
         rows.append(_slot_row(job_slug, district_id, slot, JobRun.Status.SKIPPED, f"paused: {schedule.pause_note}", now=now))
-        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        _record_slots(rows)
         return None
     later = cron.slots_between(schedule.cron, tz, after=slot, until=now)
     due = [slot, *later]
@@ -280,14 +303,14 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
                 job_slug, district_id, latest, JobRun.Status.MISSED,
                 f"missed: {_human(lateness)} late, beyond the catch-up window of {_human(job.catch_up_window)}", now=now,
             ))
-            JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+            _record_slots(rows)
             JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
             alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
                                  status=JobRun.Status.MISSED, note=rows[-1].note)
             return None
         trigger = JobRun.Trigger.CATCH_UP
     if rows:
-        JobRun.objects.bulk_create(rows, ignore_conflicts=True)
+        _record_slots(rows)
         alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
                              status=JobRun.Status.MISSED, note=rows[0].note)
 
@@ -299,11 +322,11 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         _mark_lost(running, now, note=f"worker lost; superseded by slot {latest:%Y-%m-%d %H:%M}Z")
         running = None
     if running is not None:
-        JobRun.objects.bulk_create([_slot_row(
+        _record_slots([_slot_row(
             job_slug, district_id, latest, JobRun.Status.SKIPPED,
             f"skipped: run #{running.pk} (slot {running.slot:%Y-%m-%d %H:%M}Z) is still running; overlap policy: skip",
             trigger=trigger, now=now,
-        )], ignore_conflicts=True)
+        )])
         alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[latest], status=JobRun.Status.SKIPPED,
                              note=f"run #{running.pk} is still running (overlap policy: skip)")
         return None
@@ -556,6 +579,8 @@ def _mark_lost(run: JobRun, now, *, note: str) -> bool:
     )
     if won:
         run.refresh_from_db()
+        counters.run_finished(job=run.job, district_id=run.district_id, status=run.status,
+                              duration_seconds=run.duration_seconds, finished_at=run.finished_at)
         if run.attempt >= registry.get(run.job).max_attempts:
             alerts.job_failed(run)
     return bool(won)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifications.models import Notification
-from scheduling import metrics, services
+from scheduling import counters, metrics, services
 from scheduling.alert_models import Incident
 from scheduling.models import JobRun, SchedulerHeartbeat
 from tests import factories as f
@@ -38,12 +38,17 @@ def scrape_collector() -> dict:
 
 
 def _run(slug, district, status, seconds=None, **kw):
+    """A run row in ``status``, counted as the runner and claim_slot count it when they write it."""
     now = timezone.now()
-    return JobRun.objects.create(
+    finished = kw.pop("finished_at", now)
+    finished = finished if status not in ("running", "queued") else None
+    run = JobRun.objects.create(
         job=slug, district=district, trigger="manual", slot=kw.pop("slot", now), status=status,
-        started_at=kw.pop("started_at", now), finished_at=now if status not in ("running", "queued") else None,
-        duration_seconds=seconds, **kw,
+        started_at=kw.pop("started_at", now), finished_at=finished, duration_seconds=seconds, **kw,
     )
+    counters.run_finished(job=slug, district_id=district.pk if district else None, status=status,
+                          duration_seconds=seconds, finished_at=run.finished_at)
+    return run
 
 
 def test_the_collector_reads_runs_schedules_queue_and_notifications_from_the_database(only_obs_jobs, lakeside):
@@ -51,7 +56,8 @@ def test_the_collector_reads_runs_schedules_queue_and_notifications_from_the_dat
     services.sync_schedules(now=now)
     for seconds in (0.4, 3.0, 45.0):
         _run("obs-ok", lakeside, "succeeded", seconds)
-    last_ok = _run("obs-ok", lakeside, "succeeded", 2.0, started_at=now + dt.timedelta(seconds=1))
+    last_ok = _run("obs-ok", lakeside, "succeeded", 2.0, started_at=now + dt.timedelta(seconds=1),
+                   finished_at=now + dt.timedelta(seconds=3))
     _run("obs-fail", lakeside, "failed", 1.5)
     _run("obs-fail", lakeside, "timed_out", 30.0)
     _run("obs-fail", lakeside, "missed", slot=now - dt.timedelta(days=1))

@@ -1,0 +1,156 @@
+"""The run counters /metrics reads (JobRunCounter): kept by every write that ends a run, once
+per run, and independent of the run history (a scrape's cost and values survive pruning)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+
+import pytest
+import time_machine
+from django.apps import apps
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+
+from scheduling import counters, metrics, registry, runner, services
+from scheduling.models import JobRun, JobRunCounter, JobSchedule
+from tests import factories as f
+from tests.observability.test_metrics import _run, samples
+
+UTC = dt.timezone.utc
+
+
+def at(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=UTC)
+
+
+def counter(slug, district) -> JobRunCounter:
+    return JobRunCounter.objects.get(job=slug, district_id=district.pk if district else None)
+
+
+def job_samples(m: dict, slug: str) -> dict:
+    """Every sample of one job (any family), so before/after comparisons cover them all."""
+    return {k: v for k, v in m.items() if ("job", slug) in k[1]}
+
+
+def scrape(django_assert_num_queries) -> dict:
+    registry = CollectorRegistry()
+    registry.register(metrics.JobMetricsCollector())
+    with django_assert_num_queries(metrics.QUERIES_ORM_BROKER):
+        text = generate_latest(registry).decode()
+    return {k: v for k, v in samples(text).items() if k[0] != "scheduled_job_metrics_scrape_seconds"}
+
+
+def test_the_runner_counts_each_outcome_with_its_duration_and_last_success(only_obs_jobs, lakeside):
+    for slug in ("obs-ok", "obs-fail"):
+        run = JobRun.objects.create(job=slug, district=lakeside, trigger="manual", slot=timezone.now())
+        runner.execute(run.pk, auto_retry=False)
+    ok, failed = counter("obs-ok", lakeside), counter("obs-fail", lakeside)
+    done = JobRun.objects.get(job="obs-ok")
+    assert (ok.executions, ok.failures, ok.timed, ok.le_1, ok.le_7200) == (1, 0, 1, 1, 1)
+    assert ok.duration_sum == pytest.approx(done.duration_seconds)
+    assert ok.last_success == done.finished_at
+    assert (failed.executions, failed.failures, failed.timeouts, failed.last_success) == (1, 1, 0, None)
+
+
+def test_a_lost_run_is_counted_once_even_when_its_worker_comes_back(only_obs_jobs, lakeside, monkeypatch):
+    """The reaper marks the run failed (counted); the worker then writes success on the same
+    row: the row shows the real outcome, the counters do not count the run a second time."""
+    run = JobRun.objects.create(job="obs-ok", district=lakeside, trigger="manual", slot=timezone.now())
+    claimed = runner.claim(run.pk)
+
+    def reaped_meanwhile(ctx):
+        services.recover_lost_run(run=claimed, now=timezone.now(), enqueue=False)
+        return {"items": 3}
+
+    patched, original = dataclasses.replace(only_obs_jobs["obs-ok"], entry=reaped_meanwhile), registry.get
+    monkeypatch.setattr(registry, "get", lambda slug: patched if slug == "obs-ok" else original(slug))
+    runner._execute_claimed(claimed, enforce_timeout=False, auto_retry=False)
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    c = counter("obs-ok", lakeside)
+    assert (c.executions, c.failures, c.last_success) == (1, 1, None)
+
+
+def test_missed_and_skipped_slots_are_counted_once_when_a_slot_is_delivered_twice(only_obs_jobs, lakeside):
+    with time_machine.travel(at(2026, 12, 1, 0, 0), tick=False) as traveller:
+        services.sync_schedules()
+        # obs-ok: 06:00 New York (11:00 UTC), catch-up window 1 h: 3 days late, 4 slots missed.
+        traveller.move_to(at(2026, 12, 4, 20, 0))
+        for _ in range(2):  # a second scheduler (or a redelivered task) fires the same slot
+            assert services.claim_slot(job_slug="obs-ok", district_id=lakeside.pk, slot=at(2026, 12, 1, 11, 0)) is None
+    assert JobRun.objects.filter(job="obs-ok", status="missed").count() == 4
+    assert counter("obs-ok", lakeside).missed == 4
+    schedule = JobSchedule.objects.get(job="obs-warn", district=lakeside)
+    services.pause_schedule(schedule=schedule, acting_user=None, note="audit week")
+    for _ in range(2):
+        services.claim_slot(job_slug="obs-warn", district_id=lakeside.pk, slot=at(2026, 12, 5, 14, 0))
+    assert (counter("obs-warn", lakeside).skipped, counter("obs-warn", lakeside).missed) == (1, 0)
+
+
+def test_concurrent_first_runs_of_a_job_and_district_share_one_counter_row(only_obs_jobs, lakeside):
+    """The insert of the zero row ignores a conflict and the UPDATE adds: two first runs
+    (here one after the other, the row created by the first) make one row counting two."""
+    for _ in range(2):
+        counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="succeeded", duration_seconds=2.0,
+                              finished_at=timezone.now())
+    counters.run_finished(job="obs-global", district_id=None, status="failed", duration_seconds=None, finished_at=None)
+    assert JobRunCounter.objects.filter(job="obs-ok").count() == 1
+    assert (counter("obs-ok", lakeside).executions, counter("obs-ok", lakeside).le_5) == (2, 2)
+    assert (counter("obs-global", None).failures, counter("obs-global", None).timed) == (1, 0)
+
+
+def test_a_late_success_never_moves_last_success_backwards(only_obs_jobs, lakeside):
+    later, earlier = at(2026, 12, 2, 9, 0), at(2026, 12, 1, 9, 0)
+    for finished in (later, earlier):
+        counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="succeeded", duration_seconds=1.0,
+                              finished_at=finished)
+    assert counter("obs-ok", lakeside).last_success == later
+
+
+def test_scrape_cost_and_values_do_not_depend_on_history(only_obs_jobs, lakeside, django_assert_num_queries):
+    """Same number of queries at 4 and 404 runs; after deleting every finished run (history
+    pruned) the counters, histogram and last success read exactly as before."""
+    traveller = time_machine.travel(at(2026, 12, 1, 9, 0), tick=False)
+    traveller.start()
+    services.sync_schedules()
+    _run("obs-ok", lakeside, "succeeded", 3.0)
+    _run("obs-fail", lakeside, "failed", 40.0)
+    _run("obs-fail", lakeside, "missed")
+    _run("obs-slow", lakeside, "running")
+    small = scrape(django_assert_num_queries)
+    assert small[("scheduled_job_executions_total", (("job", "obs-ok"),))] == 1
+
+    others = [f.DistrictFactory() for _ in range(3)]
+    for i in range(400):
+        _run("obs-ok", others[i % 3], "succeeded" if i % 4 else "timed_out", float(i % 90))
+    large = scrape(django_assert_num_queries)
+    assert large[("scheduled_job_executions_total", (("job", "obs-ok"),))] == 401
+    assert large[("scheduled_job_timeouts_total", (("job", "obs-ok"),))] == 100
+    assert large[("scheduled_job_duration_seconds_count", (("job", "obs-ok"),))] == 401
+    assert job_samples(large, "obs-fail") == job_samples(small, "obs-fail")
+
+    JobRun.objects.filter(status__in=JobRun.FINISHED).delete()
+    assert JobRun.objects.count() == 1  # the running one
+    pruned = scrape(django_assert_num_queries)
+    assert pruned == large
+    assert pruned[("scheduled_job_running", (("job", "obs-slow"),))] == 1
+    traveller.stop()
+
+
+def test_the_migration_backfills_the_counters_from_history(only_obs_jobs, lakeside):
+    """What the counters say after the backfill is what the old scrape computed from the rows."""
+    finished = at(2026, 11, 30, 6, 0)
+    for status, seconds in (("succeeded", 0.5), ("succeeded", 20.0), ("failed", 700.0), ("timed_out", None),
+                            ("missed", None), ("skipped", None), ("running", None)):
+        _run("obs-ok", lakeside, status, seconds, finished_at=finished)
+    _run("obs-ok", None, "succeeded", 1.0, finished_at=finished)
+    expected = {(c.job, c.district_id): c for c in JobRunCounter.objects.all()}
+    JobRunCounter.objects.all().delete()
+    importlib.import_module("scheduling.migrations.0006_job_run_counters").backfill(apps, None)
+    fields = [fld.attname for fld in JobRunCounter._meta.concrete_fields if fld.attname != "id"]
+    got = {(c.job, c.district_id): c for c in JobRunCounter.objects.all()}
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        assert {n: getattr(got[key], n) for n in fields} == {n: getattr(want, n) for n in fields}
+    assert got[("obs-ok", lakeside.pk)].executions == 4 and got[("obs-ok", lakeside.pk)].le_30 == 2
