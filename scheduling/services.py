@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Min
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -624,3 +624,28 @@ def record_heartbeat(*, name: str, now: dt.datetime | None = None) -> None:
     now = now or timezone.now()
     if not SchedulerHeartbeat.objects.filter(name=name).update(last_beat=now, passes=F("passes") + 1):
         SchedulerHeartbeat.objects.get_or_create(name=name, defaults={"last_beat": now, "passes": 1})
+
+
+# A scheduler process (host:pid) that has not beaten for this long is gone: every restart
+# makes a new row, so without pruning the table grows by one row per deploy, forever.
+HEARTBEAT_RETENTION = dt.timedelta(days=30)
+HEARTBEAT_PRUNE_BATCH = 1000
+
+
+def heartbeats_prune(*, before: dt.datetime, batch_size: int = HEARTBEAT_PRUNE_BATCH) -> int:
+    """Delete heartbeat rows of schedulers silent since before ``before``; returns how many.
+
+    The newest row is always kept, so /health and the metrics still say when a scheduler
+    last ran even after a month without one. Set-based, in id ranges of ``batch_size``
+    (one DELETE each), as skillcore.events.store_purge.
+    """
+    newest = SchedulerHeartbeat.objects.order_by("-last_beat", "-id").values_list("id", flat=True).first()
+    stale = SchedulerHeartbeat.objects.filter(last_beat__lt=before).exclude(id=newest)
+    bounds = stale.aggregate(lo=Min("id"), hi=Max("id"))
+    if bounds["lo"] is None:
+        return 0
+    done = 0
+    for start in range(bounds["lo"], bounds["hi"] + 1, batch_size):
+        deleted, _ = stale.filter(id__gte=start, id__lt=start + batch_size).delete()
+        done += deleted
+    return done

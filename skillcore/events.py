@@ -11,8 +11,8 @@ Backends, chosen by settings:
 
 Either way the bus is transient: the stream-cleanup job trims entries older than
 EVENT_STREAM_RETENTION_DAYS (30). Events published with ``durable=True`` are also appended
-to the ``StoredEvent`` table in the publisher's transaction, kept 7 years and never
-trimmed by that job.
+to the ``StoredEvent`` table in the publisher's transaction and kept 7 years
+(EVENT_STORE_RETENTION_DAYS): the same job then deletes them (``store_purge``).
 
 Payloads carry ids, codes and counts, never names, grades or attendance details: the bus
 and its consumers are outside the FERPA access trail.
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from skillcore.models import EventBusEntry, StoredEvent
@@ -207,3 +208,27 @@ def _trim_table(*, cutoff, batch_size, progress) -> TrimReport:
             break
     report.trimmed = done
     return report
+
+
+def store_purge(*, cutoff: dt.datetime, batch_size: int = TRIM_BATCH,
+                progress: Callable[[int, int | None], None] | None = None) -> int:
+    """Delete durable events that occurred before ``cutoff`` (the event store's 7 years are
+    over); returns how many. Steps:
+    1. The id range of what is due: one MIN/MAX through index storedevent_occurred_idx.
+    2. One DELETE per ``batch_size`` ids of that range (``id`` between bounds AND
+       ``occurred_at`` before the cutoff), each its own short transaction: no long lock, no
+       per-row statement, and a crash leaves a shorter range for the next run.
+    Events are appended roughly in time order, so the due ids form one dense range and the
+    daily run deletes about one day of events.
+    """
+    bounds = StoredEvent.objects.filter(occurred_at__lt=cutoff).aggregate(lo=Min("id"), hi=Max("id"))
+    if bounds["lo"] is None:
+        return 0
+    lo, hi, done = bounds["lo"], bounds["hi"], 0
+    for start in range(lo, hi + 1, batch_size):
+        # No cascades or signals on StoredEvent: one DELETE ... WHERE id >= a AND id < b AND occurred_at < c.
+        deleted, _ = StoredEvent.objects.filter(id__gte=start, id__lt=start + batch_size, occurred_at__lt=cutoff).delete()
+        done += deleted
+        if progress:
+            progress(min(start + batch_size, hi + 1) - lo, hi + 1 - lo)
+    return done

@@ -13,7 +13,8 @@ import time_machine
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling.models import JobRun
+from scheduling import services
+from scheduling.models import JobRun, SchedulerHeartbeat
 from skillcore import events
 from skillcore.models import EventBusEntry, StoredEvent
 from tests.jobs.slot_runs import run_slot
@@ -173,9 +174,12 @@ def test_table_entries_older_than_the_retention_are_deleted_and_the_store_is_kep
     assert run.result == {
         "backend": "table", "cutoff": cutoff.isoformat(), "streams": 2, "events_trimmed": 6,
         "trimmed_by_stream": {"skillcore:events:intervention.opened": 4, "skillcore:events:notification.sent": 2},
+        "store_cutoff": (slot - dt.timedelta(days=events.EVENT_STORE_RETENTION_DAYS)).isoformat(),
+        "stored_events_purged": 0,
+        "heartbeat_cutoff": (slot - dt.timedelta(days=30)).isoformat(), "heartbeats_pruned": 0,
     }
     assert sorted(EventBusEntry.objects.values_list("published_at", flat=True)) == [cutoff] + [slot - dt.timedelta(hours=1)] * 3
-    assert StoredEvent.objects.count() == 10  # durable events are never trimmed by the job
+    assert StoredEvent.objects.count() == 10  # durable events are kept 7 years, not 30 days
     with time_machine.travel(slot + dt.timedelta(minutes=5), tick=False):
         retry = run_slot(SLUG, None, slot, trigger=JobRun.Trigger.RETRY, retry_of=run)
     assert retry.result["events_trimmed"] == 0 and EventBusEntry.objects.count() == 4
@@ -191,6 +195,64 @@ def test_table_deletes_go_in_batches(django_assert_num_queries):
     with django_assert_num_queries(2 + 4):
         report = events.trim(cutoff=now - dt.timedelta(days=30), batch_size=3)
     assert report.trimmed == 10 and list(EventBusEntry.objects.values_list("payload__id", flat=True)) == [10]
+
+
+# -- the event store's 7 years and the scheduler heartbeats -------------------------------------------
+
+def test_stored_events_and_heartbeats_past_their_retention_are_deleted_a_day_either_side():
+    """A durable event one day inside the 7 years stays, one day outside goes; a heartbeat
+    silent 29 days stays, 31 days goes; the newest heartbeat stays however old."""
+    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    store_cutoff = slot - dt.timedelta(days=events.EVENT_STORE_RETENTION_DAYS)
+    assert store_cutoff == slot.replace(year=2019)  # 7 calendar years (2020 and 2024 were leap years)
+    for moment, ident in [(store_cutoff - dt.timedelta(days=1), "outside"), (store_cutoff + dt.timedelta(days=1), "inside"),
+                          (store_cutoff - dt.timedelta(days=900), "long gone"), (slot - dt.timedelta(days=1), "recent")]:
+        events.publish("intervention.opened", {"id": ident}, durable=True, occurred_at=moment)
+    for name, days in [("old:1", 31), ("kept:2", 29), ("live:3", 0)]:
+        SchedulerHeartbeat.objects.create(name=name, last_beat=slot - dt.timedelta(days=days), passes=1)
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False):
+        run = run_slot(SLUG, None, slot)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert (run.result["stored_events_purged"], run.result["heartbeats_pruned"]) == (2, 1)
+    assert run.result["store_cutoff"] == store_cutoff.isoformat()
+    assert sorted(StoredEvent.objects.values_list("payload__id", flat=True)) == ["inside", "recent"]
+    assert sorted(SchedulerHeartbeat.objects.values_list("name", flat=True)) == ["kept:2", "live:3"]
+    with time_machine.travel(slot + dt.timedelta(minutes=5), tick=False):
+        retry = run_slot(SLUG, None, slot, trigger=JobRun.Trigger.RETRY, retry_of=run)
+    assert (retry.result["stored_events_purged"], retry.result["heartbeats_pruned"]) == (0, 0)
+
+    # A scheduler silent for months: its row is the last trace of when one ran, and stays.
+    later = slot + dt.timedelta(days=120)
+    with time_machine.travel(later, tick=False):
+        run_slot(SLUG, None, later)
+    assert list(SchedulerHeartbeat.objects.values_list("name", flat=True)) == ["live:3"]
+
+
+def test_the_store_purge_deletes_by_id_range_in_batches(django_assert_num_queries):
+    cutoff = dt.datetime(2019, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    events.publish_many("attendance.recorded", [{"id": i} for i in range(5)], durable=True,
+                        occurred_at=cutoff - dt.timedelta(days=2))
+    # A late publisher's event inside the window, with an id among the old ones: kept.
+    events.publish("attendance.recorded", {"id": "late"}, durable=True, occurred_at=cutoff + dt.timedelta(hours=1))
+    events.publish_many("attendance.recorded", [{"id": i} for i in range(5, 10)], durable=True,
+                        occurred_at=cutoff - dt.timedelta(seconds=1))
+    events.publish("attendance.recorded", {"id": "at the cutoff"}, durable=True, occurred_at=cutoff)
+    # The id range of what is due (one query), then one DELETE per 3 ids of the 11 in it.
+    with django_assert_num_queries(1 + 4):
+        assert events.store_purge(cutoff=cutoff, batch_size=3) == 10
+    assert sorted(StoredEvent.objects.values_list("payload__id", flat=True)) == ["at the cutoff", "late"]
+    with django_assert_num_queries(1):
+        assert events.store_purge(cutoff=cutoff, batch_size=3) == 0
+
+
+def test_heartbeats_prune_in_id_ranges_and_keeps_the_newest(django_assert_num_queries):
+    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    for i in range(7):
+        SchedulerHeartbeat.objects.create(name=f"h:{i}", last_beat=now - dt.timedelta(days=40 + i), passes=1)
+    # The newest row, the stale id range, then DELETEs of 3 ids: 3 + 3 (one of them kept).
+    with django_assert_num_queries(2 + 2):
+        assert services.heartbeats_prune(before=now - dt.timedelta(days=30), batch_size=3) == 6
+    assert list(SchedulerHeartbeat.objects.values_list("name", flat=True)) == ["h:0"]
 
 
 def test_the_retention_is_a_setting(settings):
