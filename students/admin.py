@@ -358,7 +358,7 @@ class AttendanceRecordAdmin(StudentRecordAdmin):
     show_full_result_count = False
     list_display = ["student", "date", "status", "fraction_present", "school", "recorded_at"]
     list_filter = ["status", school_filter("student__school"), "date"]
-    # Newest school days first, through attendance_date_idx. Ordering by id made PostgreSQL walk
+    # Newest school days first, through attendance_date_id_idx. Ordering by id made PostgreSQL walk
     # the id index back through the whole table looking for one school's rows when that school's
     # rows were old (2-10 s per page at 50,000 students; bench/load.py).
     ordering = ["-date", "-id"]
