@@ -1,6 +1,7 @@
 """Benchmark: staff browsing the admin while the daily jobs run (issue 8, item 5).
 
     python -m bench load [--students 50000] [--users 50] [--seconds 60] [--think 1.0]
+                         [--server gunicorn|runserver] [--workers 4]
     BENCH_LOAD_STUDENTS / _USERS / _SECONDS / _THINK set the same for ``make bench``.
 
 PostgreSQL only: BENCH_DATABASE_URL (default a database skillcore_bench_load on the local
@@ -9,9 +10,9 @@ server) is created if missing and migrated. The district is "Load Bench <N>", or
 copied from it with CREATE DATABASE ... TEMPLATE saves the seeding), else seeded here.
 
 What runs, all on localhost:
-- the web server: ``manage.py runserver --noreload`` (Django's threaded development
-  server: one process, no new dependency; a production deployment would run several
-  processes behind a real WSGI server, so these figures are a pessimistic bound);
+- the web server: gunicorn with ``--workers`` sync worker processes (default 4), as
+  docs/deployment.md runs it in production; ``--server runserver`` measures Django's
+  threaded development server (one process) instead;
 - ``--users`` staff sessions (10 % system admins on the scheduled-jobs dashboard and the
   run list, the others district admins, principals, counselors and teachers on the
   changelists their role opens), each a thread with its own logged-in session, one page
@@ -147,29 +148,46 @@ def _district(students: int, seed: int):
 
 
 def _users(district, count: int) -> list[tuple[str, str]]:
-    """``count`` staff accounts (idempotent), 10 % system admins, the rest by MIX."""
+    """``count`` staff accounts (idempotent), 10 % system admins, the rest by MIX.
+
+    Principals, counselors and teachers are the district's own seeded staff (their schools,
+    sections, caseloads and IEP teams are what make their pages cost what they cost; a made-up
+    teacher with no sections would see nothing), spread over the schools, given the benchmark's
+    password. System and district admins are accounts of the benchmark's own."""
+    from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Group, User
 
     from students.models import School, StaffProfile
 
+    hashed = make_password(PASSWORD)
+    groups = {g.name: g for g in Group.objects.all()}
     schools = list(School.objects.filter(district=district).order_by("pk"))
-    wanted = []
+    seeded: dict[str, list[str]] = {}
+    for kind in ("principal", "counselor", "teacher"):
+        names = list(User.objects.filter(groups__name=kind, staff_profile__district=district)
+                     .order_by("staff_profile__schools__pk", "pk").values_list("username", flat=True).distinct())
+        # Every n-th, so that the accounts fall in different schools.
+        step = max(1, len(names) // max(1, sum(1 for i in range(count) if MIX[i % len(MIX)] == kind)))
+        seeded[kind] = names[::step]
+    wanted, taken = [], {k: 0 for k in seeded}
     for i in range(count):
         kind = "system-admin" if i % 10 == 0 else MIX[i % len(MIX)]
-        wanted.append((f"load-{district.pk}-{i:03d}", kind))
+        if kind in seeded and seeded[kind]:
+            wanted.append((seeded[kind][taken[kind] % len(seeded[kind])], kind))
+            taken[kind] += 1
+        else:
+            wanted.append((f"load-{district.pk}-{i:03d}", kind))
+    User.objects.filter(username__in=[u for u, _ in wanted]).update(password=hashed)
     existing = set(User.objects.filter(username__in=[u for u, _ in wanted]).values_list("username", flat=True))
-    groups = {g.name: g for g in Group.objects.all()}
-    for i, (username, kind) in enumerate(wanted):
+    for username, kind in wanted:
         if username in existing:
             continue
-        user = User.objects.create_user(username, f"{username}@bench.invalid", PASSWORD, is_staff=True,
-                                        is_superuser=kind == "system-admin")
+        user = User.objects.create(username=username, email=f"{username}@bench.invalid", password=hashed, is_staff=True,
+                                   is_superuser=kind == "system-admin")
         user.groups.add(groups[kind])
         profile = StaffProfile.objects.create(user=user, district=district)
-        if kind in ("principal", "counselor", "teacher"):
-            profile.schools.set([schools[i % len(schools)]])
-        elif kind == "district-admin":
-            profile.schools.set(schools)
+        profile.schools.set(schools if kind == "district-admin" else [])
+        existing.add(username)
     return wanted
 
 
@@ -216,6 +234,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=float(env("SECONDS", 60)), help="phase 2's length")
     parser.add_argument("--think", type=float, default=float(env("THINK", 1.0)), help="seconds between a user's pages")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--server", choices=["gunicorn", "runserver"], default=env("SERVER", "gunicorn"))
+    parser.add_argument("--workers", type=int, default=int(env("WORKERS", 4)), help="gunicorn worker processes")
     # client mode (started by the orchestrator)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -224,8 +244,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.client:
         return client(args.client, json.loads(args.user_list), args.seconds, args.think, args.stop_file, args.out)
-    if args.students < 1 or not 1 <= args.users <= 500 or args.seconds <= 0 or args.think < 0:
-        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0.", file=sys.stderr)
+    if args.students < 1 or not 1 <= args.users <= 500 or args.seconds <= 0 or args.think < 0 or not 1 <= args.workers <= 32:
+        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0, --workers 1..32.", file=sys.stderr)
         return 2
 
     from bench._django import setup
@@ -261,15 +281,24 @@ def main(argv: list[str]) -> int:
     base = f"http://127.0.0.1:{port}"
     server_env = {**os.environ, "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1", "SECURE_SSL_REDIRECT": "false",
                   "SESSION_COOKIE_SECURE": "false", "CSRF_COOKIE_SECURE": "false", "LOG_LEVEL": "ERROR",
-                  # Each worker thread holds a connection; the pool must cover the users.
-                  "DATABASE_POOL_MAX": str(min(args.users + 5, 60)), "DATABASE_POOL": "true"}
+                  }
+    if args.server == "runserver":
+        # Each runserver thread holds a connection; the pool must cover the users.
+        server_env.update(DATABASE_POOL_MAX=str(min(args.users + 5, 60)), DATABASE_POOL="true")
+        command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+        server_name = "manage.py runserver --noreload (threaded, 1 process)"
+    else:
+        # A sync worker serves one request at a time: one pooled connection each is enough.
+        server_env.update(DATABASE_POOL_MAX="2", DATABASE_POOL="true")
+        command = [str(Path(sys.executable).with_name("gunicorn")), "skillcore.wsgi", "--workers", str(args.workers),
+                   "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--backlog", "512"]
+        server_name = f"gunicorn, {args.workers} sync workers"
     tmp = ROOT / "var"
     tmp.mkdir(exist_ok=True)
     server_log = (tmp / "bench-load-server.log").open("w")
-    server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-                              cwd=ROOT, env=server_env, stdout=server_log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=server_log, stderr=subprocess.STDOUT)
     report: dict = {"students": args.students, "district": district.name, "users": args.users, "think_s": args.think,
-                    "server": "manage.py runserver --noreload (threaded, 1 process)", "idle_job_s": idle}
+                    "server": server_name, "idle_job_s": idle}
     try:
         import urllib.request
 
