@@ -14,7 +14,10 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
-from skillcore.admin import CappedCountPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, related_only, school_filter
+from skillcore.admin import (
+    CappedCountPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter, related_only, school_filter,
+    staff_filter,
+)
 from students import scoping
 from students.models import (
     AcademicSession,
@@ -212,7 +215,8 @@ class StudentAdmin(StudentRecordAdmin):
     list_display = ["last_name", "first_name", "local_id", "school", "grade_level", "is_active", "counselor"]
     list_display_links = ["last_name", "first_name"]
     list_filter = [
-        school_filter("school"), "grade_level", "is_active", ("counselor", RelatedOnly), "directory_opt_out",
+        school_filter("school"), grade_filter(), "is_active", staff_filter("counselor", Role.COUNSELOR, "counselor"),
+        "directory_opt_out",
     ]
     list_select_related = ["school", "counselor"]
     search_fields = ["last_name", "first_name", "=local_id"]
@@ -261,7 +265,9 @@ class DeviceTokenAdmin(ScopedAdmin):
 @admin.register(Section)
 class SectionAdmin(ScopedAdmin):
     list_display = ["course_name", "period", "school", "session", "teacher"]
-    list_filter = [("school", RelatedOnly), ("session", related_only("district")), ("teacher", RelatedOnly)]
+    # No teacher filter: a district has thousands of teachers (a sidebar of 2,000 names cost half
+    # the page); find a teacher's sections by searching their name.
+    list_filter = [school_filter("school"), ("session", related_only("district"))]
     list_select_related = ["school", "session__district", "teacher"]
     search_fields = ["course_name", "teacher__last_name"]
     person_roles = {"teacher": (Role.TEACHER,)}

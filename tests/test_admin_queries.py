@@ -180,3 +180,48 @@ def test_change_pages_with_inlines_do_not_query_per_row(client, system_admin):
     one = (_count(client, iep_url), _count(client, student_url))
     grow(8)
     assert (_count(client, iep_url), _count(client, student_url)) == one
+
+
+def test_counselor_filter_offers_the_counselors_of_ones_schools_and_filters(client, principal, counselor, other_counselor, school):
+    mine = f.StudentFactory(school=school, counselor=counselor)
+    f.StudentFactory(school=school, counselor=None)
+    client.force_login(principal)
+    url = reverse("admin:students_student_changelist")
+    response = client.get(url)
+    (spec,) = [s for s in response.context["cl"].filter_specs if s.title == "counselor"]
+    # The other school's counselor is not offered to a principal of this school.
+    assert [c for c, _ in spec.lookup_choices] == [str(counselor.pk)]
+    response = client.get(url, {"counselor__id__exact": counselor.pk})
+    assert [s.pk for s in response.context["cl"].result_list] == [mine.pk]
+
+
+def test_counselor_filter_for_a_district_admin_lists_the_district_and_reads_no_student(
+    client, district_admin, counselor, other_counselor
+):
+    client.force_login(district_admin)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("admin:students_student_changelist"))
+    (spec,) = [s for s in response.context["cl"].filter_specs if s.title == "counselor"]
+    assert sorted(int(c) for c, _ in spec.lookup_choices) == sorted([counselor.pk, other_counselor.pk])
+    # Neither filter scans the students for its choices (no DISTINCT over the scope).
+    assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"] and "students_student" in q["sql"]]
+
+
+def test_grade_filter_has_fixed_choices_and_filters(client, counselor, school):
+    ninth = f.StudentFactory(school=school, grade_level=9)
+    f.StudentFactory(school=school, grade_level=10)
+    client.force_login(counselor)
+    url = reverse("admin:students_student_changelist")
+    response = client.get(url, {"grade_level": "9"})
+    assert [s.pk for s in response.context["cl"].result_list] == [ninth.pk]
+    (spec,) = [s for s in response.context["cl"].filter_specs if s.title == "grade level"]
+    assert [c for c, _ in spec.lookup_choices] == [str(g) for g in range(-1, 13)]
+    # A malformed value filters nothing rather than failing.
+    assert client.get(url, {"grade_level": "ninth"}).status_code == 200
+
+
+def test_scoped_changelists_show_50_rows_a_page(client, counselor, school):
+    f.StudentFactory.create_batch(51, school=school)
+    client.force_login(counselor)
+    cl = client.get(reverse("admin:students_student_changelist")).context["cl"]
+    assert (len(cl.result_list), cl.result_count) == (50, 51)

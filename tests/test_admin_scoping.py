@@ -1,6 +1,8 @@
 """Role-scoped admin: each role sees its own rows, never another school's or another team's."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
 
@@ -287,3 +289,18 @@ def test_counselor_sees_weekly_analytics_of_own_students_only(client, counselor,
     StudentAnalytics.objects.create(student=pupils["theirs"], **week)
     client.force_login(counselor)
     assert shown(client.get(reverse("admin:interventions_studentanalytics_changelist"))) == {mine.pk}
+
+
+def test_teacher_on_the_iep_team_of_a_student_they_teach_sees_each_row_once(client, teacher, school, pupils):
+    # Taught, managed and on the team: three routes to one student (one UNION ALL subquery).
+    section = f.SectionFactory(school=school, teacher=teacher)
+    student = f.SectionEnrollmentFactory(section=section, student=f.StudentFactory(school=school)).student
+    iep = f.IEPFactory(student=student, case_manager=teacher)
+    f.IEPTeamMemberFactory(iep=iep, user=teacher)
+    days = [f.AttendanceRecordFactory(student=student, date=dt.date(2026, 9, 1) + dt.timedelta(days=n)) for n in range(3)]
+    f.AttendanceRecordFactory(student=pupils["mine"])  # the school's, not taught
+    client.force_login(teacher)
+    assert shown(client.get(changelist(Student))) == {student.pk}
+    response = client.get(reverse("admin:students_attendancerecord_changelist"))
+    assert sorted(r.pk for r in response.context["cl"].result_list) == sorted(d.pk for d in days)
+    assert response.context["cl"].result_count == 3
