@@ -1,7 +1,7 @@
 """Benchmark: staff browsing the admin while the daily jobs run (issue 8, item 5).
 
-    python -m bench load [--students 50000] [--users 50] [--seconds 60] [--think 1.0]
-                         [--server gunicorn|runserver] [--workers 4]
+    python -m bench load [--students 50000] [--users 50] [--seconds 60] [--think 5.0]
+                         [--server gunicorn|runserver] [--workers 4] [--warmup 20]
     BENCH_LOAD_STUDENTS / _USERS / _SECONDS / _THINK set the same for ``make bench``.
 
 PostgreSQL only: BENCH_DATABASE_URL (default a database skillcore_bench_load on the local
@@ -15,12 +15,14 @@ What runs, all on localhost:
   threaded development server (one process) instead;
 - ``--users`` staff sessions (10 % system admins on the scheduled-jobs dashboard and the
   run list, the others district admins, principals, counselors and teachers on the
-  changelists their role opens), each a thread with its own logged-in session, one page
-  then ``--think`` seconds (jittered), in a client process of its own;
+  changelists their role opens), each a thread with its own logged-in session, starting
+  at a random moment within the first ``--think`` seconds, then one page every ``--think``
+  seconds (jittered 0.5-1.5x), in a client process of its own;
 - the daily jobs, each through the real runner (JobRun, access trail, notifications),
   rolled back afterwards so every run sees the same data, in this process.
 
-Phases: (1) each daily job alone (idle); (2) the users alone for ``--seconds``; (3) the
+Phases: (1) each daily job alone (idle); then ``--warmup`` seconds of browsing, not measured;
+(2) the users alone for ``--seconds``; (3) the
 users again while the daily jobs run one after the other. Reported: admin p50/p95/max per
 phase and per page, errors, and each job's time under load / idle. Writes
 var/bench-load.json. Bounded: the client stops at --seconds (phase 2) or when the jobs are
@@ -82,6 +84,7 @@ def client(base: str, users: list[tuple[str, str]], seconds: float, think: float
     lock = threading.Lock()
     errors: list[str] = []
     started = threading.Event()
+    logged_in = [0]
     deadline = [time.monotonic() + (seconds if seconds > 0 else MAX_PHASE_SECONDS)]
 
     def user(username: str, kind: str, seed: int):
@@ -92,7 +95,13 @@ def client(base: str, users: list[tuple[str, str]], seconds: float, think: float
         except Exception as exc:  # reported, the others go on
             errors.append(f"{username}: {exc}")
             return
+        finally:
+            with lock:
+                logged_in[0] += 1
         started.wait()
+        # Staff do not all click at the same instant: each starts within one think time (a
+        # ramp-up, as load tools do), else the first wave of --users requests queues at once.
+        time.sleep(think * rng.random())
         for _ in range(MAX_REQUESTS_PER_USER):
             if time.monotonic() > deadline[0] or os.path.exists(stop_file):
                 return
@@ -110,9 +119,9 @@ def client(base: str, users: list[tuple[str, str]], seconds: float, think: float
     threads = [threading.Thread(target=user, args=(u, k, i), daemon=True) for i, (u, k) in enumerate(users)]
     for t in threads:
         t.start()
-    # Log in everyone first (not measured), then start the clock for all at once.
-    time.sleep(0.1)
-    while any(t.is_alive() for t in threads) and len(errors) + sum(1 for t in threads if t.is_alive()) < len(users):
+    # Log in everyone first (not measured: each login hashes a password, a second of server CPU),
+    # then start the clock for all at once.
+    while logged_in[0] < len(users):
         time.sleep(0.1)
     deadline[0] = time.monotonic() + (seconds if seconds > 0 else MAX_PHASE_SECONDS)
     t_start = time.monotonic()
@@ -232,8 +241,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--students", type=int, default=int(env("STUDENTS", 50_000)))
     parser.add_argument("--users", type=int, default=int(env("USERS", 50)))
     parser.add_argument("--seconds", type=float, default=float(env("SECONDS", 60)), help="phase 2's length")
-    parser.add_argument("--think", type=float, default=float(env("THINK", 1.0)), help="seconds between a user's pages")
+    parser.add_argument("--think", type=float, default=float(env("THINK", 5.0)),
+                        help="seconds between a user's pages (5: a member of staff reading a page; 1: a stress test)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--warmup", type=float, default=float(env("WARMUP", 20)), help="seconds of unmeasured browsing first")
     parser.add_argument("--server", choices=["gunicorn", "runserver"], default=env("SERVER", "gunicorn"))
     parser.add_argument("--workers", type=int, default=int(env("WORKERS", 4)), help="gunicorn worker processes")
     # client mode (started by the orchestrator)
@@ -244,8 +255,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.client:
         return client(args.client, json.loads(args.user_list), args.seconds, args.think, args.stop_file, args.out)
-    if args.students < 1 or not 1 <= args.users <= 500 or args.seconds <= 0 or args.think < 0 or not 1 <= args.workers <= 32:
-        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0, --workers 1..32.", file=sys.stderr)
+    if (args.students < 1 or not 1 <= args.users <= 500 or args.seconds <= 0 or args.think < 0 or not 1 <= args.workers <= 32
+            or args.warmup < 0):
+        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0, --workers 1..32, --warmup >= 0.",
+              file=sys.stderr)
         return 2
 
     from bench._django import setup
@@ -298,7 +311,7 @@ def main(argv: list[str]) -> int:
     server_log = (tmp / "bench-load-server.log").open("w")
     server = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=server_log, stderr=subprocess.STDOUT)
     report: dict = {"students": args.students, "district": district.name, "users": args.users, "think_s": args.think,
-                    "server": server_name, "idle_job_s": idle}
+                    "server": server_name, "warmup_s": args.warmup, "idle_job_s": idle}
     try:
         import urllib.request
 
@@ -311,6 +324,12 @@ def main(argv: list[str]) -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the server did not start; see var/bench-load-server.log")
                 time.sleep(0.5)
+        # Warm-up, not measured: each gunicorn worker compiles the admin templates, opens its
+        # database connection and fills its caches on its first requests, as a server that has
+        # been up for a while has long done.
+        if args.warmup > 0:
+            proc, _, _ = _start_client(base, users, args.warmup, args.think, tmp, "warmup")
+            proc.wait()
         # 2. The users alone.
         proc, out, _ = _start_client(base, users, args.seconds, args.think, tmp, "browse")
         proc.wait()
