@@ -13,7 +13,8 @@ Claim protocol
    network call).
 3. Its outcome is written with ``UPDATE ... WHERE id=? AND status='sending' AND
    claimed_by=<worker>``: a worker whose lease expired (someone re-claimed its row) cannot
-   overwrite the newer attempt's result.
+   overwrite the newer attempt's result. A final outcome (sent, failed) is counted for
+   /metrics in the same transaction, only when that UPDATE matched (``_finish``).
 
 A worker that dies between send and status update
 --------------------------------------------------
@@ -40,7 +41,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notifications import push, quiet_hours
+from notifications import counters, push, quiet_hours
 from notifications.mail import Mailer, Outcome
 from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Status
 from notifications.rendering import RenderError, render_email, render_push
@@ -109,8 +110,8 @@ def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime,
     """Write one outcome, only if this worker still holds the claim."""
     mine = Notification.objects.filter(id=n.id, status=Status.SENDING, claimed_by=worker)
     if outcome.kind == "sent":
-        mine.update(status=Status.SENT, sent_at=timezone.now(), provider_message_id=outcome.provider_message_id,
-                    status_reason="", error="")
+        _finish(mine, n, Status.SENT, sent_at=timezone.now(), provider_message_id=outcome.provider_message_id,
+                status_reason="", error="")
         summary.sent += 1
         return
     if outcome.kind == "retry" and n.attempts < MAX_ATTEMPTS:
@@ -123,9 +124,18 @@ def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime,
         summary.retried += 1
         return
     reason = outcome.reason if outcome.kind == "fail" else f"gave up after {n.attempts} attempts: {outcome.reason}"
-    mine.update(status=Status.FAILED, status_reason=reason[:200], error=outcome.error or reason, claimed_at=None)
+    _finish(mine, n, Status.FAILED, status_reason=reason[:200], error=outcome.error or reason, claimed_at=None)
     summary.failed += 1
     summary.reasons[reason[:60]] = summary.reasons.get(reason[:60], 0) + 1
+
+
+def _finish(mine, n: Notification, status: str, **fields) -> None:
+    """Write a final outcome and count it (notifications/counters.py) in one transaction,
+    only if this worker's conditional update matched: a worker whose lease expired, or a
+    row another drainer already settled, changes and counts nothing."""
+    with transaction.atomic():
+        if mine.update(status=status, **fields):
+            counters.notification_settled(channel=n.channel, status=status)
 
 
 def _deliver_email(rows: list[Notification], *, worker, now, summary) -> None:

@@ -144,6 +144,26 @@ class Notification(models.Model):
         return f"#{self.pk} {self.category} to {self.recipient_id} by {self.channel} ({self.status})"
 
 
+class NotificationCounter(models.Model):
+    """Notifications sent and failed on one channel since the beginning: the Prometheus
+    counters ``notifications_sent_total`` / ``notifications_failed_total``.
+
+    Kept at write time (notifications/counters.py) instead of grouping the outbox at each
+    scrape: that grouping grew with the table, and data archival deleting sent rows after
+    90 days (or a resend moving a failed row back to pending) made the counters go down,
+    which Prometheus reads as a reset.
+    """
+
+    channel = models.CharField(max_length=10, choices=Channel.choices, unique=True)
+    sent = models.PositiveBigIntegerField(default=0, help_text="Transitions sending -> sent.")
+    failed = models.PositiveBigIntegerField(
+        default=0, help_text="Transitions to failed: given up by delivery, or refused at enqueue (bad input)."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.sent} sent, {self.failed} failed"
+
+
 class DigestItem(models.Model):
     """One line of a daily or weekly digest, waiting for its period to close.
 

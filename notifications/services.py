@@ -29,7 +29,7 @@ from django.db import connection, models, transaction
 from django.db.models import Exists, F, Lookup, OuterRef, Q, Value
 from django.utils import timezone
 
-from notifications import quiet_hours
+from notifications import counters, quiet_hours
 from notifications.models import (
     EMERGENCY_CATEGORIES,
     Category,
@@ -375,7 +375,9 @@ def _enqueue_chunk(
     #    race quietly); for digests, one insert of the dedupe keys, then one upsert of the
     #    items whose key was new (the newest item about an object wins).
     if rows:
-        _insert_outbox(rows)
+        # Rows refused as failed are a notifications_failed_total outcome: counted in this
+        # transaction, as written (not as decided: a concurrent enqueue may own the key).
+        counters.failed_at_enqueue(_insert_outbox(rows))
     if items:
         accepted = _accept_digest_keys([k for k, _, _ in items], now=now)
         latest: dict[tuple, tuple] = {}
@@ -396,7 +398,8 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _unnest_insert(table: str, columns: tuple, rows: list[tuple], *, tail: str, constants: dict | None = None) -> int:
+def _unnest_insert(table: str, columns: tuple, rows: list[tuple], *, tail: str, constants: dict | None = None,
+                   fetch: bool = False):
     """PostgreSQL: insert ``rows`` with one ``INSERT ... SELECT FROM UNNEST(array per column)``.
 
     A handful of array parameters instead of ~20 per row, which is where the ORM's
@@ -404,7 +407,8 @@ def _unnest_insert(table: str, columns: tuple, rows: list[tuple], *, tail: str, 
     one jsonb document (a JSON array) unpacked in SQL, because psycopg escapes each element
     of a text array with a regex. Array columns come first, in the INSERT's column order,
     which is the shape Django's own bulk_create uses, so the FERPA access trail reads the
-    student ids from it the same way. Returns the number of rows written.
+    student ids from it the same way. Returns the number of rows written, or with ``fetch``
+    the rows of the ``RETURNING`` clause ``tail`` ends with.
     """
     constants = constants or {}
     names = [c for c, _ in columns] + list(constants)
@@ -423,30 +427,38 @@ def _unnest_insert(table: str, columns: tuple, rows: list[tuple], *, tail: str, 
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        return cursor.fetchall() if fetch else cursor.rowcount
 
 
-def _insert_outbox(rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
+def _insert_outbox(rows: list[tuple], *, ignore_conflicts: bool = False) -> Counter:
     """Insert outbox rows (``_OUTBOX_COLUMNS`` minus created_at), skipping dedupe keys that
-    exist: ON CONFLICT DO NOTHING on PostgreSQL.
+    exist: ON CONFLICT DO NOTHING on PostgreSQL. Returns the rows written as failed, per
+    channel (for the counters).
 
     SQLite: bulk_create; without ignore_conflicts for enqueue, because SQLite runs each
     chunk's transaction with the write lock held from BEGIN (IMMEDIATE), so the keys
     checked in step 1 cannot have appeared since, and a plain INSERT is what the access
-    trail parses.
+    trail parses: every row given is written. (Digests, the ignore_conflicts caller, are
+    never failed.) PostgreSQL: when some rows are failed (rare: bad input) the INSERT
+    returns the channel and status of the rows it wrote, so a row a concurrent enqueue
+    wrote first is not counted here too.
     """
     now = timezone.now()
     rows = [(*row, now) for row in rows]
+    names = [c for c, _ in _OUTBOX_COLUMNS]
+    channel_at, status_at = names.index("channel"), names.index("status")
+    failed = Counter(row[channel_at] for row in rows if row[status_at] == Status.FAILED)
     if connection.vendor != "postgresql":
-        names = [c for c, _ in _OUTBOX_COLUMNS]
         Notification.objects.bulk_create(
             [Notification(**dict(zip(names, row))) for row in rows], batch_size=500, ignore_conflicts=ignore_conflicts
         )
-        return
-    _unnest_insert(
-        Notification._meta.db_table, _OUTBOX_COLUMNS, rows, tail='ON CONFLICT ("dedupe_key") DO NOTHING',
-        constants={"attempts": "0", "claimed_by": "''", "provider_message_id": "''", "error": "''"},
+        return failed
+    written = _unnest_insert(
+        Notification._meta.db_table, _OUTBOX_COLUMNS, rows,
+        tail='ON CONFLICT ("dedupe_key") DO NOTHING' + (' RETURNING "channel", "status"' if failed else ""),
+        constants={"attempts": "0", "claimed_by": "''", "provider_message_id": "''", "error": "''"}, fetch=bool(failed),
     )
+    return Counter(channel for channel, status in written if status == Status.FAILED) if failed else Counter()
 
 
 _DIGEST_COLUMNS = (

@@ -53,7 +53,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from scheduling import registry
+from scheduling import counters, registry
 from scheduling.alert_models import AlertDelivery, Incident
 from scheduling.models import JobRun
 from students.models import District, Role
@@ -503,10 +503,8 @@ def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[i
                 give_up = exc.permanent or delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS
                 if not exc.permanent:
                     down[delivery.channel] = now + backoff(delivery.attempts)
-                AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
-                    status=DStatus.FAILED if give_up else DStatus.PENDING,
-                    next_attempt_at=now + backoff(delivery.attempts), last_error=str(exc)[:500],
-                )
+                _settle(delivery, DStatus.FAILED if give_up else DStatus.PENDING,
+                        next_attempt_at=now + backoff(delivery.attempts), last_error=str(exc)[:500])
                 log = logger.error if give_up else logger.warning
                 log("alert delivery #%s (%s %s) attempt %s failed%s: %s", delivery.pk, delivery.channel, delivery.action,
                     delivery.attempts, "; giving up" if give_up else "; will retry", exc)
@@ -515,11 +513,18 @@ def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[i
                 else:
                     report.retrying += 1
                 continue
-            AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
-                status=DStatus.SENT, sent_at=timezone.now(), last_error=""
-            )
+            _settle(delivery, DStatus.SENT, sent_at=timezone.now(), last_error="")
             report.sent += 1
     return report
+
+
+@transaction.atomic
+def _settle(delivery: AlertDelivery, status: str, **fields) -> None:
+    """Write a claimed delivery's outcome, and count a final one (sent, failed) for
+    /metrics in the same transaction, only if the row was still ours to settle ("sending":
+    a sender that overran its lease may find it re-claimed and settled by another)."""
+    if AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(status=status, **fields):
+        counters.alert_delivery_settled(channel=delivery.channel, status=status)
 
 
 def _send(delivery: AlertDelivery) -> None:

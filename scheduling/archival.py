@@ -8,7 +8,8 @@ What is archived, per district, as of the slot's local date:
 - chat messages (notifications.Message) sent more than 2 years ago.
 Deleted without an archive: sent outbox notifications (notifications.Notification, status
 sent) whose ``sent_at`` is more than 90 days old — a delivered notice is delivery history,
-not a record. Chat messages are *not* deleted at 90 days even when read: they are the
+not a record (``notifications_sent_total`` on /metrics is kept apart, in
+NotificationCounter, so the purge does not lower it). Chat messages are *not* deleted at 90 days even when read: they are the
 conversation, kept two years. The FERPA access trail (skillcore.AccessLog) is never touched
 here: it is append-only, kept 7 years, and purged only by
 ``skillcore.services.access_log_purge``.

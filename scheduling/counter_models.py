@@ -56,3 +56,17 @@ class JobRunCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} @ {self.district_id or 'global'}: {self.executions} executed"
+
+
+class AlertDeliveryCounter(models.Model):
+    """Alert deliveries (scheduling.AlertDelivery) per channel by outcome since the
+    beginning: ``scheduled_job_alert_deliveries_total{channel,outcome}``. Kept when a
+    delivery settles (scheduling/counters.py), so a resend of a failed delivery does not
+    lower ``failed`` and the scrape does not group the whole outbox."""
+
+    channel = models.CharField(max_length=10, unique=True)
+    sent = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0, help_text="Given up (permanent error or attempts exhausted).")
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.sent} sent, {self.failed} failed"

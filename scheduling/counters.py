@@ -5,6 +5,7 @@ transaction as the run's own UPDATE or INSERT:
 - runner._execute_claimed: running -> succeeded / failed / timed out (``run_finished``);
 - services._mark_lost: running -> failed, a worker lost (``run_finished``);
 - services.claim_slot: slots recorded as missed or skipped (``slots_decided``).
+Alert deliveries have their own counter (AlertDeliveryCounter, ``alert_delivery_settled``).
 Queued and running are gauges, counted live at scrape time (index jobrun_status_deadline).
 
 Each caller counts only a transition it won: a conditional UPDATE that matched the row, or
@@ -23,8 +24,10 @@ import datetime as dt
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from scheduling.counter_models import DURATION_BUCKETS, JobRunCounter, bucket_field
+from scheduling.alert_models import AlertDelivery
+from scheduling.counter_models import DURATION_BUCKETS, AlertDeliveryCounter, JobRunCounter, bucket_field
 from scheduling.models import JobRun
+from skillcore import counters as skillcore_counters
 
 S = JobRun.Status
 
@@ -79,3 +82,13 @@ def slots_decided(*, job: str, district_id: int | None, missed: int = 0, skipped
         changes["skipped"] = _plus("skipped", skipped)
     if changes:
         _bump(job=job, district_id=district_id, changes=changes)
+
+
+def alert_delivery_settled(*, channel: str, status: str) -> None:
+    """Count one alert delivery that has just entered ``status`` (sent or failed), from
+    alerting.deliver_due in the transaction of its conditional ``UPDATE ... WHERE
+    status='sending'`` (only when it matched). Retries back to pending and staff resends
+    (failed -> pending) are not outcomes; pending and sending are a live gauge (index
+    alertdelivery_due_idx)."""
+    if status in (AlertDelivery.Status.SENT, AlertDelivery.Status.FAILED):
+        skillcore_counters.add(AlertDeliveryCounter, key="channel", value=channel, increments={status: 1})

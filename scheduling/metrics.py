@@ -3,14 +3,18 @@
 Web servers and qcluster workers are separate processes (and machines): counters kept in
 process memory would disagree between them and reset on every restart. So the counters
 live in the database too: JobRunCounter, one row per (job, district), is updated in the
-same transaction as each run's outcome (scheduling/counters.py), and a custom
-prometheus_client Collector reads those rows when /metrics is scraped; any process serves
-the same numbers. They are monotonic: pruning run history does not lower them.
+same transaction as each run's outcome (scheduling/counters.py), NotificationCounter and
+AlertDeliveryCounter, one row per channel, in the transaction of each delivery's outcome
+(notifications/counters.py, scheduling/counters.py), and a custom prometheus_client
+Collector reads those rows when /metrics is scraped; any process serves the same numbers.
+They are monotonic: pruning run history, archiving sent notifications or resending a
+failed one does not lower them.
 
-Cost: a fixed number of queries per scrape whatever the number of schedules or runs
-(``QUERIES_ORM_BROKER``, asserted by the tests), and none of them reads the run history:
-the counter rows (one per job and district), the queued/running runs (a few, through an
-index), the schedules (next slot), and a few small counts. No correlated subquery per
+Cost: a fixed number of queries per scrape whatever the number of schedules, runs or
+notifications (``QUERIES_ORM_BROKER``, asserted by the tests), and none of them reads the
+run or delivery history: the counter rows (one per job and district, one per channel), the
+queued/running runs and the waiting notifications and alert deliveries (a few, through
+indexes), the schedules (next slot), and a few small counts. No correlated subquery per
 schedule: at 6,500 schedules that alone took seconds. See README "Observability and
 alerting" for figures.
 """
@@ -20,7 +24,7 @@ import datetime as dt
 import time
 
 from django.conf import settings
-from django.db.models import Count, IntegerField
+from django.db.models import Count, IntegerField, Value
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY
@@ -29,7 +33,8 @@ from scheduling import registry
 from scheduling.counter_models import DURATION_BUCKETS, JobRunCounter, bucket_field
 
 # Queries per scrape: run counters, queued/running gauges, schedules, heartbeat, overdue,
-# queue (ORM broker only), notifications, alert deliveries, open incidents.
+# queue (ORM broker only), notification and alert-delivery counters, notifications and
+# alert deliveries waiting, open incidents.
 QUERIES_ORM_BROKER = 9
 QUERIES_REDIS_BROKER = 8
 
@@ -93,8 +98,12 @@ class JobMetricsCollector:
                 "notifications_failed", "Notifications that failed for good, by channel.", labels=["channel"]),
             "notif_waiting": GaugeMetricFamily(
                 "notifications_waiting", "Notifications pending, deferred or sending, by channel.", labels=["channel"]),
-            "alerts": GaugeMetricFamily(
-                "scheduled_job_alert_deliveries", "Alert deliveries by channel and status.", labels=["channel", "status"]),
+            "alerts": CounterMetricFamily(
+                "scheduled_job_alert_deliveries",
+                "Alert deliveries settled, by channel and outcome (sent, or failed for good).", labels=["channel", "outcome"]),
+            "alerts_waiting": GaugeMetricFamily(
+                "scheduled_job_alert_deliveries_waiting", "Alert deliveries pending or sending (retrying), by channel.",
+                labels=["channel"]),
             "incidents": GaugeMetricFamily(
                 "scheduled_job_open_incidents", "Open incidents by kind and severity.", labels=["kind", "severity"]),
             "scrape": GaugeMetricFamily(
@@ -102,9 +111,10 @@ class JobMetricsCollector:
         }
 
     def _fill(self, fam: dict) -> None:
-        from notifications.models import Notification, Status as NStatus
+        from notifications.models import Channel as NChannel, Notification, NotificationCounter, Status as NStatus
         from scheduling import selectors
         from scheduling.alert_models import AlertDelivery, Incident
+        from scheduling.counter_models import AlertDeliveryCounter
         from scheduling.models import JobRun, JobSchedule
 
         now = timezone.now()
@@ -164,27 +174,38 @@ class JobMetricsCollector:
         # 5. Queue depth: OrmQ rows (one count) or the Redis list's length (no SQL).
         fam["queue"].add_metric(["redis" if settings.Q_CLUSTER.get("redis") else "orm"], _broker().queue_size())
 
-        # 6. Notifications by channel and status (one grouped count).
-        notif = Notification.objects.order_by().values("channel", "status").annotate(n=Count("id"))
-        sent, failed, waiting = {}, {}, {}
-        for row in notif:
-            ch = row["channel"]
-            if row["status"] == NStatus.SENT:
-                sent[ch] = sent.get(ch, 0) + row["n"]
-            elif row["status"] == NStatus.FAILED:
-                failed[ch] = failed.get(ch, 0) + row["n"]
-            elif row["status"] in (NStatus.PENDING, NStatus.DEFERRED, NStatus.SENDING):
-                waiting[ch] = waiting.get(ch, 0) + row["n"]
-        from notifications.models import Channel as NChannel
+        # 6. Notifications and alert deliveries. Sent and failed are counters kept at write
+        #    time (notifications/counters.py, scheduling/counters.py): one query over the two
+        #    small tables (a row per channel). Waiting is a gauge, counted live over the rows
+        #    not settled yet, which the status indexes find whatever the size of the sent
+        #    history (notification_status_idx, alertdelivery_due_idx): one query.
+        DS = AlertDelivery.Status
+        outcomes = {("notification", ch): (0, 0) for ch in NChannel.values}
+        outcomes.update({("alert", ch): (0, 0) for ch in AlertDelivery.Channel.values})
+        counter_rows = _tagged(NotificationCounter.objects, "notification", "channel", "sent", "failed").union(
+            _tagged(AlertDeliveryCounter.objects, "alert", "channel", "sent", "failed"), all=True)
+        for source, ch, sent, failed in counter_rows:
+            outcomes[(source, ch)] = (sent, failed)
+        waiting = dict.fromkeys(outcomes, 0)
+        live_rows = (
+            _tagged(Notification.objects.filter(status__in=[NStatus.PENDING, NStatus.DEFERRED, NStatus.SENDING]),
+                    "notification", "channel").annotate(n=Count("id"))
+            .union(_tagged(AlertDelivery.objects.filter(status__in=[DS.PENDING, DS.SENDING]), "alert", "channel")
+                   .annotate(n=Count("id")), all=True)
+        )
+        for source, ch, n in live_rows:
+            waiting[(source, ch)] = n
+        for (source, ch), (sent, failed) in sorted(outcomes.items()):
+            if source == "notification":
+                fam["notif_sent"].add_metric([ch], sent)
+                fam["notif_failed"].add_metric([ch], failed)
+                fam["notif_waiting"].add_metric([ch], waiting[(source, ch)])
+            else:
+                fam["alerts"].add_metric([ch, DS.SENT], sent)
+                fam["alerts"].add_metric([ch, DS.FAILED], failed)
+                fam["alerts_waiting"].add_metric([ch], waiting[(source, ch)])
 
-        for ch in NChannel.values:
-            fam["notif_sent"].add_metric([ch], sent.get(ch, 0))
-            fam["notif_failed"].add_metric([ch], failed.get(ch, 0))
-            fam["notif_waiting"].add_metric([ch], waiting.get(ch, 0))
-
-        # 7. Alerting: deliveries by channel and status, open incidents by kind.
-        for row in AlertDelivery.objects.order_by().values("channel", "status").annotate(n=Count("id")):
-            fam["alerts"].add_metric([row["channel"], row["status"]], row["n"])
+        # 7. Open incidents by kind.
         open_incidents = (
             Incident.objects.filter(resolved_at__isnull=True).order_by().values("kind", "severity")
             .annotate(n=Count("id", output_field=IntegerField()))
@@ -201,6 +222,11 @@ class JobMetricsCollector:
 
 def _le(bound: float) -> str:
     return str(bound)
+
+
+def _tagged(qs, source: str, *fields: str):
+    """``SELECT 'source', fields...`` of ``qs``: the two sides of a UNION told apart."""
+    return qs.order_by().annotate(source=Value(source)).values_list("source", *fields)
 
 
 _broker_instance = None

@@ -203,7 +203,7 @@ class SchedulerHeartbeat(models.Model):
 # Incidents and alert deliveries (the observability issue) live in their own module.
 from scheduling.alert_models import AlertDelivery, Incident  # noqa: E402,F401
 # Run counters for /metrics, kept at write time (scheduling/counters.py).
-from scheduling.counter_models import JobRunCounter  # noqa: E402,F401
+from scheduling.counter_models import AlertDeliveryCounter, JobRunCounter  # noqa: E402,F401
 # Request metrics, rollover requests and emergency broadcasts (issue 6, jobs 5-8).
 from scheduling.ops_models import EmergencyBroadcast, RequestMetric, RolloverRequest  # noqa: E402,F401
 

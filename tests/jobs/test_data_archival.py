@@ -161,6 +161,30 @@ def test_archives_what_is_due_verified_and_deletes_only_that(world, district, fs
                             f"interventions-{ints['first_id']:012d}-{ints['last_id']:012d}.jsonl.gz")
 
 
+def test_deleting_sent_notifications_leaves_the_notification_counters(world, district, fs_archive):
+    """notifications_sent_total is kept at write time (NotificationCounter): the purge of
+    sent rows past 90 days must not lower it (Prometheus would read a counter reset)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from notifications import counters
+    from scheduling import metrics
+    from tests.observability.test_metrics import samples
+
+    for n in (world["n_old"], world["n_kept"], world["n_failed"]):  # as the drainer counted them
+        counters.notification_settled(channel=n.channel, status=n.status)
+
+    def notification_samples():
+        registry = CollectorRegistry()
+        registry.register(metrics.JobMetricsCollector())
+        return {k: v for k, v in samples(generate_latest(registry).decode()).items() if k[0].startswith("notifications_")}
+
+    before = notification_samples()
+    assert before[("notifications_sent_total", (("channel", "email"),))] == 2
+    assert run_archival(district).result["notifications_deleted"] == 1
+    assert set(Notification.objects.values_list("dedupe_key", flat=True)) == {"kept", "failed"}
+    assert notification_samples() == before
+
+
 def test_rerun_of_the_same_slot_archives_and_deletes_nothing(world, district, fs_archive):
     first = run_archival(district)
     files = sorted(p.relative_to(fs_archive) for p in fs_archive.rglob("*.jsonl.gz"))

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from notifications.delivery import LEASE, drain, drain_batch
 from notifications.mail import message_id_for
-from notifications.models import Notification, Status
+from notifications.models import Notification, NotificationCounter, Status
 from notifications.services import NotificationRequest, notifications_enqueue
 
 
@@ -53,6 +53,8 @@ def test_two_drainers_never_send_a_message_twice(transactional_db, pg_only, coun
     assert Counter(Notification.objects.values_list("status", "attempts")) == {(Status.SENT, 1): 120}
     by_worker = Counter(Notification.objects.values_list("claimed_by", flat=True))
     assert set(by_worker) == {"drainer-1", "drainer-2"}
+    # Both drainers added to the one email counter row: no increment lost, none doubled.
+    assert NotificationCounter.objects.values_list("channel", "sent", "failed").get() == ("email", 120, 0)
 
 
 def test_a_drainer_killed_between_send_and_status_update(transactional_db, pg_only, counselor, smtp_server):
@@ -95,6 +97,9 @@ def test_a_drainer_killed_between_send_and_status_update(transactional_db, pg_on
     assert set(ids) == {message_id_for(f"c:{i}") for i in range(5)}
     assert {(r.status, r.attempts, r.claimed_by) for r in Notification.objects.all()} == {(Status.SENT, 2, "rescuer")}
     assert dead_worker != "rescuer"
+    # Six sends, five messages: the killed worker never settled its row, so only the
+    # rescuer's winning UPDATEs counted.
+    assert NotificationCounter.objects.values_list("sent", "failed").get() == (5, 0)
 
 
 def test_a_late_worker_cannot_overwrite_a_reclaimed_row(counselor, smtp_server):

@@ -128,7 +128,7 @@ def test_metrics_from_a_live_server_agree_with_runs_in_a_real_qcluster(
     # The worker paged PagerDuty itself, once, and the outbox row says so.
     [event] = received(endpoints, "/v2/enqueue")
     assert event["dedup_key"] == f"skillcore/obs-fail/{lakeside.pk}" and event["payload"]["class"] == "failure"
-    assert m[("scheduled_job_alert_deliveries", (("channel", "pagerduty"), ("status", "sent")))] == 1
+    assert m[("scheduled_job_alert_deliveries_total", (("channel", "pagerduty"), ("outcome", "sent")))] == 1
     # django-prometheus's request metrics are on the same page.
     assert any(name.startswith("django_http_requests_total_by_method") for name, _ in m)
 

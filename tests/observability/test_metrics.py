@@ -13,6 +13,7 @@ from django_q.models import OrmQ
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifications import counters as notification_counters
 from notifications.models import Notification
 from scheduling import counters, metrics, services
 from scheduling.alert_models import Incident
@@ -51,6 +52,14 @@ def _run(slug, district, status, seconds=None, **kw):
     return run
 
 
+def _notification(user, channel, status, key, **kw):
+    """An outbox row in ``status``, counted as delivery counts it when it settles the row."""
+    n = Notification.objects.create(recipient=user, channel=channel, category="system", template="t", dedupe_key=key,
+                                    status=status, send_after=timezone.now(), **kw)
+    notification_counters.notification_settled(channel=channel, status=status)
+    return n
+
+
 def test_the_collector_reads_runs_schedules_queue_and_notifications_from_the_database(only_obs_jobs, lakeside):
     now = timezone.now()
     services.sync_schedules(now=now)
@@ -68,8 +77,7 @@ def test_the_collector_reads_runs_schedules_queue_and_notifications_from_the_dat
     user = f.UserFactory()
     for i, (channel, status) in enumerate([("email", "sent"), ("email", "sent"), ("push", "sent"), ("email", "failed"),
                                            ("push", "pending")]):
-        Notification.objects.create(recipient=user, channel=channel, category="system", template="t", dedupe_key=f"k{i}",
-                                    status=status, send_after=now)
+        _notification(user, channel, status, f"k{i}")
     Incident.objects.create(kind="failure", severity="critical", job="obs-fail", district=lakeside, dedup_key="k",
                             summary="s", opened_at=now, last_seen_at=now)
 
