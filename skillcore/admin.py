@@ -174,6 +174,20 @@ class CappedCountPaginator(Paginator):
         return self.object_list.order_by()[: self.cap].count()
 
 
+class IdsFirstPaginator(CappedCountPaginator):
+    """Reads a page in two steps: the page's ids (from an index alone, when one covers the
+    filter and the ordering), then those rows with their joins. A one-step page fetches every
+    candidate row from the table before the filter can reject it; on attendance, ordered by
+    date, that was a whole school day (48,000 rows) for one school's 50."""
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
+        rows = self.object_list.order_by().filter(pk__in=ids).in_bulk()
+        return self._get_page([rows[i] for i in ids if i in rows], number, self)
+
+
 class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
     """A model admin whose rows, objects and choices are limited by students.scoping."""
 
@@ -183,7 +197,11 @@ class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(scoping.scope_q(request.user, self.model))
+        return super().get_queryset(request).filter(self.scope(request))
+
+    def scope(self, request):
+        """The ``Q`` of the rows this user may see here (students.scoping's rule for the model)."""
+        return scoping.scope_q(request.user, self.model)
 
     def get_object(self, request, object_id, from_field=None):
         # Django would redirect to the index with "doesn't exist"; a plain 404 says no more.

@@ -13,10 +13,11 @@ import zoneinfo
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
+from django.db.models import Q
 
 from skillcore.admin import (
-    CappedCountPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter, related_only, school_filter,
-    staff_filter,
+    CappedCountPaginator, IdsFirstPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter,
+    related_only, school_filter, staff_filter,
 )
 from students import scoping
 from students.models import (
@@ -359,9 +360,11 @@ class GradeAdmin(StudentRecordAdmin):
 
 @admin.register(AttendanceRecord)
 class AttendanceRecordAdmin(StudentRecordAdmin):
-    # A big table: capped counts, no second full count.
-    paginator = CappedCountPaginator
+    # A big table: capped counts, no second full count; pages read ids first (see get_queryset).
+    paginator = IdsFirstPaginator
     show_full_result_count = False
+    # Up to this many students in scope, their ids are written into the query (below).
+    inline_student_ids = 5_000
     list_display = ["student", "date", "status", "fraction_present", "school", "recorded_at"]
     list_filter = ["status", school_filter("student__school"), "date"]
     # Newest school days first, through attendance_date_id_idx. Ordering by id made PostgreSQL walk
@@ -378,6 +381,22 @@ class AttendanceRecordAdmin(StudentRecordAdmin):
     @admin.display(description="School", ordering="student__school__name")
     def school(self, obj):
         return obj.student.school
+
+    def scope(self, request):
+        """For a school's or a teacher's staff, the scope stated as the ids of its students.
+
+        The same rows: attendance's scope is its students' (``student_q(user, "student")``),
+        and the ids are read with that very rule. But with ids rather than a join on the
+        student's school, PostgreSQL pages through attendance_date_id_idx (date, id,
+        student_id) and rejects other schools' rows inside the index, reading only the page's
+        rows from the table: a principal's page 267 -> 40 ms at 50,000 students. District-wide
+        roles (tens of thousands of students) keep the join."""
+        s = scoping.staff_of(request.user)
+        if s.is_system_admin or s.has(Role.DISTRICT_ADMIN, Role.SPED_COORDINATOR):
+            return super().scope(request)
+        limit = self.inline_student_ids
+        ids = list(scoping.scoped(request.user, Student).order_by().values_list("pk", flat=True)[: limit + 1])
+        return Q(student_id__in=ids) if len(ids) <= limit else super().scope(request)
 
 
 @admin.register(BehaviorIncident)

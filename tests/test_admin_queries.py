@@ -225,3 +225,26 @@ def test_scoped_changelists_show_50_rows_a_page(client, counselor, school):
     client.force_login(counselor)
     cl = client.get(reverse("admin:students_student_changelist")).context["cl"]
     assert (len(cl.result_list), cl.result_count) == (50, 51)
+
+
+@pytest.mark.parametrize("inline_limit", [5_000, 1])  # ids written into the query / the join (too many students)
+def test_attendance_pages_show_the_scope_newest_first_whichever_way_it_is_stated(
+    client, principal, school, other_school, monkeypatch, inline_limit
+):
+    from students.admin import AttendanceRecordAdmin
+
+    monkeypatch.setattr(AttendanceRecordAdmin, "inline_student_ids", inline_limit)
+    monkeypatch.setattr(AttendanceRecordAdmin, "list_per_page", 3)
+    mine = [f.StudentFactory(school=school) for _ in range(2)]
+    rows = [f.AttendanceRecordFactory(student=s, date=dt.date(2026, 9, 1) + dt.timedelta(days=n)) for n in range(4) for s in mine]
+    f.AttendanceRecordFactory(student=f.StudentFactory(school=other_school), date=dt.date(2026, 9, 30))
+    expected = [r.pk for r in sorted(rows, key=lambda r: (r.date, r.pk), reverse=True)]
+    client.force_login(principal)
+    url = reverse("admin:students_attendancerecord_changelist")
+    pages = [client.get(url, {"p": p}).context["cl"] for p in (1, 2, 3)]
+    assert [r.pk for cl in pages for r in cl.result_list] == expected
+    assert pages[0].result_count == 8
+    # Each row arrives with its student and school (the ids-first page keeps the joins).
+    with CaptureQueriesContext(connection) as ctx:
+        [str(r.student.school) for r in pages[0].result_list]
+    assert len(ctx.captured_queries) == 0
