@@ -1,7 +1,7 @@
 """Benchmark: staff browsing the admin while the daily jobs run (issue 8, item 5).
 
     python -m bench load [--students 50000] [--users 50] [--seconds 60] [--think 5.0]
-                         [--server gunicorn|runserver] [--workers 4] [--warmup 20]
+                         [--server gunicorn|runserver] [--workers 4] [--warmup 20] [--job-runs 3]
     BENCH_LOAD_STUDENTS / _USERS / _SECONDS / _THINK set the same for ``make bench``.
 
 PostgreSQL only: BENCH_DATABASE_URL (default a database skillcore_bench_load on the local
@@ -23,8 +23,9 @@ What runs, all on localhost:
 
 Phases: (1) each daily job alone (idle); then ``--warmup`` seconds of browsing, not measured;
 (2) the users alone for ``--seconds``; (3) the
-users again while the daily jobs run one after the other. Reported: admin p50/p95/max per
-phase and per page, errors, and each job's time under load / idle. Writes
+users again while the daily jobs run one after the other (the set ``--job-runs`` times in
+each phase; each job's time is its median). Reported: admin p50/p95/max per phase and per
+page, errors, and each job's time under load / idle. Writes
 var/bench-load.json. Bounded: the client stops at --seconds (phase 2) or when the jobs are
 done (phase 3, at most 30 minutes), and each user makes at most 2,000 requests.
 """
@@ -244,6 +245,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--think", type=float, default=float(env("THINK", 5.0)),
                         help="seconds between a user's pages (5: a member of staff reading a page; 1: a stress test)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--job-runs", type=int, default=int(env("JOB_RUNS", 3)), help="runs of each job per phase (median)")
     parser.add_argument("--warmup", type=float, default=float(env("WARMUP", 20)), help="seconds of unmeasured browsing first")
     parser.add_argument("--server", choices=["gunicorn", "runserver"], default=env("SERVER", "gunicorn"))
     parser.add_argument("--workers", type=int, default=int(env("WORKERS", 4)), help="gunicorn worker processes")
@@ -256,8 +258,8 @@ def main(argv: list[str]) -> int:
     if args.client:
         return client(args.client, json.loads(args.user_list), args.seconds, args.think, args.stop_file, args.out)
     if (args.students < 1 or not 1 <= args.users <= 500 or args.seconds <= 0 or args.think < 0 or not 1 <= args.workers <= 32
-            or args.warmup < 0):
-        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0, --workers 1..32, --warmup >= 0.",
+            or args.warmup < 0 or not 1 <= args.job_runs <= 9):
+        print("bench load: --students >= 1, --users 1..500, --seconds > 0, --think >= 0, --workers 1..32, --warmup >= 0, --job-runs 1..9.",
               file=sys.stderr)
         return 2
 
@@ -285,9 +287,16 @@ def main(argv: list[str]) -> int:
     slots = {slug: dt.datetime(day.year, day.month, day.day, h, m, tzinfo=district.zone) for slug, h, m in jobs}
 
     # 1. Each daily job alone (after one warm-up run of the whole set).
+    # A job's time varies by 10-25 % from one run to the next on a quiet machine, so each time
+    # is the median of --job-runs runs (the set run one after another, --job-runs times), idle
+    # and under load alike.
     for slug in slots:
         run_job(slug, district, slots[slug])
-    idle = {slug: run_job(slug, district, slots[slug])[0]["seconds"] for slug in slots}
+    idle_runs: dict[str, list[float]] = {slug: [] for slug in slots}
+    for _ in range(args.job_runs):
+        for slug in slots:
+            idle_runs[slug].append(run_job(slug, district, slots[slug])[0]["seconds"])
+    idle = {slug: statistics.median(t) for slug, t in idle_runs.items()}
     print("idle:", {k: round(v, 2) for k, v in idle.items()}, flush=True)
 
     port = _free_port()
@@ -340,8 +349,11 @@ def main(argv: list[str]) -> int:
         time.sleep(min(5.0, args.seconds / 4))  # the users are browsing when the first job starts
         loaded = {}
         try:
-            for slug in slots:
-                loaded[slug] = run_job(slug, district, slots[slug])[0]["seconds"]
+            loaded_runs: dict[str, list[float]] = {slug: [] for slug in slots}
+            for _ in range(args.job_runs):
+                for slug in slots:
+                    loaded_runs[slug].append(run_job(slug, district, slots[slug])[0]["seconds"])
+            loaded = {slug: statistics.median(t) for slug, t in loaded_runs.items()}
             time.sleep(min(5.0, args.seconds / 4))
         finally:
             stop.write_text("stop")
@@ -349,6 +361,7 @@ def main(argv: list[str]) -> int:
         report["browse_during_jobs"] = _summary(json.loads(out.read_text()))
         report["loaded_job_s"] = loaded
         report["job_ratio"] = {slug: round(loaded[slug] / idle[slug], 2) for slug in slots}
+        report["idle_job_runs_s"], report["loaded_job_runs_s"] = idle_runs, loaded_runs
     finally:
         server.terminate()
         server.wait(20)
