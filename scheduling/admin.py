@@ -11,17 +11,11 @@ from django.utils import timezone
 
 from scheduling import cron, selectors
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat
+from skillcore.admin import ReadOnlyMixin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(JobSchedule)
@@ -177,7 +171,7 @@ from skillcore.admin import StudentRecordAdmin  # noqa: E402
 
 
 @admin.register(StudentAnalytics)
-class StudentAnalyticsAdmin(StudentRecordAdmin):
+class StudentAnalyticsAdmin(ReadOnlyMixin, StudentRecordAdmin):
     """performance-trends' weekly rows: read-only, scoped like the student record, on the FERPA trail.
     (Registered here, next to the other job outputs, so the interventions admin stays the
     counselors' working screen.)"""
@@ -188,15 +182,6 @@ class StudentAnalyticsAdmin(StudentRecordAdmin):
     search_fields = ("student__last_name", "student__first_name", "student__local_id")
     list_select_related = ("student",)
     readonly_fields = [f.name for f in StudentAnalytics._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UserLifecycleChange)

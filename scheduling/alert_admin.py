@@ -6,24 +6,16 @@ from django.contrib import admin, messages
 
 from scheduling import alerting
 from scheduling.alert_models import AlertDelivery, Incident
+from skillcore.admin import ReadOnlyMixin
 from students.roles import has_role
 
 
-class _SystemAdminReadOnly(admin.ModelAdmin):
+class _SystemAdminReadOnly(ReadOnlyMixin, admin.ModelAdmin):
     def has_module_permission(self, request):
         return has_role(request.user, "system-admin")
 
     def has_view_permission(self, request, obj=None):
         return has_role(request.user, "system-admin")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Incident)

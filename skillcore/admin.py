@@ -188,6 +188,20 @@ class IdsFirstPaginator(CappedCountPaginator):
         return self._get_page([rows[i] for i in ids if i in rows], number, self)
 
 
+class ReadOnlyMixin:
+    """For rows only a job writes (run history, analytics, audit): viewable, never added,
+    changed or deleted from admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
     """A model admin whose rows, objects and choices are limited by students.scoping."""
 
