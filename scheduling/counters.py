@@ -36,7 +36,12 @@ def _bump(*, job: str, district_id: int | None, changes: dict) -> None:
     """Upsert in two statements, always the same two (a run's query count does not depend on
     whether it is the first of its job and district): 1. insert the zero row, ON CONFLICT DO
     NOTHING (a concurrent first insert waits for the other's commit, then does nothing);
-    2. the UPDATE that adds."""
+    2. the UPDATE that adds.
+
+    Not skillcore.counters.add (one INSERT ... ON CONFLICT DO UPDATE, used for the alert
+    counters below): this key is (job, district) with district NULL for global jobs, held
+    by two partial unique indexes that ON CONFLICT cannot name as one target, and
+    last_success is a GREATEST, not a sum."""
     JobRunCounter.objects.bulk_create([JobRunCounter(job=job, district_id=district_id)], ignore_conflicts=True)
     JobRunCounter.objects.filter(job=job, district_id=district_id).update(**changes)
 
