@@ -8,16 +8,21 @@ from django.db import connection, transaction
 
 from skillcore.models import AccessLog
 
-STATUTORY_MINIMUM_DAYS = 7 * 365
+# The most days 7 calendar years can span (two leap days): the trigger's line is the
+# server's now() - interval '7 years', so a shorter retention would ask it for rows it refuses.
+STATUTORY_MINIMUM_DAYS = 7 * 365 + 2
 
 
 @transaction.atomic
 def access_log_purge(*, now: dt.datetime, retention_days: int | None = None) -> int:
     """Delete access-trail rows older than the retention (at least 7 years, FERPA 99.32).
 
-    On PostgreSQL the append-only trigger lets this DELETE through only because the
-    transaction names the cutoff in ``skillcore.access_log_purge_before`` and that cutoff
-    is at least 7 years old; any other DELETE is refused by the database.
+    The only code that deletes trail rows. On PostgreSQL the append-only trigger lets
+    each row through only if it is older than the cutoff this transaction names in
+    ``skillcore.access_log_purge_before`` AND than the server's ``now() - 7 years`` (a
+    session naming a later cutoff gains nothing); any other DELETE, UPDATE or TRUNCATE is
+    refused. The application role has no DELETE privilege on the trail, so this runs with the
+    owner's connection (``manage.py purge_access_log``, docs/deployment.md "Two database roles").
     """
     days = settings.ACCESS_LOG_RETENTION_DAYS if retention_days is None else retention_days
     if days < STATUTORY_MINIMUM_DAYS:
@@ -27,4 +32,9 @@ def access_log_purge(*, now: dt.datetime, retention_days: int | None = None) -> 
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('skillcore.access_log_purge_before', %s, true)", [cutoff.isoformat()])
     deleted, _ = AccessLog.objects.filter(at__lt=cutoff).delete()
+    if connection.vendor == "postgresql":
+        # SET LOCAL outlives a savepoint: when called inside a caller's transaction, the
+        # permission would last to its end. Withdraw it now.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('skillcore.access_log_purge_before', '', true)")
     return deleted

@@ -8,17 +8,24 @@ from students.models import Role
 from tests import factories as f
 
 
+# The TRUNCATE trigger on the access trail, switched off on the test database only.
+TRAIL_TRUNCATE_TRIGGER = "skillcore_accesslog_no_truncate"
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """Let the test database's transactional tests empty the access trail between tests.
+    """Let transactional tests' flush (a TRUNCATE of every table) empty the access trail.
 
-    The append-only trigger refuses TRUNCATE unless the database says otherwise; only test
-    databases do (production never sets skillcore.allow_truncate).
+    Production's trigger refuses TRUNCATE whatever a session sets. The throwaway test
+    database switches that one trigger off with DDL, as the superuser that created and owns
+    it: an application role cannot do this (docs/deployment.md, "Two database roles").
+    The UPDATE/DELETE trigger stays on; tests of TRUNCATE re-enable theirs inside their
+    own rolled-back transaction (tests/security/test_trail_append_only.py).
     """
     with django_db_blocker.unblock():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET skillcore.allow_truncate = \'on\'')
+                cursor.execute(f"ALTER TABLE skillcore_accesslog DISABLE TRIGGER {TRAIL_TRUNCATE_TRIGGER}")
             connection.close()
 
 

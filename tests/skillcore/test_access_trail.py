@@ -11,6 +11,7 @@ from skillcore.access import access_trail
 from skillcore.models import AccessLog
 from students.models import AttendanceRecord, District, Student
 from tests import factories as f
+from tests.conftest import TRAIL_TRUNCATE_TRIGGER
 
 pytestmark = pytest.mark.django_db
 
@@ -132,8 +133,10 @@ def test_truncate_of_the_log_fails_on_postgresql(on_postgres):
     f.AccessLogFactory()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
-            # Test databases allow TRUNCATE for Django's flush; production's do not.
-            cursor.execute("SET LOCAL skillcore.allow_truncate = 'off'")
+            # The test database switches this trigger off for the flush between transactional
+            # tests (tests/conftest.py); production's is always on. Re-enabled here inside the
+            # transaction, which the refused TRUNCATE rolls back.
+            cursor.execute(f"ALTER TABLE skillcore_accesslog ENABLE TRIGGER {TRAIL_TRUNCATE_TRIGGER}")
             cursor.execute("TRUNCATE skillcore_accesslog")
     assert AccessLog.objects.count() == 1
 
