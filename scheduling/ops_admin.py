@@ -90,12 +90,18 @@ class RolloverRequestForm(forms.ModelForm):
         model = RolloverRequest
         fields = ("district", "to_name", "start_date", "end_date", "run_at")
 
+    NEEDED = ("district", "to_name", "start_date", "end_date")
+
     def clean(self):
         from scheduling import rollover
 
         data = super().clean()
-        if self.errors:
-            return data
+        if self.instance.pk is not None:
+            # The change page shows a filed request read-only (no fields to post); a POST to
+            # it changes nothing and says so instead of validating fields it does not have.
+            raise forms.ValidationError("A filed rollover request cannot be changed: approve or cancel it from the list.")
+        if self.errors or any(data.get(name) in (None, "") for name in self.NEEDED):
+            return data  # each missing or invalid field already carries its own error
         try:
             rollover.validate(district_id=data["district"].pk, to_name=data["to_name"], start=data["start_date"],
                               end=data["end_date"])

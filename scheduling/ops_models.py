@@ -39,7 +39,8 @@ class RolloverRequest(models.Model):
     Approval creates a one-off django-q2 schedule at ``run_at``; the run executes the steps
     in order and records each finished step in ``steps_done`` in the same transaction as
     its writes, so a crashed run resumes at the first unfinished step. The command line
-    (``manage.py rollover``) writes a request with no approver (the operator at the shell).
+    (``manage.py rollover``) files a request with no requester (the operator at the shell)
+    and runs it only once a system admin approved it.
     """
 
     class Status(models.TextChoices):

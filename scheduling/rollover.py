@@ -47,6 +47,10 @@ class RolloverError(ValueError):
     """Bad input: one clear line, nothing written."""
 
 
+class NotApproved(RolloverError):
+    """The request waits for a second system admin's approval, or was cancelled."""
+
+
 @dataclass(frozen=True)
 class Target:
     district: District
@@ -159,10 +163,31 @@ def _step(request_id: int, name: str, work) -> bool:
         return True
 
 
+def ensure_approved(request: RolloverRequest) -> None:
+    """The two-person rule, for every path that runs a rollover (the job, the command line):
+    only a request a second system admin approved runs. RolloverError (one line) otherwise."""
+    if request.status == RolloverRequest.Status.CANCELLED:
+        raise NotApproved(f"rollover request {request.pk} to {request.to_name!r} was cancelled; nothing written")
+    if request.approved_by_id is None:
+        asked = f" (asked by {request.requested_by.get_username()})" if request.requested_by_id else ""
+        raise NotApproved(
+            f"rollover request {request.pk} to {request.to_name!r}{asked} is waiting for approval: a system admin "
+            f"{'other than the one who asked ' if asked else ''}must approve it in the admin (Scheduling > Rollover "
+            f"requests > Approve and schedule); nothing written")
+
+
 def execute(*, request: RolloverRequest, now: dt.datetime, job_run_id: int | None = None, logger=None) -> dict:
-    """Run the request's unfinished steps in order. Returns the counts."""
+    """Run the request's unfinished steps in order. Returns the counts. Refuses (RolloverError,
+    nothing written) a request that was not approved."""
+    # Checked and claimed in one conditional UPDATE, so a request cancelled (or never
+    # approved) after the caller loaded it still does not run.
+    started = (RolloverRequest.objects.filter(pk=request.pk, approved_by__isnull=False)
+               .exclude(status=RolloverRequest.Status.CANCELLED)
+               .update(status=RolloverRequest.Status.RUNNING, job_run_id=job_run_id, error=""))
+    if not started:
+        ensure_approved(RolloverRequest.objects.select_related("requested_by").get(pk=request.pk))
+        raise NotApproved(f"rollover request {request.pk} cannot run")  # approved and not cancelled: unreachable
     district = request.district
-    RolloverRequest.objects.filter(pk=request.pk).update(status=RolloverRequest.Status.RUNNING, job_run_id=job_run_id, error="")
     if not request.closing_session_id:
         closing = AcademicSession.objects.filter(district=district, is_current=True).first()
         if closing is None:

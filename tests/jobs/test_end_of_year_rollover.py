@@ -20,6 +20,7 @@ from django_q.models import Schedule
 from interventions.models import Intervention
 from scheduling import rollover
 from scheduling.models import JobRun, RolloverRequest
+from skillcore.models import AccessLog
 from students.models import AcademicSession, Role, Student
 from tests import factories as f
 
@@ -59,6 +60,17 @@ def grades():
     return dict(Student.objects.values_list("id", "grade_level"))
 
 
+def approve(district, *, to="2027-2028", start=dt.date(2027, 8, 30), end=dt.date(2028, 6, 16)) -> RolloverRequest:
+    """What the command now needs before it runs: a request one system admin filed and a
+    second approved (the admin's two-person rule)."""
+    asker = f.UserFactory(is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN])
+    approver = f.UserFactory(is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN])
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name=to, start=start, end=end)
+        req = rollover.request_create(target=target, requested_by=asker, run_at=NOW, now=NOW)
+        return rollover.request_approve(request=req, approver=approver)
+
+
 def rollover_cmd(district, *extra, args=ARGS):
     out = io.StringIO()
     with time_machine.travel(NOW, tick=False):
@@ -67,6 +79,7 @@ def rollover_cmd(district, *extra, args=ARGS):
 
 
 def test_rollover_applies_every_rule(district, year):
+    approve(district)
     result = json.loads(rollover_cmd(district).strip().splitlines()[-1])
     g = {k: Student.objects.get(pk=v.pk) for k, v in year.items() if isinstance(v, Student)}
     assert g["s9"].grade_level == 10 and g["s9"].is_active
@@ -92,6 +105,7 @@ def test_rollover_applies_every_rule(district, year):
 
 
 def test_rerun_changes_nothing(district, year):
+    approve(district)
     rollover_cmd(district)
     before = (grades(), list(AcademicSession.objects.values_list("id", "is_current")),
               list(Intervention.objects.values_list("id", "status", "closed_at")))
@@ -118,6 +132,7 @@ def test_a_crash_mid_way_resumes_at_the_first_unfinished_step(district, year, mo
         raise RuntimeError("database connection lost")
 
     monkeypatch.setattr(rollover, "interventions_close_all", down)
+    approve(district)
     with pytest.raises(CommandError) as exc:
         rollover_cmd(district)
     assert exc.value.returncode == 1 and "run the same command again" in str(exc.value)
@@ -153,6 +168,7 @@ def _statements(district, school, n):
         f.StudentFactory(school=school, grade_level=9)
         f.StudentFactory(school=school, grade_level=12)
     f.AcademicSessionFactory(district=district, name="2026-2027", is_current=True)
+    approve(district)
     with CaptureQueriesContext(connection) as ctx:
         rollover_cmd(district)
     return len(ctx.captured_queries)
@@ -225,3 +241,109 @@ def test_jobs_run_command_runs_the_approved_request(district, year, system_admin
     run = JobRun.objects.get(job="end-of-year-rollover")
     assert run.status == JobRun.Status.SUCCEEDED and run.result["graduated"] == 1
     assert RolloverRequest.objects.get().status == "done"
+
+
+# -- approval cannot be bypassed from the shell -------------------------------------------------
+def world_state():
+    """Everything a rollover (or a refusal) could write."""
+    return (grades(), list(AcademicSession.objects.order_by("id").values_list("id", "name", "is_current")),
+            list(Intervention.objects.order_by("id").values_list("id", "status", "closed_at")),
+            list(RolloverRequest.objects.order_by("id").values_list("id", "status", "steps_done", "approved_by", "error")),
+            AccessLog.objects.count(), JobRun.objects.count())
+
+
+def test_command_files_a_request_and_rolls_nothing_over_until_a_second_admin_approves(district, year):
+    before = world_state()
+    out = rollover_cmd(district)
+    req = RolloverRequest.objects.get()
+    assert (req.status, req.approved_by, req.requested_by, req.steps_done) == ("pending", None, None, [])
+    assert f"filed rollover request {req.pk}" in out and "a system admin must approve it" in out
+    assert world_state()[:3] == before[:3]  # no student, session or intervention touched
+
+
+def test_command_refuses_a_pending_request_exit_2_one_line_nothing_written(district, year, system_admin):
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                   end=dt.date(2028, 6, 16))
+        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+    assert req.approved_by is None
+    before = world_state()
+    with pytest.raises(CommandError) as exc:
+        rollover_cmd(district)
+    message = str(exc.value)
+    assert exc.value.returncode == 2 and "\n" not in message
+    assert f"rollover request {req.pk}" in message and "waiting for approval" in message and "asked by sysadmin" in message
+    assert world_state() == before
+    # The dry run needs no approval, and still writes nothing but its trail rows.
+    out = rollover_cmd(district, "--dry-run")
+    assert "graduated 1, promoted 3" in out and "nothing written" in out
+    assert world_state()[:4] == before[:4]
+
+
+def test_command_refuses_a_cancelled_request(district, year):
+    req = approve(district)
+    RolloverRequest.objects.filter(pk=req.pk).update(status=RolloverRequest.Status.CANCELLED)
+    before = world_state()
+    with pytest.raises(CommandError) as exc:
+        rollover_cmd(district)
+    assert exc.value.returncode == 2 and "was cancelled" in str(exc.value)
+    assert world_state() == before
+
+
+def test_the_service_itself_refuses_an_unapproved_request(district, year, system_admin):
+    # Whatever calls it (a new command, a shell session), execute() checks the approval in the
+    # same UPDATE that marks the request running.
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                   end=dt.date(2028, 6, 16))
+        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+    before = world_state()
+    with pytest.raises(rollover.NotApproved):
+        rollover.execute(request=req, now=NOW)
+    assert world_state() == before
+
+
+def test_command_runs_an_approved_request(district, year):
+    req = approve(district)
+    result = json.loads(rollover_cmd(district).strip().splitlines()[-1])
+    assert result["request"] == req.pk and result["graduated"] == 1 and result["promoted"] == 3
+    req.refresh_from_db()
+    assert req.status == "done" and req.steps_done == list(rollover.STEPS)
+    # Its one-off schedule fires later and finds nothing left to do.
+    with time_machine.travel(NOW + dt.timedelta(minutes=5), tick=False):
+        run = rollover.run_approved(request_id=req.pk)
+    assert run.status == JobRun.Status.SUCCEEDED and run.result == {"requests": 0}
+    assert Student.objects.get(pk=year["s9"].pk).grade_level == 10  # promoted once
+
+
+# -- the admin form: a missing field is a form error, never a 500 --------------------------------
+ADD = {"district": "", "to_name": "2027-2028", "start_date": "2027-08-30", "end_date": "2028-06-16",
+       "run_at_0": "2027-06-30", "run_at_1": "18:00"}
+
+
+@pytest.mark.parametrize("missing", ["district", "to_name", "start_date", "end_date"])
+def test_admin_add_with_a_missing_field_is_a_form_error(client, district, year, system_admin, missing):
+    client.force_login(system_admin)
+    data = {**ADD, "district": district.id, missing: ""}
+    before = world_state()
+    response = client.post("/admin/scheduling/rolloverrequest/add/", data)
+    assert response.status_code == 200
+    assert missing in response.context["adminform"].form.errors
+    assert world_state() == before
+
+
+def test_admin_post_to_a_filed_request_is_a_form_error_not_a_500(client, district, year, system_admin):
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                   end=dt.date(2028, 6, 16))
+        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+    client.force_login(system_admin)
+    before = world_state()
+    # What the tester posted: the change page's form without a district (every field is read-only there).
+    for data in ({}, {"to_name": "2099-2100"}, {**ADD, "district": district.id}):
+        response = client.post(f"/admin/scheduling/rolloverrequest/{req.pk}/change/", data)
+        assert response.status_code == 200
+        form = response.context["adminform"].form
+        assert "cannot be changed" in " ".join(form.non_field_errors())
+        assert b"cannot be changed" in response.content
+    assert world_state() == before

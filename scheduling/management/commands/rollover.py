@@ -1,12 +1,18 @@
 """``manage.py rollover --district ID --to NAME --start DATE --end DATE [--dry-run]``.
 
 Closes the district's current school year and opens NAME (scheduling/rollover.py has the
-steps). ``--dry-run`` prints the exact counts a run would produce and writes nothing (but
-the access-trail rows of what it read). Running again after success changes nothing;
-after a crash it resumes at the first unfinished step. Bad input (unknown district, a
-session that exists or overlaps, end before start, a malformed date) exits 2 with one
-line and writes nothing. For a scheduled rollover with a second admin's approval, use the
-admin (Scheduling > Rollover requests).
+steps). A rollover needs a second system admin's approval, whatever path runs it:
+
+- no request for (district, NAME) yet: the command files one (waiting for approval), says
+  who must approve it and where, and rolls nothing over (exit 0);
+- a request still waiting for approval, or cancelled: exit 2, one line, nothing written;
+- an approved request: the command runs it now (its one-off schedule then finds it done).
+
+``--dry-run`` needs no approval: it prints the exact counts a run would produce and writes
+nothing (but the access-trail rows of what it read). Running again after success changes
+nothing; after a crash it resumes at the first unfinished step. Bad input (unknown
+district, a session that exists or overlaps, end before start, a malformed date) exits 2
+with one line and writes nothing.
 """
 from __future__ import annotations
 
@@ -52,20 +58,30 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps({"request": existing.pk, **{k: v for k, v in existing.counts.items()
                                                                           if k != "feeder_transfer_student_ids"}}, sort_keys=True))
                 return
+            if existing is not None and not dry_run:
+                rollover.ensure_approved(existing)  # a pending or cancelled request: refused, nothing written
             target = rollover.validate(district_id=district, to_name=to_name, start=start_d, end=end_d, existing=existing)
         except rollover.RolloverError as exc:
             raise CommandError(str(exc), returncode=2) from None
-        with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover" + (" dry run" if dry_run else "")):
-            if dry_run:
+        if dry_run:
+            with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover dry run"):
                 counts = rollover.plan(target)
-                self.stdout.write("dry run: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; nothing written")
-                return
-            now = timezone.now()
-            req = existing or rollover.request_create(target=target, requested_by=None, run_at=now, now=now,
-                                                      status=RolloverRequest.Status.RUNNING)
+            self.stdout.write("dry run: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; nothing written")
+            return
+        now = timezone.now()
+        if existing is None:
+            req = rollover.request_create(target=target, requested_by=None, run_at=None, now=now)
+            self.stdout.write(
+                f"filed rollover request {req.pk} of district {target.district.id} to {target.to_name!r}; nothing rolled "
+                f"over yet: a system admin must approve it in the admin (Scheduling > Rollover requests > Approve and "
+                f"schedule), then it runs at its time or when this command is run again")
+            return
+        with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover"):
             try:
-                result = rollover.execute(request=req, now=now)
+                result = rollover.execute(request=existing, now=now)
+            except rollover.NotApproved as exc:  # cancelled since the check above: nothing ran
+                raise CommandError(str(exc), returncode=2) from None
             except Exception as exc:
-                rollover.mark_failed(req, f"{type(exc).__name__}: {exc}")
+                rollover.mark_failed(existing, f"{type(exc).__name__}: {exc}")
                 raise CommandError(f"rollover failed at a step; run the same command again to resume: {exc}", returncode=1) from exc
         self.stdout.write(json.dumps(result, sort_keys=True))
