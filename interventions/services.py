@@ -27,7 +27,14 @@ def attendance_interventions_apply(
     *, risks: list[AttendanceRisk], escalate: set[int], opened_at: dt.datetime, local_date: dt.date,
     job_run_id: int | None, district_id: int,
 ) -> AttendanceOutcome:
-    """Open Tier 1 attendance interventions for at-risk students and escalate to Tier 2.
+    """Open attendance interventions for at-risk students and escalate to Tier 2.
+
+    The tier follows the evidence: a student with no active intervention opens at Tier 2
+    directly when ``escalate`` names them (session rate >= 20% with the minimum enrolled
+    days), at Tier 1 otherwise. Only an intervention opened at an EARLIER slot escalates:
+    a Tier 1 row whose ``opened_at`` is this slot was opened on the evidence of this slot
+    (by this call or by an earlier attempt of it), so a re-run or a retry of the slot
+    leaves it as it is instead of escalating its own work.
 
     Idempotent per slot: ``opened_at`` is the job's slot, so a retry of the same slot finds
     the rows it opened (and returns them again, for notifications keyed by intervention),
@@ -35,9 +42,10 @@ def attendance_interventions_apply(
     even when two workers race.
 
     1. Read the district's active attendance interventions (one query).
-    2. Escalate: active Tier 1 rows of students in ``escalate`` become "escalated" and a Tier 2
-       row opens, linked through ``escalated_from``.
-    3. Open Tier 1 for at-risk students with none active (ON CONFLICT DO NOTHING).
+    2. Escalate: active Tier 1 rows opened before this slot, of students in ``escalate``,
+       become "escalated" and a Tier 2 row opens, linked through ``escalated_from``.
+    3. Open Tier 2 (in ``escalate``) or Tier 1 for at-risk students with none active
+       (ON CONFLICT DO NOTHING).
     4. Return the rows opened at this slot (fresh or from an earlier attempt of it) and put
        each on the counselor's list with a proposed parent conference.
     """
@@ -47,11 +55,13 @@ def attendance_interventions_apply(
         for row in Intervention.objects.filter(
             type=Intervention.Type.ATTENDANCE, status=Intervention.Status.ACTIVE,
             student__school__district_id=district_id,
-        ).values("id", "student_id", "tier")
+        ).values("id", "student_id", "tier", "opened_at")
     }
 
-    # 2. Escalation.
-    to_escalate = [row for sid, row in active.items() if sid in escalate and row["tier"] == 1]
+    # 2. Escalation, of rows an earlier slot opened only.
+    to_escalate = [
+        row for sid, row in active.items() if sid in escalate and row["tier"] == 1 and row["opened_at"] < opened_at
+    ]
     if to_escalate:
         ids = [row["id"] for row in to_escalate]
         Intervention.objects.filter(id__in=ids, status=Intervention.Status.ACTIVE).update(
@@ -68,14 +78,14 @@ def attendance_interventions_apply(
             for row in to_escalate
         ])
 
-    # 3. New Tier 1 interventions.
+    # 3. New interventions, at the tier the evidence supports.
     new = [r for r in risks if r.student_id not in active]
     Intervention.objects.bulk_create(
         [
             Intervention(
-                student_id=r.student_id, type=Intervention.Type.ATTENDANCE, tier=1, reason=r.reason,
-                recommended_strategies=ATTENDANCE_STRATEGIES, opened_at=opened_at, owner_id=r.counselor_id,
-                opened_by_run_id=job_run_id,
+                student_id=r.student_id, type=Intervention.Type.ATTENDANCE, tier=2 if r.student_id in escalate else 1,
+                reason=r.reason, opened_at=opened_at, owner_id=r.counselor_id, opened_by_run_id=job_run_id,
+                recommended_strategies=TIER_2_STRATEGIES if r.student_id in escalate else ATTENDANCE_STRATEGIES,
             )
             for r in new
         ],
@@ -90,7 +100,7 @@ def attendance_interventions_apply(
         ).select_related("student")
     )
     outcome = AttendanceOutcome(
-        created=[i for i in opened if i.tier == 1 and i.escalated_from_id is None],
+        created=[i for i in opened if i.escalated_from_id is None],
         escalated=[i for i in opened if i.escalated_from_id is not None],
     )
     # Events for the rows written by this call only (a retry of the slot re-reads the rows

@@ -56,10 +56,30 @@ _UPDATE_FIELDS = [
 ]
 
 
+# Which run computed a row, and when: they say where the figures came from, so they move
+# only with the figures.
+_PROVENANCE = {"computed_at", "job_run_id"}
+
+
 @transaction.atomic
 def student_analytics_upsert(*, rows: list[StudentAnalytics], batch_size: int = 1000) -> int:
     """Insert or update one row per (student, week start): one statement per 1,000 rows
-    (INSERT ... ON CONFLICT DO UPDATE), so a re-run of the week rewrites, never duplicates."""
+    (INSERT ... ON CONFLICT DO UPDATE), so a re-run of the week never duplicates. Rows whose
+    figures are already stored as computed are left alone (one read first): a re-run or a
+    retry of the slot writes nothing, and each row keeps naming the run that computed it."""
+    if not rows:
+        return 0
+    compared = [f for f in _UPDATE_FIELDS if f not in _PROVENANCE]
+    stored = {
+        (r["student_id"], r["week_start"]): r
+        for r in StudentAnalytics.objects.filter(
+            student_id__in=[r.student_id for r in rows], week_start__in={r.week_start for r in rows},
+        ).values("student_id", "week_start", *compared)
+    }
+    rows = [
+        r for r in rows
+        if (old := stored.get((r.student_id, r.week_start))) is None or any(getattr(r, f) != old[f] for f in compared)
+    ]
     if not rows:
         return 0
     StudentAnalytics.objects.bulk_create(

@@ -106,9 +106,11 @@ def report_store(
     """Insert or replace the report of (kind, district, school, period start).
 
     A re-run of the same period keeps the row (and its id, which emails link to) and
-    replaces the content; when the content hash is unchanged only the evidence's run id
-    moves. Two workers racing on a new period: the loser's insert fails on the unique
-    constraint inside a savepoint and it updates the winner's row instead.
+    replaces the content when it changed. When nothing but the run would change, nothing is
+    written: the row keeps naming the run that produced its content, so a re-run or a retry
+    of a slot that finds the same inputs leaves the report exactly as it was. Two workers
+    racing on a new period: the loser's insert fails on the unique constraint inside a
+    savepoint and it updates the winner's row instead.
     """
     extra_csv = dict(extra_csv or {})
     digest = content_hash(html=html, csv_text=csv_text, extra_csv=extra_csv)
@@ -125,6 +127,9 @@ def report_store(
         except IntegrityError:
             existing = Report.objects.select_for_update().get(**key)
     changed = existing.content_hash != digest
+    bookkeeping = {"job_run_id", "updated_at"}
+    if all(getattr(existing, name) == value for name, value in fields.items() if name not in bookkeeping):
+        return Stored(existing, created=False, changed=False)
     for name, value in fields.items():
         setattr(existing, name, value)
     existing.save(update_fields=list(fields))

@@ -8,24 +8,31 @@ attendance included):
    (``interventions.selectors.attendance_risks``: session rate >= the district threshold
    with the minimum enrolled days, the same over the last 30 instructional days, 10+
    absences, 3+ absent instructional days in a row).
-2. Opens a Tier 1 attendance intervention for each at-risk student without an active one,
-   and escalates an active Tier 1 to Tier 2 when the session rate reaches 20%
-   (``interventions.services.attendance_interventions_apply``), which also puts the
-   student on the counselor's priority list and proposes a parent conference.
+2. Opens an attendance intervention for each at-risk student without an active one, at
+   the tier the evidence supports: Tier 2 directly when the session rate is 20% or more
+   with the minimum enrolled days (``interventions.selectors.needs_tier_2``), Tier 1
+   otherwise; and escalates an active Tier 1 opened at an EARLIER slot to Tier 2 when the
+   session rate reaches 20% (``interventions.services.attendance_interventions_apply``).
+   Each opened row puts the student on the counselor's priority list and proposes a
+   parent conference.
 3. Tells each intervention's counselor (its owner) by email and push, high priority.
 No current session (summer): nothing is written and the summary says so.
 
 Idempotency key: the slot. Interventions opened by a slot carry ``opened_at = slot``, so a
 retry finds its earlier attempt's rows instead of opening new ones (and the database allows
-one active intervention per student and type); notifications are keyed
-``attendance-intervention:<intervention>:<recipient>:<channel>``, so a retry sends nothing
-new. A later slot finds the interventions active and opens nothing.
+one active intervention per student and type). An intervention whose ``opened_at`` is this
+slot is never escalated by this slot: a re-run or a retry of the slot (after a failure at
+any step, interventions already committed) finds the same evidence and leaves its rows as
+they are, so running a slot twice gives the same rows as running it once. Notifications
+are keyed ``attendance-intervention:<intervention>:<recipient>:<channel>``, so a retry sends
+nothing new. A later slot finds the interventions active and opens nothing; it escalates a
+Tier 1 only when the rate has since reached 20%.
 
 Student data read: students (school, counselor, enrollment dates), the school calendars,
 attendance records of the session, active attendance interventions. All of it runs inside
 the run's FERPA access trail.
 
-Summary: checked (active students), at_risk, created (Tier 1), escalated (Tier 2),
+Summary: checked (active students), at_risk, created (opened at Tier 1 or 2), escalated (Tier 1 -> 2),
 tasks_created, notifications_queued, notifications_not_queued (suppressed by the recipient's
 preferences or missing address/device, or already queued), without_counselor.
 """

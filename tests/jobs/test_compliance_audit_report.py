@@ -178,7 +178,10 @@ def test_query_count_is_flat(district, world, school):
         return len(ctx.captured_queries)
 
     run_month(district)
-    small = queries(True)  # both measured runs replace the stored report
+    # Both measured runs replace the stored report (one that finds the same content writes
+    # nothing): a new trail entry for October changes the first one's content too.
+    f.AccessLogFactory(at=at(district, 2026, 10, 4), actor=world["principal"], actor_label="princ")
+    small = queries(True)
     for i in range(10):
         s = f.StudentFactory(school=school, directory_opt_out=i % 2 == 0)
         iep = f.IEPFactory(student=s, last_annual_review=dt.date(2025, 10, 1))
@@ -215,3 +218,80 @@ def test_opening_the_report_in_admin_is_on_the_access_trail(district, world, cli
         "admin: view report compliance-audit", f"admin: download {name} of report compliance-audit",
     ]
     assert set(views[0].student_ids) == set(report.evidence["students_named"])
+
+
+# -- exports are safe to open in a spreadsheet ---------------------------------------------------
+HOSTILE = ['=HYPERLINK("http://x.invalid","x")', "+1", "-2", "@x", "\tx", "\rx"]
+
+
+def downloaded_csvs(client, report) -> dict[str, list[list[str]]]:
+    """Every CSV of the report as a person downloads it from the admin, parsed."""
+    files = {}
+    for name in [None, *sorted(report.extra_csv)]:
+        response = client.get(f"/admin/scheduling/report/{report.pk}/csv/", {"name": name} if name else {})
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        files[name or "main"] = list(csv.reader(io.StringIO(response.content.decode(), newline="")))
+    return files
+
+
+@pytest.mark.django_db
+def test_every_csv_cell_that_reads_as_a_formula_is_neutralized_end_to_end(district, world, school, client, system_admin):
+    for i, text in enumerate(HOSTILE):
+        s = f.StudentFactory(school=school, first_name=text, last_name=text, local_id=f"H{i}", grade_level=9)
+        f.Section504PlanFactory(student=s, next_review_due=dt.date(2027, 1, 20))
+        service = f.IEPServiceFactory(iep=f.IEPFactory(student=s, last_annual_review=dt.date(2026, 3, 1)), name=text,
+                                      minutes_per_month=30)
+        f.ServiceLogFactory(service=service, delivered_on=dt.date(2026, 10, 5), minutes=10)
+        f.AccessLogFactory(at=at(district, 2026, 10, 8), actor=world["principal"], actor_label=text, model="students.Student",
+                           operation="disclose", row_count=1, student_ids=[s.pk], student_count=1, recipient=text, purpose=text)
+    run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    client.force_login(system_admin)
+    files = downloaded_csvs(client, report)
+    seen = {name: [c for row in rows for c in row] for name, rows in files.items()}
+    # Each hostile text reached the files it belongs in, neutralized: names, service, recipient, actor.
+    for text in HOSTILE:
+        assert seen["state-section-504-2026-10.csv"].count("'" + text) == 2  # last and first name
+        assert seen["state-idea-services-2026-10.csv"].count("'" + text) == 3  # names and the service
+        assert seen["ferpa-disclosures-2026-10.csv"].count("'" + text) == 3  # who, to whom, why
+        assert "'" + text in seen["main"]
+    # And no cell of any file starts like a formula.
+    for name, cells in seen.items():
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))], name
+    # The stored text is what was downloaded (neutralized when written, not only when served).
+    for name, text in report.extra_csv.items():
+        assert list(csv.reader(io.StringIO(text, newline=""))) == files[name]
+
+
+@pytest.mark.django_db
+def test_a_csv_stored_before_neutralizing_is_served_neutralized(district, client, system_admin):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([["name", "trend", "note"], [HOSTILE[0], -3, "-2+3+cmd|' /C calc'!A0"],
+                                                     ["@x", "-0.5", "+1"]])  # what the writer did before
+    legacy = out.getvalue()
+    report = Report.objects.create(kind="compliance-audit", district=district, period_start=dt.date(2026, 9, 1),
+                                   period_end=dt.date(2026, 9, 30), title="old", html="<p>old</p>", csv=legacy,
+                                   extra_csv={"old.csv": legacy}, evidence={}, content_hash="x" * 64,
+                                   created_at=dt.datetime(2026, 10, 1, tzinfo=UTC), updated_at=dt.datetime(2026, 10, 1, tzinfo=UTC))
+    client.force_login(system_admin)
+    for rows in downloaded_csvs(client, report).values():
+        assert rows == [["name", "trend", "note"], ["'=HYPERLINK(\"http://x.invalid\",\"x\")", "-3", "'-2+3+cmd|' /C calc'!A0"],
+                        ["'@x", "-0.5", "'+1"]]  # bare numbers stay numbers
+
+
+@pytest.mark.django_db
+def test_report_changelist_and_change_page_are_on_the_access_trail(district, world, client, system_admin):
+    run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    named = set(report.evidence["students_named"])
+    assert named == {world["ana"].pk, world["ben"].pk, world["cy"].pk}
+    client.force_login(system_admin)
+    listing = client.get("/admin/scheduling/report/")
+    assert listing.status_code == 200 and report.title.encode() in listing.content
+    page = client.get(f"/admin/scheduling/report/{report.pk}/change/")
+    assert page.status_code == 200 and str(world["cy"].pk).encode() in page.content  # the evidence lists the ids
+    views = AccessLog.objects.filter(actor=system_admin, model="scheduling.Report", operation="view").order_by("id")
+    assert [(v.purpose, set(v.student_ids), v.student_count, v.row_count) for v in views] == [
+        ("admin: changelist scheduling.report", named, 3, 1),
+        ("admin: change report compliance-audit", named, 3, 1),
+    ]
