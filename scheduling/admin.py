@@ -74,6 +74,9 @@ from django.utils.html import format_html, format_html_join  # noqa: E402
 
 from scheduling import reports as report_lib  # noqa: E402
 from scheduling.models import Report  # noqa: E402
+from skillcore.access import access_trail  # noqa: E402
+from skillcore.admin import StudentRecordAdmin  # noqa: E402
+from skillcore.csv_export import neutralized_csv  # noqa: E402
 
 
 @admin.register(Report)
@@ -139,14 +142,38 @@ class ReportAdmin(ReadOnlyAdmin):
     def _log_view(self, request, report: Report, what: str) -> None:
         """A FERPA view row per opening: a compliance report names students (its evidence
         lists them); an aggregate report names none but its reading is still recorded."""
+        self._log_reports(request, [report], f"admin: {what} report {report.kind}")
+
+    @staticmethod
+    def _log_reports(request, reports, purpose: str) -> None:
         from skillcore.models import AccessLog
 
-        ids = sorted((report.evidence or {}).get("students_named", []))
+        ids = sorted({i for r in reports for i in (r.evidence or {}).get("students_named", [])})
         AccessLog.objects.create(
             at=timezone.now(), actor=request.user, actor_label=request.user.get_username()[:150],
-            purpose=f"admin: {what} report {report.kind}", model=Report._meta.label,
-            operation=AccessLog.Operation.VIEW, query_count=0, row_count=1, student_count=len(ids), student_ids=ids,
+            purpose=purpose, model=Report._meta.label, operation=AccessLog.Operation.VIEW, query_count=0,
+            row_count=len(reports), student_count=len(ids), student_ids=ids,
         )
+
+    # The change page shows a report's evidence, whose ``students_named`` are student ids;
+    # the list shows the reports that name them. Both are on the trail like every other
+    # student-record page (skillcore.admin.StudentRecordAdmin): the queries inside
+    # ``access_trail`` and one "view" row naming the students of the reports shown.
+    def changelist_view(self, request, extra_context=None):
+        with access_trail(actor=request.user, purpose="admin: changelist scheduling.report"):
+            response = StudentRecordAdmin._render(super().changelist_view(request, extra_context))
+            cl = (getattr(response, "context_data", None) or {}).get("cl")
+            if response.status_code == 200 and cl is not None and request.method == "GET":
+                self._log_reports(request, list(cl.result_list), "admin: changelist scheduling.report")
+        return response
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        with access_trail(actor=request.user, purpose="admin: change scheduling.report"):
+            response = StudentRecordAdmin._render(super().changeform_view(request, object_id, form_url, extra_context))
+            original = (getattr(response, "context_data", None) or {}).get("original")
+            if object_id and original is not None and response.status_code == 200:
+                self._log_view(request, original, "change")
+        return response
 
     def download_csv(self, request, pk: int):
         report = self._report(request, pk)
@@ -159,7 +186,8 @@ class ReportAdmin(ReadOnlyAdmin):
             text = report.csv
             filename = f"{report.kind}-{report.school.code if report.school_id else report.district_id or 'global'}-{report.period_start}.csv"
         self._log_view(request, report, f"download {name or 'csv'} of")
-        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+        # Re-checked on the way out: a file stored before cells were neutralized is served safe.
+        response = HttpResponse(neutralized_csv(text), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
@@ -167,7 +195,6 @@ class ReportAdmin(ReadOnlyAdmin):
 # -- job outputs about people: weekly student analytics, user lifecycle audit ---------------------
 from interventions.models import StudentAnalytics  # noqa: E402
 from scheduling.models import UserLifecycleChange  # noqa: E402
-from skillcore.admin import StudentRecordAdmin  # noqa: E402
 
 
 @admin.register(StudentAnalytics)

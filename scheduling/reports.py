@@ -8,10 +8,8 @@ same ``content_hash`` whenever and however often the job runs.
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +21,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from scheduling.models import Report
+from skillcore.csv_export import csv_text
 
 
 # -- building a report ------------------------------------------------------------------------
@@ -63,13 +62,9 @@ def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str,
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """CSV text with a header row; None becomes an empty cell, Decimals print as they are."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for r in rows:
-        writer.writerow(["" if v is None else v for v in r])
-    return out.getvalue()
+    """CSV text with a header row; None becomes an empty cell, numbers print as they are and
+    text that a spreadsheet would run as a formula is neutralized (skillcore.csv_export)."""
+    return csv_text(header, rows)
 
 
 def render_html(template: str, context: dict) -> str:
