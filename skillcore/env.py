@@ -6,7 +6,6 @@ person fixing a deployment at 2 a.m. needs the variable's name, not Django's int
 from __future__ import annotations
 
 import sys
-import zoneinfo
 
 import environ
 
@@ -110,9 +109,9 @@ def get_redis_url(name: str) -> str | None:
 
 
 def get_zone(name: str, default: str) -> str:
+    from students.zones import zone_problem  # plain Python: importable before Django is set up
+
     raw = _env.str(name, default=default)
-    try:
-        zoneinfo.ZoneInfo(raw)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        fail(name, f"is not an IANA time zone, got {raw!r}")
+    if zone_problem(raw):  # the districts' rule: a place's IANA zone, not "localtime" or "Factory"
+        fail(name, f"is not an IANA time zone of a place, got {raw!r}")
     return raw

@@ -8,7 +8,6 @@ FERPA trail through StudentRecordAdmin. Changelists select their related rows up
 from __future__ import annotations
 
 import re
-import zoneinfo
 
 from django import forms
 from django.contrib import admin
@@ -38,6 +37,7 @@ from students.models import (
     Student,
     Submission,
 )
+from students.zones import usable_zones
 
 # ---- districts ---------------------------------------------------------------------------------
 
@@ -64,8 +64,9 @@ class OffsetsField(forms.CharField):
 
 
 class DistrictForm(forms.ModelForm):
-    # A list of IANA names rather than free text: a typo cannot reach the scheduler.
-    time_zone = forms.ChoiceField(choices=[(z, z) for z in sorted(zoneinfo.available_timezones())])
+    # A list of IANA names rather than free text: a typo cannot reach the scheduler. The
+    # choices are the model's rule (students.zones); the model's validator refuses the rest.
+    time_zone = forms.ChoiceField(choices=[(z, z) for z in sorted(usable_zones())])
     iep_reminder_offsets = OffsetsField(help_text="Days before the annual review is due, e.g. 90, 60, 30, 14, 7, 0.")
 
     class Meta:

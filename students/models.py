@@ -16,12 +16,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from students.zones import zone_problem
+
 
 def validate_time_zone(value: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"{value!r} is not an IANA time zone (for example America/New_York).")
+    """A district's zone: a real place's IANA zone (students.zones says which and why)."""
+    problem = zone_problem(value)
+    if problem:
+        raise ValidationError(problem[0].upper() + problem[1:] + ".")
 
 
 def default_iep_offsets() -> list[int]:

@@ -77,6 +77,7 @@ from students.models import (
     Student,
     Submission,
 )
+from students.zones import zone_problem
 
 User = get_user_model()
 UTC = dt.timezone.utc
@@ -181,10 +182,8 @@ def validate_spec(*, name: str, students: int, seed: int, time_zone: str, as_of:
         raise SeedError("--name must be 1 to 200 characters.")
     if not isinstance(students, int) or students < 1 or students > MAX_STUDENTS:
         raise SeedError(f"--students must be a whole number from 1 to {MAX_STUDENTS:,}, not {students!r}.")
-    try:
-        zoneinfo.ZoneInfo(time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise SeedError(f"--timezone {time_zone!r} is not an IANA time zone (for example America/New_York).")
+    if zone_problem(time_zone):  # the districts' rule (no "localtime" or "Factory")
+        raise SeedError(f"--timezone {zone_problem(time_zone)}.")
     if not dt.date(2000, 1, 1) <= as_of <= dt.date(2100, 12, 31):
         raise SeedError(f"--as-of {as_of} is outside 2000-2100.")
     if District.objects.filter(name=name).exists():

@@ -17,6 +17,7 @@ from scheduling import cron, registry, selectors, services
 from skillcore.cli import one_line_errors
 from scheduling.models import JobRun, JobSchedule
 from students.models import District
+from students.zones import zone_problem
 
 
 def _bad(message: str) -> CommandError:
@@ -199,6 +200,8 @@ class Command(BaseCommand):
             raise _bad(f"job {job.slug} runs per district: give --district ID (its zone decides the times)")
         if count < 1 or count > 1000:
             raise _bad("--count must be between 1 and 1000")
+        if tz is not None and zone_problem(tz):  # the districts' rule: no "localtime" or "Factory"
+            raise _bad(f"--tz {zone_problem(tz)}")
         zone = tz or self._zone(job, district)
         expr = cron
         if expr is None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from skillcore.cli import one_line_errors
 from students.seed import MAX_STUDENTS, SeedError, seed_district
+from students.zones import zone_problem
 
 
 def parse_count(value: str, option: str) -> int:
@@ -84,10 +85,9 @@ class Command(BaseCommand):
         except (TypeError, ValueError):
             raise CommandError(f"--seed must be a whole number, not {options['seed']!r}.", returncode=2)
         zone = options["timezone"]
-        try:
-            tz = zoneinfo.ZoneInfo(zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            raise CommandError(f"--timezone {zone!r} is not an IANA time zone (for example America/New_York).", returncode=2)
+        if zone_problem(zone):  # the districts' rule (no "localtime" or "Factory")
+            raise CommandError(f"--timezone {zone_problem(zone)}.", returncode=2)
+        tz = zoneinfo.ZoneInfo(zone)
         as_of = parse_date(options["as_of"], "--as-of") if options["as_of"] is not None else timezone.now().astimezone(tz).date()
         name = options["name"] or f"Synthetic District {seed}"
 
