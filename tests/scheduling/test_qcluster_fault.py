@@ -64,3 +64,80 @@ def test_sigkilled_worker_run_resumes_from_its_checkpoint_without_duplicates(tes
         c.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", [retry.pk])
         assert c.fetchone()[0] == retry.result["written"]
         c.execute(f"DROP TABLE {table}")
+
+
+# What a forked process using its parent's pooled connection prints (psycopg), and what
+# the engine logs when a scheduler pass or its bookkeeping fails.
+BROKEN_CONNECTION_SIGNS = ("lost synchronization", "insufficient data", "Could not create task from schedule",
+                           "scheduler pre-pass failed", "alert watch failed", "PoolTimeout")
+
+
+@pytest.fixture
+def busy_job():
+    from scheduling import registry
+    from tests.reliability import busy_jobs
+
+    registry.register(busy_jobs.JOBS[0])
+    yield busy_jobs.JOBS[0]
+    registry.unregister(busy_jobs.JOBS[0].slug)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigkilled_worker_with_the_production_pool_recovers_and_the_scheduler_keeps_passing(
+    test_jobs, busy_job, postgres_only, tmp_path,
+):
+    """Production's database settings (Django's psycopg pool on, tests/support/qcluster.py):
+    the sentinel has run a scheduler pass, so its pool holds an open session, when the worker
+    is killed; the replacement worker, forked from the sentinel, recovers the run and then
+    keeps its connection busy across the sentinel's next passes. A session shared across the
+    fork would be used by both at once (skillcore/forked_db.py)."""
+    from scheduling.models import SchedulerHeartbeat
+
+    table = jobs_for_tests.OUTPUT_TABLE
+    with connection.cursor() as c:
+        c.execute(f"DROP TABLE IF EXISTS {table}")
+        c.execute(f"CREATE TABLE {table} (item integer PRIMARY KEY, run_id bigint)")
+    district = f.DistrictFactory(name="Pool Side")
+    env = cluster_env(
+        Q_RETRY="20", SCHEDULING_LOST_GRACE="2",
+        SCHEDULING_EXTRA_JOB_MODULES="tests.scheduling.jobs_for_tests,tests.reliability.busy_jobs",
+        SCHED_TEST_TIMEOUT="8", SCHED_TEST_ITEMS="20", SCHED_TEST_BATCH="2", SCHED_TEST_PAUSE="0.4",
+        REL_BUSY_SECONDS="35",
+    )
+    assert env["DATABASE_POOL"] == "true"
+    log_path = tmp_path / "qcluster.log"
+    with qcluster(env, log_path):
+        # 1. The sentinel's first scheduler pass (~30 s after start) opens its pool.
+        beat = _wait(lambda: SchedulerHeartbeat.objects.first(), 60, "the first scheduler pass")
+        run = services.run_now(job_slug="t-batches", district=district, acting_user=None)
+        killed_at = _wait(
+            lambda: JobRun.objects.filter(pk=run.pk, status="running", checkpoint__next__gte=7).first(),
+            30, "the first batches",
+        )
+        os.kill(int(killed_at.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+        # 2. The broker redelivers the task to the replacement worker: the run is recovered
+        #    and its retry runs there, from the checkpoint.
+        retry = _wait(
+            lambda: JobRun.objects.filter(retry_of=run.pk, status__in=["succeeded", "failed"]).first(),
+            60, "the retry to finish",
+        )
+        # 3. The same worker then keeps its connection busy for 35 s, across a scheduler pass.
+        passes_before = SchedulerHeartbeat.objects.get(pk=beat.pk).passes
+        busy = services.run_now(job_slug="rel-busy", district=district, acting_user=None)
+        busy = _wait(lambda: JobRun.objects.filter(pk=busy.pk, status__in=["succeeded", "failed"]).first(),
+                     90, "the busy run")
+        passes_during = SchedulerHeartbeat.objects.get(pk=beat.pk).passes - passes_before
+    run.refresh_from_db()
+    output = log_path.read_text()
+    assert [sign for sign in BROKEN_CONNECTION_SIGNS if sign in output] == [], output[-4000:]
+    assert run.status == "failed" and run.error.startswith("worker lost")
+    assert retry.status == "succeeded", (retry.error, output[-3000:])
+    assert (retry.trigger, retry.attempt) == ("retry", 2)
+    assert retry.worker != killed_at.worker
+    assert busy.status == "succeeded", (busy.error, output[-3000:])
+    assert busy.worker == retry.worker  # the worker forked after the sentinel's pool opened
+    assert passes_during >= 1  # the sentinel passed (heartbeat, reaper, schedules) meanwhile
+    with connection.cursor() as c:
+        c.execute(f"SELECT count(*), count(DISTINCT item) FROM {table}")
+        assert c.fetchone() == (20, 20)
+        c.execute(f"DROP TABLE {table}")

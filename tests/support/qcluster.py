@@ -34,11 +34,17 @@ def database_url() -> str:
 
 
 def cluster_env(**extra: str) -> dict[str, str]:
-    """The test database (pytest-django's, by name), the test settings, quiet logs."""
+    """The test database (pytest-django's, by name), the test settings, quiet logs.
+
+    The cluster runs with production's database settings: Django's connection pool on
+    (the test settings turn it off only for the test process itself, whose test-database
+    teardown and a pool disagree). A forked worker, sentinel or scheduler inheriting its
+    parent's pooled connections is exactly what the fault tests must cover."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "skillcore.settings_test",
         "DATABASE_URL": database_url(),
+        "DATABASE_POOL": "true",
         "Q_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
     }
