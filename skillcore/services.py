@@ -30,6 +30,10 @@ def access_log_purge(*, now: dt.datetime, retention_days: int | None = None) -> 
     cutoff = now - dt.timedelta(days=days)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            # The trigger's line is the server's clock at the start of this transaction: never
+            # ask for a row it would refuse (one would abort the whole purge).
+            cursor.execute("SELECT LEAST(%s::timestamptz, now() - interval '7 years')", [cutoff])
+            (cutoff,) = cursor.fetchone()
             cursor.execute("SELECT set_config('skillcore.access_log_purge_before', %s, true)", [cutoff.isoformat()])
     deleted, _ = AccessLog.objects.filter(at__lt=cutoff).delete()
     if connection.vendor == "postgresql":

@@ -237,3 +237,18 @@ def test_the_purge_command_run_with_the_application_role_says_why_it_is_refused(
             cursor.execute(f"SET LOCAL ROLE {roles.app}")
             call_command("purge_access_log", stdout=io.StringIO())
     assert _trail() == trail
+
+
+def test_the_purge_never_asks_for_a_row_inside_the_servers_7_years(roles, trail):
+    """A caller's clock ahead of the server's (or a transaction started before the caller's
+    `now`) must not make the purge select a row the trigger refuses: one refusal aborts it all."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now() - interval '7 years' + interval '12 hours'")
+        (inside,) = cursor.fetchone()
+    f.AccessLogFactory(at=inside, purpose="12 hours inside the server's 7 years")
+    expected = [row for row in _trail() if row["purpose"] != "past the retention"]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {roles.owner}")
+        assert access_log_purge(now=timezone.now() + dt.timedelta(days=1), retention_days=7 * 365 + 2) == 1
+        cursor.execute("RESET ROLE")
+    assert _trail() == expected
