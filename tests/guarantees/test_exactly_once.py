@@ -212,6 +212,10 @@ def test_every_slot_has_its_effect_exactly_once(job, sequences, monkeypatch):
     result = seed_district(name="Harness Unified", students=STUDENTS, seed=12, time_zone=ZONE, as_of=AS_OF)
     world = World(district=result.district, monkeypatch=monkeypatch)
     SETUP.get(job.slug, lambda w: None)(world)
+    assert_exactly_once(job, world)
+
+
+def assert_exactly_once(job: registry.Job, world: World) -> None:
     slot = slot_of(job, world)
     baseline = snap.snapshot()
 
@@ -270,3 +274,37 @@ def assert_next_slot_sends_nothing_twice(baseline: dict, after: dict, *, message
     assert not snap.repeated(interventions, ("student_id", "type")), "two open interventions of one type"
     tasks = snap.new_rows(baseline, after, "interventions_counselortask")
     assert not snap.repeated(tasks, ("intervention_id", "kind")), "a counselor task twice"
+
+
+# -- the harness can fail: two broken jobs it must catch ---------------------------------------
+def _broken_rerun(ctx) -> dict:
+    """Appends an event on every run: a re-run of the slot writes again."""
+    from skillcore.models import StoredEvent
+
+    StoredEvent.objects.create(event_type="harness.broken", payload={}, occurred_at=ctx.scheduled_for)
+    return {}
+
+
+def _broken_resume(ctx) -> dict:
+    """Skips the whole slot when step 1's marker exists: idempotent on a re-run, but a retry
+    after a failure between its two steps never does step 2."""
+    from skillcore.models import StoredEvent
+
+    if StoredEvent.objects.filter(event_type="harness.marker", occurred_at=ctx.scheduled_for).exists():
+        return {}
+    with transaction.atomic():
+        StoredEvent.objects.create(event_type="harness.marker", payload={}, occurred_at=ctx.scheduled_for)
+    with transaction.atomic():
+        StoredEvent.objects.create(event_type="harness.effect", payload={}, occurred_at=ctx.scheduled_for)
+    return {}
+
+
+@pytest.mark.parametrize("entry, caught", [(_broken_rerun, "a manual re-run"), (_broken_resume, "commit point 1/2")])
+def test_the_harness_catches_a_job_that_is_not_exactly_once(entry, caught, sequences):
+    job = registry.register(registry.Job(slug="harness-broken", title="Broken on purpose", default_cron="0 5 * * *",
+                                         why="test", scope="global", entry=entry))
+    try:
+        with pytest.raises(AssertionError, match=caught):
+            assert_exactly_once(job, World(district=None))
+    finally:
+        registry.unregister(job.slug)

@@ -217,3 +217,83 @@ def test_query_count_does_not_grow_with_the_number_of_students(django_assert_num
     with django_assert_num_queries(len(measured)):
         run = run_on(large, days[-1])
     assert (run.result["created"], run.result["escalated"], run.result["notifications_queued"]) == (14, 1, 30)
+
+
+# -- the tier follows the evidence; a slot never escalates its own rows ------------------------
+def test_a_new_student_at_twenty_percent_opens_at_tier_2_directly(district, counselor, setting):
+    flagged, days = setting["flagged"], setting["days"]
+    AttendanceRecord.objects.filter(student=flagged, date=days[2]).update(status="absent-excused", fraction_present=0)
+    # 4 of 20 days absent = 20% with 20 enrolled days: the evidence supports Tier 2 now.
+    run = run_on(district, days[-1])
+    assert (run.result["created"], run.result["escalated"], run.result["notifications_queued"]) == (1, 0, 2)
+    opened = Intervention.objects.get()
+    assert (opened.tier, opened.status, opened.escalated_from_id) == (2, "active", None)
+    assert opened.recommended_strategies == ["Attendance team referral", "Daily check-in/check-out", "Home visit"]
+    assert {n.context["tier"] for n in Notification.objects.all()} == {2}
+    assert EventBusEntry.objects.filter(event_type="intervention.opened", payload__tier=2).count() == 1
+    assert not EventBusEntry.objects.filter(event_type="intervention.escalated").exists()
+
+
+def test_below_the_minimum_enrolled_days_twenty_percent_opens_tier_1(district, school, setting):
+    # Enrolled 5 school days (fewer than the district's minimum), absent on 3 in a row: at
+    # risk by the streak, but a rate over 5 days is no evidence for Tier 2.
+    days = setting["days"]
+    assert district.min_enrolled_days > 5
+    late = f.StudentFactory(school=school, counselor=None, enrollment_date=days[-5])
+    attend([late], days[-5:], absent_on=set(days[-3:]))
+    run_on(district, days[-1])
+    assert Intervention.objects.get(student=late).tier == 1
+
+
+def test_a_rerun_of_the_slot_never_escalates_what_the_slot_opened(district, counselor, setting):
+    flagged, days = setting["flagged"], setting["days"]
+    first = run_on(district, days[-1])
+    tier_1 = Intervention.objects.get()
+    assert tier_1.tier == 1
+    # A late correction: one more absence, the session rate is now 20%.
+    AttendanceRecord.objects.filter(student=flagged, date=days[2]).update(status="absent-excused", fraction_present=0)
+    rows = lambda: sorted(Intervention.objects.values_list("id", "tier", "status", "escalated_from_id"))
+    before = (rows(), CounselorTask.objects.count(), Notification.objects.count(), StoredEvent.objects.count())
+    again = run_on(district, days[-1], trigger=JobRun.Trigger.MANUAL)
+    retry = run_on(district, days[-1], trigger=JobRun.Trigger.RETRY, retry_of=first)
+    assert (again.result["escalated"], retry.result["escalated"]) == (0, 0)
+    assert (rows(), CounselorTask.objects.count(), Notification.objects.count(), StoredEvent.objects.count()) == before
+    # The next evening, the Tier 1 row was opened at an earlier slot: it escalates.
+    later = run_on(district, days[-1] + dt.timedelta(days=1))
+    assert later.result["escalated"] == 1
+    tier_1.refresh_from_db()
+    assert tier_1.status == "escalated" and Intervention.objects.get(status="active", escalated_from=tier_1).tier == 2
+
+
+def test_the_notification_step_failing_then_the_engine_retry_escalates_nothing(district, school, counselor, setting,
+                                                                              monkeypatch):
+    # The tester's realistic path: attempt 1 commits the interventions, then the notification
+    # step fails; the engine's retry (services.after_failure) runs the slot again.
+    flagged, days = setting["flagged"], setting["days"]
+    heavy = f.StudentFactory(school=school, counselor=counselor, enrollment_date=START)
+    attend([heavy], days, absent_on=set(days[:5]))  # 25%: Tier 2 on the first slot already
+    from scheduling.jobs import attendance_interventions as job_module
+
+    real_enqueue = job_module.notifications_enqueue
+
+    def outbox_down(*args, **kwargs):
+        raise ConnectionError("outbox unavailable")
+
+    monkeypatch.setattr(job_module, "notifications_enqueue", outbox_down)
+    slot = local_slot(district, *days[-1].timetuple()[:3], 18, 30)
+    with time_machine.travel(slot + dt.timedelta(minutes=2), tick=False):
+        failed = run_slot(SLUG, district, slot)
+    assert failed.status == JobRun.Status.FAILED and "outbox unavailable" in failed.error
+    assert sorted(Intervention.objects.values_list("student_id", "tier")) == sorted([(flagged.id, 1), (heavy.id, 2)])
+    assert not Notification.objects.exists()
+
+    monkeypatch.setattr(job_module, "notifications_enqueue", real_enqueue)
+    retry = JobRun.objects.get(retry_of=failed, status=JobRun.Status.QUEUED)
+    with time_machine.travel(slot + dt.timedelta(minutes=4), tick=False):
+        done = runner.execute(retry.pk)
+    assert done.status == JobRun.Status.SUCCEEDED, done.error
+    assert done.result["escalated"] == 0 and done.result["notifications_queued"] == 4
+    assert sorted(Intervention.objects.values_list("student_id", "tier", "status")) == sorted(
+        [(flagged.id, 1, "active"), (heavy.id, 2, "active")])
+    assert CounselorTask.objects.count() == 4
+    assert sorted(Notification.objects.values_list("context__tier", flat=True)) == [1, 1, 2, 2]
