@@ -21,6 +21,9 @@ if not _secret:
 SECRET_KEY = _secret
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
+# DEBUG pages and error e-mails: no secret setting, URL password or webhook path shown.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "skillcore.error_reports.SecretsHiddenFilter"
+DEFAULT_EXCEPTION_REPORTER = "skillcore.error_reports.SecretsScrubbedReporter"
 
 INSTALLED_APPS = [
     "skillcore.sites.SkillCoreAdminConfig",  # django.contrib.admin with a staff-only, audited site
@@ -83,6 +86,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env.get_int("DATABASE_POOL_MAX", 10, minimum=1),
             "timeout": 10,
         }
+        # The pool checks a connection as it hands it out (one empty round trip): after a
+        # PostgreSQL restart every idle pooled connection is dead, and without the check each
+        # would fail one request or one job before the pool replaced it. A forked process
+        # never uses its parent's pool (skillcore/forked_db.py).
+        _db["CONN_HEALTH_CHECKS"] = True
     _db["CONN_MAX_AGE"] = 0
 else:
     _db.setdefault("OPTIONS", {})
