@@ -159,6 +159,14 @@ RESENT_BY_DESIGN: dict[str, str] = {
 WRITES_NOTHING: dict[str, str] = {}
 
 
+@pytest.fixture(autouse=True)
+def archive_storage(settings, tmp_path):
+    """Archive files (data-archival) go to the test's own directory, never MEDIA_ROOT."""
+    settings.STORAGES = {**settings.STORAGES, "archive": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "archive"), "allow_overwrite": True}}}
+
+
 @pytest.fixture
 def sequences():
     saved = snap.sequences_save()
