@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -126,7 +128,9 @@ def claim(run_id: int) -> JobRun | None:
 
 def execute(run_id: int, *, enforce_timeout: bool = False, auto_retry: bool = True) -> JobRun | None:
     """Run a queued JobRun to its end. Returns the finished run (None: nothing to do)."""
-    run = claim(run_id)
+    # A delivery that finds the database restarting still claims its run once it is back:
+    # a claim that failed would leave the run queued with its task already spent.
+    run = _with_fresh_connection(lambda: claim(run_id), patience=OUTCOME_MIN_PATIENCE)
     if run is None:
         return None
     return _execute_claimed(run, enforce_timeout=enforce_timeout, auto_retry=auto_retry)
@@ -135,8 +139,6 @@ def execute(run_id: int, *, enforce_timeout: bool = False, auto_retry: bool = Tr
 def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) -> JobRun:
     from django_q.exceptions import TimeoutException
     from django_q.timeout import TimeoutHandler
-
-    from scheduling import services
 
     job = registry.get(run.job)
     ctx = JobContext(run=run, job=job)
@@ -169,10 +171,19 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
         log=ctx.log_text, progress_done=ctx._done if ctx._done is not None else run.progress_done,
         progress_total=ctx._total if ctx._total is not None else run.progress_total,
     )
+    left = (run.deadline - timezone.now()).total_seconds() if run.deadline else 0
+    _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry),
+                           patience=max(left, OUTCOME_MIN_PATIENCE))
+    return run
+
+
+def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool) -> None:
+    from scheduling import services
+
     with transaction.atomic():
         # Conditional on "running": only the write that ends the run counts it. When the
-        # reaper already marked it lost (and counted a failure), the real outcome is still
-        # recorded on the row, but counted no second time.
+        # reaper already marked it lost (and counted a failure, and created its retry), the
+        # real outcome is still recorded on the row, but counted and retried no second time.
         won = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(**outcome)
         if not won:
             JobRun.objects.filter(pk=run.pk).update(**outcome)
@@ -180,7 +191,36 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
         if won:
             counters.run_finished(job=run.job, district_id=run.district_id, status=run.status,
                                   duration_seconds=run.duration_seconds, finished_at=run.finished_at)
-        if status != JobRun.Status.SUCCEEDED:
+        if won and outcome["status"] != JobRun.Status.SUCCEEDED:
             services.after_failure(run=run, job=job, auto_retry=auto_retry)
         alerts.run_finished(run)  # a success resolves the job's open incidents
-    return run
+
+
+# Writing the outcome survives a database restart or outage: retried on a fresh connection,
+# every OUTCOME_RETRY_DELAYS[i] seconds (then the last), until the run's deadline (past it
+# the scheduler's reaper owns the run) but for at least OUTCOME_MIN_PATIENCE.
+OUTCOME_RETRY_DELAYS = (0.5, 1, 2, 4, 5)
+OUTCOME_MIN_PATIENCE = 120.0  # seconds
+
+
+def _with_fresh_connection(write, *, patience: float):
+    """Call ``write()``; on a connection-level error (the server restarted, the session was
+    terminated, no connection can be made) drop the broken connection and try again with
+    a bounded backoff. Without this a PostgreSQL restart mid-run left the run "running"
+    until its deadline (the job's timeout, an hour by default): the job's own failure
+    could not be recorded on the dead connection, nor its retry scheduled."""
+    from django.db import InterfaceError, OperationalError, connection
+
+    give_up = time.monotonic() + patience  # monotonic: a test's pinned clock cannot stall it
+    for attempt in itertools.count():
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            # Inside an outer atomic block the connection cannot be replaced here.
+            if connection.in_atomic_block or time.monotonic() >= give_up:
+                raise
+            delay = OUTCOME_RETRY_DELAYS[min(attempt, len(OUTCOME_RETRY_DELAYS) - 1)]
+            logger.warning("writing the outcome failed (%s); retrying on a fresh connection in %s s", exc, delay)
+            with contextlib.suppress(Exception):
+                connection.close()  # a broken connection: the pool discards it
+            time.sleep(delay)

@@ -77,9 +77,10 @@ def busy_job():
     from scheduling import registry
     from tests.reliability import busy_jobs
 
-    registry.register(busy_jobs.JOBS[0])
-    yield busy_jobs.JOBS[0]
-    registry.unregister(busy_jobs.JOBS[0].slug)
+    job = next(j for j in busy_jobs.JOBS if j.slug == "rel-busy")
+    registry.register(job)
+    yield job
+    registry.unregister(job.slug)
 
 
 @pytest.mark.django_db(transaction=True)
