@@ -412,6 +412,9 @@ def make_views(site):
             return redirect("admin:scheduled_jobs_schedule", pk=pk)
         try:
             run = services.run_now(job_slug=schedule.job, district=schedule.district, acting_user=request.user)
+        except services.QueueUnavailable as exc:  # saved, not sent: say so, never a 500
+            messages.warning(request, str(exc))
+            return redirect("admin:scheduled_jobs_run", pk=exc.run.pk)
         except (services.ScheduleError, registry.UnknownJob) as exc:
             messages.error(request, str(exc))
             return redirect("admin:scheduled_jobs_schedule", pk=pk)
@@ -538,6 +541,9 @@ def make_views(site):
         run = _run_or_404(pk)
         try:
             new = services.retry_run(run=run, acting_user=request.user)
+        except services.QueueUnavailable as exc:  # saved, not sent: say so, never a 500
+            messages.warning(request, str(exc))
+            return redirect("admin:scheduled_jobs_run", pk=exc.run.pk)
         except (services.ScheduleError, registry.UnknownJob) as exc:
             messages.error(request, str(exc))
             return redirect("admin:scheduled_jobs_run", pk=pk)

@@ -16,8 +16,11 @@ date and cluster routing) and replace only that computation, for rows we own:
    missed slots and runs the latest one within the job's window), so the loop must not
    replay slots one per pass.
 2. The sentinel's reference to ``scheduler`` (``django_q.cluster.scheduler``) is replaced
-   by ``scheduler_pass``: a heartbeat row and the lost-run reaper, then the real pass.
-   django-q2 has no scheduler signal; this is the pre-pass hook.
+   by ``scheduler_pass``: a heartbeat row, the lost-run reaper and the stranded-run sweeper
+   (queued runs the task queue refused), then the real pass. django-q2 has no scheduler
+   signal; this is the pre-pass hook. When django-q2 fires and deletes a retry's one-off
+   Schedule, a post_delete receiver records the task id on the run (the sweeper's "has a
+   delivery" mark).
 3. The computation never raises into the pass: django-q2 runs every due row in one
    transaction, so one bad row would stall all schedules (DESIGN.md §1). A row whose
    cron or zone cannot be evaluated is pushed an hour ahead and logged.
@@ -69,9 +72,19 @@ def install() -> None:
     if getattr(django_q.cluster.scheduler, "__name__", "") != "scheduler_pass":
         django_q.cluster.scheduler = scheduler_pass
 
+    from django.db.models.signals import post_delete
+
+    post_delete.connect(_schedule_deleted, sender=Schedule, dispatch_uid="scheduling.retry_task")
+
+
+def _schedule_deleted(sender, instance, **kwargs):
+    from scheduling import services
+
+    services.record_retry_task(schedule=instance)
+
 
 def scheduler_pass(broker=None):
-    """What each qcluster sentinel runs every ~30 s: heartbeat, reaper, then django-q2's pass."""
+    """What each qcluster sentinel runs every ~30 s: heartbeat, reaper, sweeper, then django-q2's pass."""
     from django_q.scheduler import scheduler
 
     from scheduling import runner, services
@@ -82,6 +95,12 @@ def scheduler_pass(broker=None):
         services.reap_lost_runs(now=now)
     except Exception:  # bookkeeping must never stop schedules from firing
         logger.exception("scheduler pre-pass failed")
+    try:
+        # Before django-q2's pass: a retry whose one-off Schedule is due is still waiting
+        # for it here, so the sweeper leaves it to that Schedule.
+        services.enqueue_stranded_runs(now=timezone.now())
+    except Exception:
+        logger.exception("stranded-run sweep failed")
     result = scheduler(broker)
     try:
         # After django-q2's pass, so the slots it just fired are not seen as overdue: long

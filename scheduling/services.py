@@ -32,6 +32,15 @@ class ScheduleError(ValueError):
     """Bad input for a scheduling action; the message is one line for the user."""
 
 
+class QueueUnavailable(ScheduleError):
+    """The run was saved (queued) but the task queue refused it (Redis down): the one-line
+    message says so, and the scheduler's sweeper sends it once the queue is back."""
+
+    def __init__(self, message: str, *, run: JobRun):
+        super().__init__(message)
+        self.run = run
+
+
 # -- helpers ---------------------------------------------------------------------------------
 def global_zone() -> str:
     return settings.SCHEDULING_GLOBAL_TIME_ZONE
@@ -365,15 +374,27 @@ def _schedule_for(job: registry.Job, district: District | None) -> JobSchedule |
     return JobSchedule.objects.filter(job=job.slug, district=district, removed_at__isnull=True).first()
 
 
-def _enqueue(run: JobRun, job: registry.Job) -> None:
-    """Send the run to the cluster once the transaction commits (Redis is not transactional)."""
+def _send(run: JobRun, job: registry.Job) -> str:
+    """Put the run's task on the queue now and record its id; raises QueueUnavailable."""
     from django_q.tasks import async_task
 
-    def send():
+    try:
         task_id = async_task(EXECUTE_FUNC, run.pk, q_options={"timeout": job.timeout, "task_name": f"{job.slug}-run-{run.pk}"})
-        JobRun.objects.filter(pk=run.pk, task_id="").update(task_id=task_id or "")
+    except Exception as exc:  # the broker's own errors (redis.ConnectionError, ...): one message
+        logger.warning("run %s: the task queue refused it: %s", run.pk, exc)
+        raise QueueUnavailable(
+            f"The task queue is unreachable ({type(exc).__name__}): run #{run.pk} is saved as queued "
+            f"and will start automatically once the queue is back.", run=run,
+        ) from exc
+    JobRun.objects.filter(pk=run.pk, task_id="").update(task_id=task_id or "")
+    return task_id
 
-    transaction.on_commit(send)
+
+def _enqueue(run: JobRun, job: registry.Job) -> None:
+    """Send the run to the cluster once the transaction commits (Redis is not transactional):
+    the worker must find the row. When the queue refuses it, the committed run stays queued
+    without a task id (the sweeper's mark) and the caller gets QueueUnavailable."""
+    transaction.on_commit(lambda: _send(run, job))
 
 
 @transaction.atomic
@@ -533,7 +554,7 @@ def _create_retry(run: JobRun, *, when: dt.datetime, note: str, acting_user=None
 def _schedule_retry(retry: JobRun, job: registry.Job, when: dt.datetime) -> Schedule:
     """A django-q2 one-off Schedule (visible in admin until it fires) that executes the retry."""
     q = Schedule.objects.create(
-        name=f"skillcore:retry:{retry.pk}", func=EXECUTE_FUNC,
+        name=_retry_schedule_name(retry.pk), func=EXECUTE_FUNC,
         kwargs=repr({"run_id": retry.pk, "q_options": {"timeout": job.timeout}}),
         schedule_type=Schedule.ONCE, repeats=-1, next_run=when,
     )
@@ -614,9 +635,67 @@ def reap_lost_runs(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     count = 0
     for run in JobRun.objects.filter(status=JobRun.Status.RUNNING, deadline__lt=now):
-        if recover_lost_run(run=run, now=now, enqueue=True) is not None:
+        try:
+            recovered = recover_lost_run(run=run, now=now, enqueue=True)
+        except QueueUnavailable:
+            recovered = True  # committed; its retry is queued without a task: the sweeper sends it
+        if recovered is not None:
             count += 1
     return count
+
+
+# A queued run without a task id this long after it was due lost its delivery: the queue
+# refused it (Redis down at "run now", retry or recovery), or a worker died between a slot's
+# claim and its start. The grace covers the moment between a commit and its on_commit send.
+STRANDED_GRACE = dt.timedelta(seconds=60)
+STRANDED_BATCH = 500
+
+
+def enqueue_stranded_runs(*, now: dt.datetime | None = None) -> int:
+    """Send every stranded queued run to the queue once (the scheduler pass calls it);
+    returns how many were sent. Stops at the first refusal: the queue is still down.
+
+    A run due through a one-off retry Schedule is not stranded while that row waits; once
+    django-q2 fires it the run records the task id (``record_retry_task``). A delivery
+    sent twice is harmless: the runner's claim is a conditional queued -> running UPDATE.
+    Two indexed queries when nothing is stranded."""
+    now = now or timezone.now()
+    candidates = list(
+        JobRun.objects.filter(status=JobRun.Status.QUEUED, task_id="", enqueued_at__lt=now - STRANDED_GRACE)
+        .order_by("enqueued_at", "pk")[:STRANDED_BATCH]
+    )
+    if not candidates:
+        return 0
+    waiting = set(Schedule.objects.filter(name__in=[_retry_schedule_name(r.pk) for r in candidates])
+                  .values_list("name", flat=True))
+    sent = 0
+    for run in candidates:
+        if _retry_schedule_name(run.pk) in waiting:
+            continue
+        try:
+            _send(run, registry.get(run.job))
+        except registry.UnknownJob:
+            logger.error("stranded run %s: unknown job %s", run.pk, run.job)
+            continue
+        except QueueUnavailable:
+            break  # logged by _send; the next pass tries again
+        logger.info("run %s had no task (queue refused it or its worker died): sent", run.pk)
+        sent += 1
+    return sent
+
+
+def _retry_schedule_name(run_id: int) -> str:
+    return f"skillcore:retry:{run_id}"
+
+
+def record_retry_task(*, schedule: Schedule) -> None:
+    """django-q2 just fired and deleted a retry's one-off Schedule (inside its pass's
+    transaction, so only when the task was really enqueued): the run records the task id,
+    which tells the sweeper it has a delivery."""
+    name = schedule.name or ""
+    prefix = _retry_schedule_name(0)[:-1]
+    if schedule.task and name.startswith(prefix) and name[len(prefix):].isdigit():
+        JobRun.objects.filter(pk=int(name[len(prefix):]), task_id="").update(task_id=schedule.task[:64])
 
 
 def record_heartbeat(*, name: str, now: dt.datetime | None = None) -> None:
