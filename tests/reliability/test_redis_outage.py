@@ -144,6 +144,14 @@ def test_an_automatic_retry_waiting_for_its_schedule_is_sent_by_that_schedule_on
                                    started_at=now, finished_at=now, error="boom")
     retry = services.after_failure(run=failed, job=test_jobs["t-flaky"], now=now)
     assert retry.task_id == "" and retry.enqueued_at > now
+    # Due while Redis is down: django-q2's pass (one transaction) rolls back, the one-off
+    # Schedule stays, and the sweeper leaves the run to it.
+    from django_q.models import Schedule
+
+    _pass_later(600)
+    retry.refresh_from_db()
+    assert (retry.status, retry.task_id) == ("queued", "")
+    assert Schedule.objects.filter(name=f"skillcore:retry:{retry.pk}").exists()
     queue.point(REDIS_BACK)
     # Long past its due time and the grace (a scheduler was down): django-q2's pass fires
     # the one-off Schedule; the sweeper, before it, left the run to that Schedule.
