@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from scheduling import alerts, counters, registry
 from scheduling.models import JobRun, JobSchedule
-from skillcore.access import access_trail
+from skillcore.access import access_trail, current_trail
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,18 @@ class JobContext:
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         """Store where a retry should resume. Call it inside the same transaction as the
-        batch's outputs, so a crash leaves either both or neither."""
+        batch's outputs, so a crash leaves either both or neither.
+
+        The reads the access trail collected so far are written in the same transaction
+        (the batch's writes already carry theirs): after a crash, every batch a retry
+        resumes after is on the trail. No savepoint (``savepoint=False``): inside the
+        batch's transaction this adds no statement; called alone it opens its own."""
         self.checkpoint = dict(checkpoint)
-        self._write(checkpoint=self.checkpoint, progress_done=self._done, progress_total=self._total)
+        with transaction.atomic(savepoint=False):
+            self._write(checkpoint=self.checkpoint, progress_done=self._done, progress_total=self._total)
+            trail = current_trail()
+            if trail is not None:
+                trail.flush()
 
     def _write(self, **fields: Any) -> None:
         JobRun.objects.filter(pk=self.run.pk).update(**fields)

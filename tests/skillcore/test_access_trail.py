@@ -79,13 +79,12 @@ def test_tables_without_student_data_are_not_logged(district):
     assert not AccessLog.objects.exists()
 
 
-def test_tables_one_hop_from_students_are_logged_without_ids():
+def test_tables_one_hop_from_students_are_logged_with_their_parents_students():
     member = f.IEPTeamMemberFactory()
     with access_trail(purpose="p", actor_label="t"):
         list(IEPTeamMember.objects.all())
     row = _log("iep.IEPTeamMember", "read")
-    assert row.row_count == 1 and row.student_ids == []
-    assert member.pk
+    assert row.row_count == 1 and row.student_ids == [member.iep.student_id] and row.student_count == 1
 
 
 def test_the_trail_is_written_when_the_block_raises(school):
@@ -198,3 +197,163 @@ def test_bulk_create_ignoring_conflicts_is_recorded(school):
             ignore_conflicts=True,
         )
     assert _log("students.AttendanceRecord", "create").student_ids == sorted([a.id, b.id])
+
+
+# -- writes commit with their trail; reads flush at checkpoints ------------------------------
+def test_a_write_has_its_trail_row_at_once_and_a_rolled_back_savepoint_takes_both_away(school):
+    kept, dropped = f.StudentFactory.create_batch(2, school=school)
+    f.AttendanceRecordFactory(student=kept, date=dt.date(2026, 9, 1))
+    f.AttendanceRecordFactory(student=dropped, date=dt.date(2026, 9, 1))
+    with access_trail(purpose="p", actor_label="t"):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            AttendanceRecord.objects.filter(student=dropped).delete()
+            assert AccessLog.objects.filter(operation="delete", student_ids=[dropped.id]).exists()
+            raise RuntimeError("the batch fails")
+        AttendanceRecord.objects.filter(student=kept).delete()
+        # Written with the statement, not when the block ends.
+        written = AccessLog.objects.get(operation="delete")
+    assert written.student_ids == [kept.id] and written.model == "students.AttendanceRecord"
+    assert AttendanceRecord.objects.filter(student=dropped).exists()
+    assert list(AccessLog.objects.filter(operation="delete").values_list("student_ids", flat=True)) == [[kept.id]]
+
+
+def test_each_write_statement_gets_one_row_and_its_own_results_stay_readable(school):
+    a, b = f.StudentFactory.create_batch(2, school=school)
+    with access_trail(purpose="p", actor_label="t"):
+        record = AttendanceRecord.objects.create(student=a, date=dt.date(2026, 9, 2), status="present")
+        assert record.pk and AttendanceRecord.objects.filter(pk=record.pk).exists()  # INSERT ... RETURNING id
+        assert AttendanceRecord.objects.filter(student__in=[a, b]).update(status="tardy") == 1
+        assert AttendanceRecord.objects.filter(student=b).update(status="absent") == 0
+    rows = AccessLog.objects.filter(model="students.AttendanceRecord").order_by("id")
+    assert [(r.operation, r.query_count, r.row_count, r.student_ids) for r in rows] == [
+        ("create", 1, 1, [a.id]), ("update", 1, 1, [a.id]),
+        # the read of the block, and the UPDATE that matched nothing: no row of its own
+        ("read", 1, 1, []), ("update", 1, 0, []),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_autocommit_write_and_its_trail_row_commit_together(school, monkeypatch):
+    from skillcore.access import AccessTrail
+
+    a = f.StudentFactory(school=school)
+    record = f.AttendanceRecordFactory(student=a, date=dt.date(2026, 9, 1), status="present")
+    assert not connection.in_atomic_block
+    with access_trail(purpose="p", actor_label="t"):
+        AttendanceRecord.objects.filter(pk=record.pk).update(status="tardy")  # QuerySet.update: no atomic of its own
+    assert AccessLog.objects.get(operation="update").student_ids == [a.id]
+
+    def refuse(self, connection, items):
+        raise DatabaseError("the trail row cannot be written")
+
+    monkeypatch.setattr(AccessTrail, "_insert", refuse)
+    with pytest.raises(DatabaseError), access_trail(purpose="p", actor_label="t"):
+        AttendanceRecord.objects.filter(pk=record.pk).update(status="absent")
+    # No trail row, no change: the statement rolled back with its trail row.
+    record.refresh_from_db()
+    assert record.status == "tardy"
+
+
+def _job_context(school):
+    from scheduling import registry
+    from scheduling.runner import JobContext
+
+    from scheduling.models import JobRun
+
+    run = JobRun.objects.create(job="data-archival", district=school.district, slot=timezone.now(), status="running")
+    return JobContext(run=run, job=registry.get("data-archival"))
+
+
+def test_reads_are_written_with_each_checkpoint_in_its_transaction(school):
+    students = f.StudentFactory.create_batch(2, school=school)
+    ctx = _job_context(school)
+    with access_trail(purpose="p", job_run_id=ctx.run.id):
+        list(Student.objects.filter(school=school))
+        with transaction.atomic():
+            ctx.save_checkpoint({"after": 1})
+            assert AccessLog.objects.get(operation="read").student_ids == sorted(s.id for s in students)
+        list(Student.objects.filter(pk=students[0].pk))
+        assert AccessLog.objects.filter(operation="read").count() == 1  # the second read waits for the next flush
+    reads = list(AccessLog.objects.filter(operation="read").order_by("id").values_list("student_ids", flat=True))
+    assert reads == [sorted(s.id for s in students), [students[0].id]]
+
+
+def test_reads_flushed_by_a_checkpoint_that_rolls_back_are_written_again_at_the_end(school):
+    student = f.StudentFactory(school=school)
+    ctx = _job_context(school)
+    with access_trail(purpose="p", job_run_id=ctx.run.id):
+        list(Student.objects.filter(school=school))
+        with pytest.raises(RuntimeError), transaction.atomic():
+            ctx.save_checkpoint({"after": 1})
+            raise RuntimeError("the batch fails after its checkpoint")
+        assert not AccessLog.objects.exists()
+        ctx.run.refresh_from_db()
+        assert ctx.run.checkpoint == {}  # the checkpoint rolled back with the batch
+    assert AccessLog.objects.get(operation="read").student_ids == [student.id]
+
+
+# -- one-hop tables name students through their parent ---------------------------------------
+def test_one_hop_reads_and_writes_name_the_parents_students(school):
+    from iep.models import Accommodation, IEPMeeting, IEPService
+
+    ieps = [f.IEPFactory(student=f.StudentFactory(school=school)) for _ in range(3)]
+    plan = f.Section504PlanFactory(student=f.StudentFactory(school=school))
+    for iep in ieps:
+        f.IEPServiceFactory(iep=iep)
+    with access_trail(purpose="p", actor_label="t"):
+        IEPMeeting.objects.bulk_create([IEPMeeting(iep=i, purpose="annual-review", scheduled_for=timezone.now())
+                                        for i in ieps[:2]])
+        list(IEPService.objects.values("iep_id", "minutes_per_month"))
+        Accommodation.objects.create(plan=plan, description="Quiet room")
+        IEPMeeting.objects.filter(iep=ieps[0]).delete()
+    assert _log("iep.IEPMeeting", "create").student_ids == sorted(i.student_id for i in ieps[:2])
+    assert _log("iep.IEPService", "read").student_ids == sorted(i.student_id for i in ieps)
+    assert _log("iep.IEPService", "read").student_count == 3
+    assert _log("iep.Accommodation", "create").student_ids == [plan.student_id]
+    assert _log("iep.IEPMeeting", "delete").student_ids == [ieps[0].student_id]
+
+
+def test_one_hop_ids_are_resolved_in_one_statement_per_table_per_flush(school, monkeypatch):
+    from iep.models import IEPService
+
+    for _ in range(30):
+        f.IEPServiceFactory(iep=f.IEPFactory(student=f.StudentFactory(school=school)))
+    from django.db import connections
+
+    statements = []
+    wrapper = type(connections["default"])
+    real = wrapper.create_cursor
+
+    def counting(self, name=None):
+        cursor = real(self, name)
+        execute = cursor.execute
+
+        def spy(sql, params=None):
+            statements.append(sql)
+            return execute(sql, params)
+
+        cursor.execute = spy
+        return cursor
+
+    monkeypatch.setattr(wrapper, "create_cursor", counting)
+    with access_trail(purpose="p", actor_label="t"):
+        for service in IEPService.objects.all():
+            assert service.iep_id
+        list(IEPService.objects.filter(minutes_per_month__gt=0))
+        statements.clear()
+    trail = [s for s in statements if "skillcore_accesslog" in s]
+    assert len(trail) == 1 and len(statements) == 1
+    assert _log("iep.IEPService", "read").student_count == 30
+
+
+def test_a_job_reading_iep_team_members_and_meetings_names_their_students(district, school):
+    from tests.jobs.test_iep_review_reminders import DUE, REVIEWED, run_on
+
+    manager = f.StaffFactory(roles=["case_manager"], schools=[school])
+    iep = f.IEPFactory(student=f.StudentFactory(school=school), last_annual_review=REVIEWED, case_manager=manager)
+    f.IEPTeamMemberFactory(iep=iep, user=f.StaffFactory(roles=["teacher"], schools=[school]))
+    run = run_on(district, DUE - dt.timedelta(days=14))
+    one_hop = AccessLog.objects.filter(job_run_id=run.id, model__in=["iep.IEPTeamMember", "iep.IEPMeeting"])
+    assert {r.model for r in one_hop} == {"iep.IEPTeamMember", "iep.IEPMeeting"}
+    assert all(r.student_ids == [iep.student_id] for r in one_hop if r.row_count), [(r.model, r.operation, r.student_ids) for r in one_hop]
+    assert one_hop.filter(model="iep.IEPMeeting", operation="create", student_ids=[iep.student_id]).exists()
