@@ -3,8 +3,8 @@
 FERPA asks that access to education records be limited to school officials with a
 legitimate educational interest and that requests and disclosures be recorded
 (34 CFR 99.31, 99.32). Every job run and every staff view of a student record writes
-here. On PostgreSQL a trigger refuses UPDATE and DELETE (see migration 0002); rows older
-than the retention can only be purged through ``access_log_purge``.
+here. On PostgreSQL a trigger refuses UPDATE and TRUNCATE, and DELETE of any row younger
+than 7 years (migration 0005); older rows can only be purged through ``access_log_purge``.
 """
 from __future__ import annotations
 

@@ -195,7 +195,9 @@ FCM_DRY_RUN = env.get_bool("FCM_DRY_RUN", DEBUG)
 FCM_ENDPOINT = env.get_str("FCM_ENDPOINT", "")
 
 # --- FERPA access trail ---------------------------------------------------------------
-ACCESS_LOG_RETENTION_DAYS = env.get_int("ACCESS_LOG_RETENTION_DAYS", 7 * 365 + 2, minimum=7 * 365)
+# At least the most days 7 calendar years can span (two leap days), the trigger's own line
+# (skillcore.services.STATUTORY_MINIMUM_DAYS): a shorter value would only make the purge refuse.
+ACCESS_LOG_RETENTION_DAYS = env.get_int("ACCESS_LOG_RETENTION_DAYS", 7 * 365 + 2, minimum=7 * 365 + 2)
 
 # --- django-q2 -------------------------------------------------------------------------
 # The ORM broker on the main database by default; Redis when REDIS_URL is set.
