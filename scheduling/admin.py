@@ -95,7 +95,7 @@ class ReportAdmin(ReadOnlyAdmin):
 
     def _may_read_reports(self, request) -> bool:
         from students.models import Role
-        from students.scoping import staff_of
+        from students.roles import staff_of
 
         s = staff_of(request.user)
         return s.is_system_admin or (s.district_id is not None and s.has(Role.DISTRICT_ADMIN, Role.PRINCIPAL))
@@ -223,7 +223,7 @@ class UserLifecycleChangeAdmin(ReadOnlyAdmin):
 
     def _district_id(self, request):
         from students.models import Role
-        from students.scoping import staff_of
+        from students.roles import staff_of
 
         s = staff_of(request.user)
         if s.is_system_admin:

@@ -31,7 +31,7 @@ UTC = dt.timezone.utc
 
 # -- permission ----------------------------------------------------------------------------------
 def _require_system_admin(request) -> None:
-    from students.scoping import staff_of
+    from students.roles import staff_of
 
     if not staff_of(request.user).is_system_admin:
         raise PermissionDenied("The scheduled-jobs dashboard is for system administrators.")

@@ -10,7 +10,7 @@ from django.utils import timezone
 from scheduling.emergency import emergency_broadcast_send
 from scheduling.ops_models import EmergencyBroadcast, RolloverRequest
 from students.models import District, Role
-from students.scoping import staff_of
+from students.roles import staff_of
 
 
 def _may_broadcast(user) -> bool:

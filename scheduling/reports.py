@@ -136,7 +136,7 @@ def reports_visible_to(user) -> QuerySet[Report]:
     """System admins: every report; district admins: their district's (district-wide and
     every school's); principals: their schools' reports. Nobody else."""
     from students.models import Role
-    from students.scoping import NOTHING, is_staff_member, staff_of
+    from students.roles import is_staff_member, staff_of
 
     s = staff_of(user)
     qs = Report.objects.select_related("district", "school")
@@ -144,7 +144,7 @@ def reports_visible_to(user) -> QuerySet[Report]:
         return qs
     if not is_staff_member(user):
         return qs.none()
-    q = NOTHING
+    q = Q(pk__in=[])  # nothing, unless a role below adds rows
     if s.has(Role.DISTRICT_ADMIN):
         q |= Q(district_id=s.district_id)
     if s.has(Role.PRINCIPAL):

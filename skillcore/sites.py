@@ -19,7 +19,7 @@ from django.contrib.admin.apps import AdminConfig
 
 class SkillCoreAdminSite(admin.AdminSite):
     def has_permission(self, request):
-        from students.scoping import is_staff_member
+        from students.roles import is_staff_member
 
         return super().has_permission(request) and is_staff_member(request.user)
 
@@ -30,7 +30,7 @@ class SkillCoreAdminSite(admin.AdminSite):
         return dashboard.urls(self) + super().get_urls()
 
     def each_context(self, request):
-        from students.scoping import staff_of
+        from students.roles import staff_of
 
         context = super().each_context(request)
         # The admin index links the dashboard for system admins (templates/admin/index.html);

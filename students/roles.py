@@ -6,6 +6,8 @@ students.scoping; these are the model-level permissions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from students.models import Role
 
 VIEW = "view"
@@ -58,7 +60,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     Role.STUDENT: {},
 }
 
-STAFF_ROLES = {Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER}
+STAFF_ROLES = frozenset(
+    str(r) for r in (Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER)
+)
 
 
 def sync_roles(apps=None) -> None:
@@ -104,3 +108,44 @@ def user_roles(user) -> set[str]:
 
 def has_role(user, *roles: str) -> bool:
     return bool(user_roles(user) & {str(r) for r in roles})
+
+
+@dataclass(frozen=True)
+class Staff:
+    """What the scope rules and the engine need to know about a user, read once per request
+    (two queries): roles, whether a system admin, district and schools."""
+
+    user_id: int | None
+    is_system_admin: bool
+    roles: frozenset[str]
+    district_id: int | None
+    school_ids: tuple[int, ...]
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles & {str(r) for r in roles})
+
+
+def staff_of(user) -> Staff:
+    """The user's roles and workplace; cached on the user object (one per request)."""
+    cached = getattr(user, "_skillcore_staff", None)
+    if cached is not None:
+        return cached
+    from students.models import StaffProfile
+
+    if not (user and user.is_authenticated and user.is_active):
+        staff = Staff(None, False, frozenset(), None, ())
+    else:
+        roles = frozenset(user_roles(user)) & STAFF_ROLES
+        profile = StaffProfile.objects.filter(user_id=user.pk).values_list("pk", "district_id").first()
+        school_ids: tuple[int, ...] = ()
+        if profile:
+            school_ids = tuple(StaffProfile.schools.through.objects.filter(staffprofile_id=profile[0]).values_list("school_id", flat=True))
+        staff = Staff(user.pk, bool(user.is_superuser), roles, profile[1] if profile else None, school_ids)
+    user._skillcore_staff = staff
+    return staff
+
+
+def is_staff_member(user) -> bool:
+    """May this user use the staff admin at all? Guardians and students never, even with is_staff."""
+    s = staff_of(user)
+    return s.is_system_admin or (bool(s.roles) and s.district_id is not None)

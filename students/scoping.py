@@ -33,52 +33,9 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model, Q
 
 from students.models import Role
+from students.roles import Staff, is_staff_member, staff_of
 
 NOTHING = Q(pk__in=[])
-STAFF_ROLES = frozenset(
-    str(r) for r in (Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER)
-)
-
-
-@dataclass(frozen=True)
-class Staff:
-    """What the rules need to know about a user, read once per request (two queries)."""
-
-    user_id: int | None
-    is_system_admin: bool
-    roles: frozenset[str]
-    district_id: int | None
-    school_ids: tuple[int, ...]
-
-    def has(self, *roles: str) -> bool:
-        return bool(self.roles & {str(r) for r in roles})
-
-
-def staff_of(user) -> Staff:
-    """The user's roles and workplace; cached on the user object (one per request)."""
-    cached = getattr(user, "_skillcore_staff", None)
-    if cached is not None:
-        return cached
-    from students.models import StaffProfile
-    from students.roles import user_roles
-
-    if not (user and user.is_authenticated and user.is_active):
-        staff = Staff(None, False, frozenset(), None, ())
-    else:
-        roles = frozenset(user_roles(user)) & STAFF_ROLES
-        profile = StaffProfile.objects.filter(user_id=user.pk).values_list("pk", "district_id").first()
-        school_ids: tuple[int, ...] = ()
-        if profile:
-            school_ids = tuple(StaffProfile.schools.through.objects.filter(staffprofile_id=profile[0]).values_list("school_id", flat=True))
-        staff = Staff(user.pk, bool(user.is_superuser), roles, profile[1] if profile else None, school_ids)
-    user._skillcore_staff = staff
-    return staff
-
-
-def is_staff_member(user) -> bool:
-    """May this user use the staff admin at all? Guardians and students never, even with is_staff."""
-    s = staff_of(user)
-    return s.is_system_admin or (bool(s.roles) and s.district_id is not None)
 
 
 def _p(path: str, rest: str) -> str:
