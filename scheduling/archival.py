@@ -49,7 +49,7 @@ from django.db.models import Q
 
 from interventions.models import CounselorTask, Intervention
 from notifications.models import Message, Notification, Status
-from scheduling.lifecycle import years_before
+from students.inactive_users import years_before
 from students.models import AttendanceRecord, District, Grade
 
 BATCH_SIZE = 10_000

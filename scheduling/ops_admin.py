@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from scheduling.emergency import emergency_broadcast_send
+from notifications.emergency import emergency_broadcast_send
 from scheduling.ops_models import EmergencyBroadcast, RolloverRequest
 from students.models import District, Role
 from students.roles import staff_of
@@ -93,7 +93,7 @@ class RolloverRequestForm(forms.ModelForm):
     NEEDED = ("district", "to_name", "start_date", "end_date")
 
     def clean(self):
-        from scheduling import rollover
+        from students import rollover
 
         data = super().clean()
         if self.instance.pk is not None:
@@ -149,7 +149,7 @@ class RolloverRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve and schedule (a second system admin)")
     def approve_and_schedule(self, request, queryset):
-        from scheduling import rollover
+        from students import rollover
 
         for req in queryset:
             try:

@@ -31,7 +31,7 @@ from scheduling.registry import Job
 
 def build(*, district, as_of: dt.date) -> dict:
     """Everything the report holds, as of a local date: title, html, csv, exports, evidence."""
-    from scheduling import compliance
+    from iep import compliance
     from scheduling.reports import bar_chart, render_html, to_csv
 
     first, last = compliance.month_before(as_of)

@@ -22,7 +22,7 @@ from scheduling.registry import Job
 
 
 def run(ctx) -> dict:
-    from scheduling import emergency
+    from notifications import emergency
 
     day = ctx.scheduled_for.astimezone(ctx.district.zone).date()
     sent = emergency.emergency_test_send(district=ctx.district, day=day, job_run_id=ctx.run.id, now=ctx.scheduled_for)

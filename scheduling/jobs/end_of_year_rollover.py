@@ -29,7 +29,7 @@ from scheduling.registry import Job
 
 
 def run(ctx) -> dict:
-    from scheduling import rollover
+    from students import rollover
 
     req = rollover.next_request(ctx.district)
     if req is None:

@@ -27,7 +27,7 @@ from scheduling.registry import Job
 
 
 def run(ctx) -> dict:
-    from scheduling.lifecycle import inactive_users_apply, summarize
+    from students.inactive_users import inactive_users_apply, summarize
 
     local_date = ctx.scheduled_for.astimezone(ctx.district.zone).date()
     changes = inactive_users_apply(

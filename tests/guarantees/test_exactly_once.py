@@ -32,7 +32,8 @@ import pytest
 import time_machine
 from django.db import transaction
 
-from scheduling import cron, registry, rollover, runner
+from scheduling import cron, registry, runner
+from students import rollover
 from scheduling.models import JobRun
 from students.seed import seed_district
 from tests import factories as f

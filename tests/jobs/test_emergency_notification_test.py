@@ -19,7 +19,7 @@ from django_q.models import Schedule
 
 from notifications import delivery
 from notifications.models import Category, Frequency, Notification, Status
-from scheduling import emergency
+from notifications import emergency
 from scheduling.models import EmergencyBroadcast, JobRun, Report
 from students.models import Role
 from tests import factories as f

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from interventions.models import Intervention
-from scheduling import rollover
+from students import rollover
 from scheduling.models import JobRun, RolloverRequest
 from skillcore.models import AccessLog
 from students.models import AcademicSession, Role, Student

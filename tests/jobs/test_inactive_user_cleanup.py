@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from scheduling.lifecycle import years_before
+from students.inactive_users import years_before
 from scheduling.models import JobRun, UserLifecycleChange
 from skillcore.models import AccessLog
 from students.models import Role, StaffProfile, Student
@@ -224,7 +224,7 @@ def test_two_runs_at_once_change_and_audit_each_person_once(district, people):
     during the scheduled one): every change is made and audited exactly once."""
     import threading
 
-    from scheduling.lifecycle import inactive_users_apply
+    from students.inactive_users import inactive_users_apply
 
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (row locks across connections)")

@@ -27,7 +27,7 @@ from scheduling.reports import render_html, report_store, to_csv
 from students.models import District, GuardianLink, StaffProfile
 
 REPORT_DELAY = dt.timedelta(minutes=15)
-REFRESH_FUNC = "scheduling.emergency.emergency_test_report_refresh"
+REFRESH_FUNC = "notifications.emergency.emergency_test_report_refresh"
 
 # What each scenario would say for real: the test quotes it so recipients see the wording.
 SAMPLE_MESSAGES = {

@@ -13,7 +13,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import lifecycle, services
+from scheduling import services
+from students import inactive_users
 from scheduling.models import JobRun
 from skillcore.access import access_trail
 from students.models import District
@@ -43,10 +44,10 @@ class Command(BaseCommand):
             day = timezone.now().astimezone(zone).date()
         if dry_run:
             with access_trail(actor_label="manage.py inactive_users --dry-run", purpose="inactive-user cleanup: dry run"):
-                changes = lifecycle.inactive_users_plan(district=found, as_of=day)
+                changes = inactive_users.inactive_users_plan(district=found, as_of=day)
             for c in changes:
                 self.stdout.write(f"would {c.action}: {c.label} [{c.rule}]")
-            counts = ", ".join(f"{k} {v}" for k, v in lifecycle.summarize(changes).items())
+            counts = ", ".join(f"{k} {v}" for k, v in inactive_users.summarize(changes).items())
             self.stdout.write(f"dry run as of {day}: {len(changes)} changes ({counts}); nothing written")
             return
         # The job's slot is 02:00 local on that date, as the scheduler would run it.

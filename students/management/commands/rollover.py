@@ -21,7 +21,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import rollover
+from students import rollover
 from scheduling.ops_models import RolloverRequest
 from skillcore.access import access_trail
 from skillcore.cli import one_line_errors

@@ -40,7 +40,7 @@ from students.models import AcademicSession, District, Student
 
 STEPS = ("snapshot", "new-session", "graduate", "promote", "sessions-current", "close-interventions")
 END_OF_YEAR = "end of year"
-RUN_FUNC = "scheduling.rollover.run_approved"
+RUN_FUNC = "students.rollover.run_approved"
 
 
 class RolloverError(ValueError):
