@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from notifications.models import Category, Channel, Notification, Priority, Status
 from notifications.services import NotificationRequest, notifications_enqueue
-from scheduling.ops_models import EmergencyBroadcast, Scenario
+from scheduling.models import EmergencyBroadcast, Scenario
 from scheduling.reports import render_html, report_store, to_csv
 from students.models import District, GuardianLink, StaffProfile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from scheduling import alerting
-from scheduling.alert_models import AlertDelivery, Incident
+from scheduling.models import AlertDelivery, Incident
 from skillcore.admin import ReadOnlyMixin
 from students.roles import has_role
 

@@ -54,7 +54,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduling import counters, registry
-from scheduling.alert_models import AlertDelivery, Incident
+from scheduling.models import AlertDelivery, Incident
 from scheduling.models import JobRun
 from students.models import District, Role
 

@@ -24,8 +24,8 @@ import datetime as dt
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from scheduling.alert_models import AlertDelivery
-from scheduling.counter_models import DURATION_BUCKETS, AlertDeliveryCounter, JobRunCounter, bucket_field
+from scheduling.models import AlertDelivery
+from scheduling.models import DURATION_BUCKETS, AlertDeliveryCounter, JobRunCounter, bucket_field
 from scheduling.models import JobRun
 from skillcore import counters as skillcore_counters
 

@@ -28,7 +28,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 
 from notifications.models import Channel, Notification, Status
 from scheduling.models import JobRun, SchedulerHeartbeat
-from scheduling.ops_models import RequestMetric
+from scheduling.models import RequestMetric
 from scheduling.reports import bar_chart, pct, render_html, to_csv
 
 logger = logging.getLogger(__name__)

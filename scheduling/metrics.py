@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import REGISTRY
 
 from scheduling import registry
-from scheduling.counter_models import DURATION_BUCKETS, JobRunCounter, bucket_field
+from scheduling.models import DURATION_BUCKETS, JobRunCounter, bucket_field
 
 # Queries per scrape: run counters, queued/running gauges, schedules, heartbeat, overdue,
 # queue (ORM broker only), notification and alert-delivery counters, notifications and
@@ -113,8 +113,8 @@ class JobMetricsCollector:
     def _fill(self, fam: dict) -> None:
         from notifications.models import Channel as NChannel, Notification, NotificationCounter, Status as NStatus
         from scheduling import selectors
-        from scheduling.alert_models import AlertDelivery, Incident
-        from scheduling.counter_models import AlertDeliveryCounter
+        from scheduling.models import AlertDelivery, Incident
+        from scheduling.models import AlertDeliveryCounter
         from scheduling.models import JobRun, JobSchedule
 
         now = timezone.now()

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from notifications.emergency import emergency_broadcast_send
-from scheduling.ops_models import EmergencyBroadcast, RolloverRequest
+from scheduling.models import EmergencyBroadcast, RolloverRequest
 from students.models import District, Role
 from students.roles import staff_of
 

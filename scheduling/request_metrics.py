@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from scheduling.ops_models import RequestMetric
+from scheduling.models import RequestMetric
 
 _lock = threading.Lock()
 _buffer: dict[tuple[str, dt.datetime], list[float]] = {}

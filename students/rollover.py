@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from interventions.models import Intervention
 from interventions.services import interventions_close_all
-from scheduling.ops_models import RolloverRequest
+from scheduling.models import RolloverRequest
 from students.models import AcademicSession, District, Student
 
 STEPS = ("snapshot", "new-session", "graduate", "promote", "sessions-current", "close-interventions")

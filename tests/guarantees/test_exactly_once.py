@@ -126,7 +126,7 @@ def _old_events(world: World) -> None:
 
 
 def _health_inputs(world: World) -> None:
-    from scheduling.ops_models import RequestMetric
+    from scheduling.models import RequestMetric
 
     f.UserFactory(username="harness-it", is_staff=True, is_superuser=True, roles=["system-admin"])
     for hour in (local(dt.date(2026, 11, 3), 9), local(dt.date(2025, 6, 1), 9)):  # one in the month, one past 400 days

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from scheduling.alert_models import AlertDelivery, Incident
+from scheduling.models import AlertDelivery, Incident
 
 
 def _rows(district):

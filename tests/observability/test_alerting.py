@@ -9,7 +9,7 @@ from django.core import mail
 from django.utils import timezone
 
 from scheduling import alerting, alerts, registry, runner, services
-from scheduling.alert_models import AlertDelivery, Incident
+from scheduling.models import AlertDelivery, Incident
 from scheduling.models import JobRun
 from scheduling.registry import Job
 from students.models import Role

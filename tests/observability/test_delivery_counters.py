@@ -15,8 +15,8 @@ from notifications import counters as notification_counters
 from notifications.models import Notification, NotificationCounter
 from notifications.services import notifications_resend
 from scheduling import alerting, metrics
-from scheduling.alert_models import AlertDelivery
-from scheduling.counter_models import AlertDeliveryCounter
+from scheduling.models import AlertDelivery
+from scheduling.models import AlertDeliveryCounter
 from tests import factories as f
 from tests.observability.conftest import received
 from tests.observability.test_alerting import SLACK, accept, closed_port_url

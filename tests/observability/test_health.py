@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from scheduling import alerting, services, status
-from scheduling.alert_models import Incident
+from scheduling.models import Incident
 from scheduling.models import JobRun
 
 START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.timezone.utc)  # 10:00 in New York

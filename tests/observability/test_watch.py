@@ -11,7 +11,7 @@ import time_machine
 from django.core.management import call_command
 
 from scheduling import alerting, services
-from scheduling.alert_models import Incident
+from scheduling.models import Incident
 from scheduling.models import JobRun, JobSchedule
 from tests.observability.conftest import received
 from tests.scheduling.conftest import drain_queue

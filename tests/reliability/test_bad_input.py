@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings as hsettings, strate
 
 from scheduling import cron, services
 from scheduling.models import JobRun, JobSchedule, ScheduleChange
-from scheduling.ops_models import RolloverRequest
+from scheduling.models import RolloverRequest
 from students.models import AcademicSession, District, School, Student
 
 SETTINGS = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from scheduling import dashboard, services
-from scheduling.alert_models import Incident
+from scheduling.models import Incident
 from scheduling.models import JobRun, JobSchedule, ScheduleChange
 from tests import factories as f
 from tests.scheduling import jobs_for_tests

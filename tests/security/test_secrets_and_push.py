@@ -19,7 +19,7 @@ from notifications.push import build_message
 from notifications.rendering import render_push
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling import runner
-from scheduling.alert_models import AlertDelivery
+from scheduling.models import AlertDelivery
 from scheduling.models import JobRun
 from students.models import DeviceToken, Role
 from tests import factories as f

@@ -12,7 +12,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from notifications.emergency import emergency_broadcast_send
-from scheduling.ops_models import Scenario
+from scheduling.models import Scenario
 from skillcore.access import access_trail
 from students.models import District
 

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from students import rollover
-from scheduling.ops_models import RolloverRequest
+from scheduling.models import RolloverRequest
 from skillcore.access import access_trail
 from skillcore.cli import one_line_errors
 

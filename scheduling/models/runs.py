@@ -1,5 +1,5 @@
-"""The scheduling engine's state: one JobSchedule per job and district, one JobRun per
-execution (or per decided slot), an audit row per staff change, a scheduler heartbeat.
+"""The engine's state: one JobSchedule per job and district, one JobRun per execution (or
+per decided slot), an audit row per staff change, a scheduler heartbeat.
 
 The job definitions themselves live in code (scheduling/jobs/); the database holds what
 staff may change (cron, pause) and what happened (runs). JobRun refers to its job by slug
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 
 
 class JobSchedule(models.Model):
@@ -198,104 +198,3 @@ class SchedulerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.last_beat:%Y-%m-%d %H:%M:%S}"
-
-
-# Incidents and alert deliveries (the observability issue) live in their own module.
-from scheduling.alert_models import AlertDelivery, Incident  # noqa: E402,F401
-# Run counters for /metrics, kept at write time (scheduling/counters.py).
-from scheduling.counter_models import AlertDeliveryCounter, JobRunCounter  # noqa: E402,F401
-# Request metrics, rollover requests and emergency broadcasts (issue 6, jobs 5-8).
-from scheduling.ops_models import EmergencyBroadcast, RequestMetric, RolloverRequest  # noqa: E402,F401
-
-
-class Report(models.Model):
-    """A stored report a job produced (weekly analytics, compliance audit, system health).
-
-    One row per (kind, district, school, period start): a re-run of the same period
-    replaces the content in place (same id, so links sent by email keep working).
-    ``content_hash`` is the SHA-256 of the HTML and every CSV, so the same inputs give the
-    same hash; ``evidence`` records what the report was computed from (input counts, the
-    time window) — the run evidence DESIGN.md §2 asks to keep with compliance reports.
-    """
-
-    class Kind(models.TextChoices):
-        WEEKLY_ANALYTICS = "weekly-analytics", "Weekly analytics"
-        COMPLIANCE_AUDIT = "compliance-audit", "Compliance audit"
-        SYSTEM_HEALTH = "system-health", "System health"
-        EMERGENCY_TEST = "emergency-test", "Emergency notification test"
-
-    kind = models.CharField(max_length=30, choices=Kind.choices)
-    district = models.ForeignKey(
-        "students.District", on_delete=models.PROTECT, null=True, blank=True, related_name="reports",
-        help_text="Empty for a global report.",
-    )
-    school = models.ForeignKey(
-        "students.School", on_delete=models.PROTECT, null=True, blank=True, related_name="reports",
-        help_text="Empty for a district-wide report.",
-    )
-    period_start = models.DateField()
-    period_end = models.DateField()
-    title = models.CharField(max_length=200)
-    html = models.TextField(help_text="The printable report (a full HTML document).")
-    csv = models.TextField(blank=True, help_text="The report's figures as CSV.")
-    extra_csv = models.JSONField(
-        default=dict, blank=True, help_text="Further CSV files by file name (e.g. state exports)."
-    )
-    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the HTML and every CSV.")
-    evidence = models.JSONField(default=dict, blank=True, help_text="Input counts and the time window.")
-    job_run_id = models.BigIntegerField(null=True, blank=True, help_text="The run that last wrote it.")
-    created_at = models.DateTimeField()
-    updated_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["-period_start", "kind", "district_id", "school_id"]
-        constraints = [
-            # NULLs are distinct in a unique index, so one constraint per shape (as JobSchedule).
-            models.UniqueConstraint(
-                fields=["kind", "district", "school", "period_start"], condition=Q(school__isnull=False),
-                name="report_one_per_school_period",
-            ),
-            models.UniqueConstraint(
-                fields=["kind", "district", "period_start"], condition=Q(school__isnull=True, district__isnull=False),
-                name="report_one_per_district_period",
-            ),
-            models.UniqueConstraint(
-                fields=["kind", "period_start"], condition=Q(school__isnull=True, district__isnull=True),
-                name="report_one_global_per_period",
-            ),
-            models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="report_period_ordered"),
-        ]
-
-    def __str__(self) -> str:
-        return self.title
-
-
-class UserLifecycleChange(models.Model):
-    """The audit row of every change inactive-user-cleanup makes: who, which rule, before
-    and after. Nothing is deleted; each deactivation, archive or review flag has one row."""
-
-    class Action(models.TextChoices):
-        DEACTIVATE = "deactivate", "Deactivated"
-        ARCHIVE = "archive", "Archived (student)"
-        FLAG = "flag", "Flagged for review"
-
-    at = models.DateTimeField(db_index=True)
-    district = models.ForeignKey("students.District", on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="lifecycle_changes"
-    )
-    student = models.ForeignKey(
-        "students.Student", on_delete=models.PROTECT, null=True, blank=True, related_name="lifecycle_changes"
-    )
-    action = models.CharField(max_length=12, choices=Action.choices)
-    rule = models.CharField(max_length=60, help_text="The rule that applied, e.g. teacher-inactive-2y.")
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    job_run_id = models.BigIntegerField(null=True, blank=True)
-    actor_label = models.CharField(max_length=150)
-
-    class Meta:
-        ordering = ["-at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d} {self.action} {self.user_id or ''}{self.student_id or ''} ({self.rule})"

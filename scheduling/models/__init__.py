@@ -1,0 +1,19 @@
+"""The scheduling app's models, one module per part: the engine's runs and schedules, what
+jobs record for people, and what monitoring keeps. Django finds them all here."""
+from scheduling.models.monitoring import (
+    DURATION_BUCKETS,
+    AlertDelivery,
+    AlertDeliveryCounter,
+    Incident,
+    JobRunCounter,
+    RequestMetric,
+    bucket_field,
+)
+from scheduling.models.outputs import EmergencyBroadcast, Report, RolloverRequest, Scenario, UserLifecycleChange
+from scheduling.models.runs import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
+
+__all__ = [
+    "DURATION_BUCKETS", "AlertDelivery", "AlertDeliveryCounter", "EmergencyBroadcast", "Incident", "JobRun",
+    "JobRunCounter", "JobSchedule", "Report", "RequestMetric", "RolloverRequest", "Scenario", "ScheduleChange",
+    "SchedulerHeartbeat", "UserLifecycleChange", "bucket_field", "schedule_name",
+]
