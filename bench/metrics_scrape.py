@@ -53,7 +53,8 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from scheduling import metrics, services
+    from scheduling import services
+    from scheduling.monitoring import metrics
     from students.models import District
 
     with connection.cursor() as c:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from scheduling import alerting
+from scheduling.monitoring import alerting
 from scheduling.models import AlertDelivery, Incident
 from skillcore.admin import ReadOnlyMixin
 from students.roles import has_role

@@ -21,7 +21,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from scheduling import cron, registry, selectors, services, status
+from scheduling import cron, registry, selectors, services
+from scheduling.monitoring import status
 from scheduling.models import JobRun, JobSchedule
 
 PAUSE_NOTE_MAX = 500

@@ -25,7 +25,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import alerts, counters, registry
+from scheduling import registry
+from scheduling.monitoring import alerts
+from scheduling.monitoring import counters
 from scheduling.models import JobRun, JobSchedule
 from skillcore.access import access_trail, current_trail
 

@@ -105,7 +105,7 @@ def scheduler_pass(broker=None):
     try:
         # After django-q2's pass, so the slots it just fired are not seen as overdue: long
         # runs, a stalled scheduler, and alert deliveries waiting for a retry.
-        from scheduling import alerting
+        from scheduling.monitoring import alerting
 
         alerting.watch()
     except Exception:

@@ -18,7 +18,9 @@ from django.db.models import F, Max, Min
 from django.utils import timezone
 from django_q.models import Schedule
 
-from scheduling import alerts, counters, cron, registry
+from scheduling import cron, registry
+from scheduling.monitoring import alerts
+from scheduling.monitoring import counters
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
 from students.models import District
 

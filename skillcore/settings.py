@@ -46,7 +46,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Durable per-endpoint, per-hour request counts for the monthly system-health summary.
-    "scheduling.request_metrics.RequestMetricsMiddleware",
+    "scheduling.monitoring.request_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -226,7 +226,7 @@ SCHEDULING_OVERDUE_GRACE = env.get_int("SCHEDULING_OVERDUE_GRACE", 300, minimum=
 SCHEDULING_LOST_GRACE = env.get_int("SCHEDULING_LOST_GRACE", 60, minimum=1)
 SCHEDULING_EXTRA_JOB_MODULES = env.get_list("SCHEDULING_EXTRA_JOB_MODULES", [])
 
-# --- observability and alerting (scheduling/alerting.py, scheduling/metrics.py, skillcore/health.py)
+# --- observability and alerting (scheduling/monitoring/)
 # /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from
 # localhost when DEBUG (the demo).
 METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")

@@ -167,7 +167,7 @@ def test_deleting_sent_notifications_leaves_the_notification_counters(world, dis
     from prometheus_client import CollectorRegistry, generate_latest
 
     from notifications import counters
-    from scheduling import metrics
+    from scheduling.monitoring import metrics
     from tests.observability.test_metrics import samples
 
     for n in (world["n_old"], world["n_kept"], world["n_failed"]):  # as the drainer counted them

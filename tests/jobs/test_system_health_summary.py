@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from notifications.models import Category, Notification, Status
-from scheduling import request_metrics
+from scheduling.monitoring import request_metrics
 from scheduling.models import JobRun, Report, RequestMetric
 from skillcore.models import EventBusEntry
 from students.models import Role

@@ -8,7 +8,9 @@ import socket
 from django.core import mail
 from django.utils import timezone
 
-from scheduling import alerting, alerts, registry, runner, services
+from scheduling import registry, runner, services
+from scheduling.monitoring import alerts
+from scheduling.monitoring import alerting
 from scheduling.models import AlertDelivery, Incident
 from scheduling.models import JobRun
 from scheduling.registry import Job

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from notifications import counters as notification_counters
 from notifications.models import Notification, NotificationCounter
 from notifications.services import notifications_resend
-from scheduling import alerting, metrics
+from scheduling.monitoring import alerting
+from scheduling.monitoring import metrics
 from scheduling.models import AlertDelivery
 from scheduling.models import AlertDeliveryCounter
 from tests import factories as f

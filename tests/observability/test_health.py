@@ -7,7 +7,9 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling import alerting, services, status
+from scheduling import services
+from scheduling.monitoring import status
+from scheduling.monitoring import alerting
 from scheduling.models import Incident
 from scheduling.models import JobRun
 

@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from notifications import counters as notification_counters
 from notifications.models import Notification
-from scheduling import counters, metrics, services
+from scheduling import services
+from scheduling.monitoring import counters
+from scheduling.monitoring import metrics
 from scheduling.models import Incident
 from scheduling.models import JobRun, SchedulerHeartbeat
 from tests import factories as f

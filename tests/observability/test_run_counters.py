@@ -12,7 +12,9 @@ from django.apps import apps
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 
-from scheduling import counters, metrics, registry, runner, services
+from scheduling import registry, runner, services
+from scheduling.monitoring import counters
+from scheduling.monitoring import metrics
 from scheduling.models import JobRun, JobRunCounter, JobSchedule
 from tests import factories as f
 from tests.observability.test_metrics import _run, samples

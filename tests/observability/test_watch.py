@@ -10,7 +10,8 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from scheduling import alerting, services
+from scheduling import services
+from scheduling.monitoring import alerting
 from scheduling.models import Incident
 from scheduling.models import JobRun, JobSchedule
 from tests.observability.conftest import received

@@ -159,7 +159,7 @@ def test_failed_run_is_retried_with_backoff_as_one_off_schedules_then_alerts(onl
         third_q = Schedule.objects.get(name__startswith="skillcore:retry:")
         assert third_q.next_run == at(2026, 12, 1, 5, 0, 41)  # 10 x 2^1
         traveller.move_to(at(2026, 12, 1, 5, 0, 42))
-        with caplog.at_level(logging.ERROR, logger="scheduling.alerts"):
+        with caplog.at_level(logging.ERROR, logger="scheduling.monitoring.alerts"):
             scheduler_pass()
     attempts = list(JobRun.objects.filter(job="t-flaky").order_by("attempt").values_list("attempt", "status", "retry_of_id"))
     assert attempts == [(1, "failed", None), (2, "failed", first.pk), (3, "failed", first.pk)]

@@ -13,7 +13,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduling import alerting, status
+from scheduling.monitoring import status
+from scheduling.monitoring import alerting
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ import logging
 
 from django.db import transaction
 
-logger = logging.getLogger("scheduling.alerts")
+logger = logging.getLogger("scheduling.monitoring.alerts")
 
 
 def _safely(what: str, func, *args, **kwargs) -> None:
@@ -24,7 +24,7 @@ def _safely(what: str, func, *args, **kwargs) -> None:
 
 def job_failed(run) -> None:
     """A run failed for good: its last attempt failed, timed out or lost its worker."""
-    from scheduling import alerting
+    from scheduling.monitoring import alerting
 
     logger.error(
         "job %s for %s failed for good: run #%s attempt %s %s: %s",
@@ -35,7 +35,7 @@ def job_failed(run) -> None:
 
 def slots_not_run(*, job_slug: str, district, slots, status: str, note: str) -> None:
     """Slots were recorded as missed (scheduler not running) or skipped (overlap)."""
-    from scheduling import alerting
+    from scheduling.monitoring import alerting
 
     if not slots:
         return
@@ -46,13 +46,13 @@ def slots_not_run(*, job_slug: str, district, slots, status: str, note: str) -> 
 
 
 def run_started(run) -> None:
-    from scheduling import alerting
+    from scheduling.monitoring import alerting
 
     _safely(f"start of run #{run.pk}", alerting.on_run_started, run)
 
 
 def run_finished(run) -> None:
     """Any end of a run: a success resolves its job's incidents."""
-    from scheduling import alerting
+    from scheduling.monitoring import alerting
 
     _safely(f"end of run #{run.pk}", alerting.on_run_finished, run)

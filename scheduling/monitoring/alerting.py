@@ -53,12 +53,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from scheduling import counters, registry
+from scheduling import registry
+from scheduling.monitoring import counters
 from scheduling.models import AlertDelivery, Incident
 from scheduling.models import JobRun
 from students.models import District, Role
 
-logger = logging.getLogger("scheduling.alerts")
+logger = logging.getLogger("scheduling.monitoring.alerts")
 
 Kind = Incident.Kind
 Severity = Incident.Severity

@@ -19,7 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from scheduling import metrics, status
+from scheduling.monitoring import status
+from scheduling.monitoring import metrics
 
 LOCALHOST = ("127.0.0.1/32", "::1/128")
 
