@@ -150,3 +150,11 @@ def reports_visible_to(user) -> QuerySet[Report]:
     if s.has(Role.PRINCIPAL):
         q |= Q(school_id__in=s.school_ids)
     return qs.filter(q)
+
+
+def report_url(report: Report) -> str:
+    """The report's page in admin, as a link for messages (ALERTS_BASE_URL + the view)."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    return settings.ALERTS_BASE_URL.rstrip("/") + reverse("admin:scheduling_report_view", args=[report.pk])

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from interventions.models import CounselorTask, Intervention
 from notifications.models import Channel, Message, Notification, Status
-from scheduling import archival, runner
+from scheduling import runner
+from scheduling.jobs import data_archival as archival
 from scheduling.models import JobRun
 from skillcore.models import AccessLog
 from students.models import AttendanceRecord, Grade
