@@ -60,6 +60,16 @@ def defined_names(py_file: Path) -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def top_level_classes(py_file: Path) -> frozenset[str]:
+    tree = ast.parse(py_file.read_text())
+    names = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return frozenset(names)
+
+
 def dotted_problem(dotted: str) -> str | None:
     """Why ``dotted`` names nothing in the repository, or None when it does."""
     parts = dotted.split(".")
@@ -75,9 +85,11 @@ def dotted_problem(dotted: str) -> str | None:
     if any(f"'{dotted}'" in f.read_text() for f in app_sources):
         return None  # a name the code spells as a string: a PostgreSQL setting, a task path
     files = [module]
-    if i == 1:  # app.Model: the app's models module or package
+    known = defined_names(module)
+    if i == 1:  # app.Model: a class of the app's models module or package
         files = [f for f in [ROOT / parts[0] / "models.py", *(ROOT / parts[0] / "models").glob("*.py")] if f.is_file()]
-    known = set().union(*(defined_names(f) for f in files))
+        classes = set().union(*(top_level_classes(f) for f in files))
+        known = set().union(*(defined_names(f) for f in files)) if rest[0] in classes else classes
     undefined = [n for n in rest if n not in known]
     if undefined:
         return f"{'.'.join(undefined)} is not defined in {', '.join(str(f.relative_to(ROOT)) for f in files)}"
@@ -173,6 +185,7 @@ def test_the_path_check_reads_paths_and_names():
     assert dotted_problem("scheduling.JobRun") is None
     assert "no_such_name" in dotted_problem("scheduling.registry.no_such_name")
     assert "NoSuchModel" in dotted_problem("students.NoSuchModel")
+    assert "status" in dotted_problem("scheduling.status")  # a field name, not a model
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
