@@ -14,6 +14,8 @@ column, such as IEP team members); the view row says what a person saw.
 """
 from __future__ import annotations
 
+from axes.admin import AccessFailureLogAdmin as AxesFailureLogAdmin
+from axes.models import AccessFailureLog
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteMixin
@@ -427,3 +429,10 @@ class AccessLogAdmin(ScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AccessFailureLog)
+class LoginFailureAdmin(ReadOnlyMixin, AxesFailureLogAdmin):
+    """The admin login's attempt log (django-axes; skillcore/login_lockout.py writes it): every
+    checked failure with its username, address and whether it locked. No role is granted it
+    (students/roles.py), so only system admins (superusers) see it, and nobody edits it."""

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "django_q",
     "anymail",
+    "axes",  # the admin login lockout (skillcore/login_lockout.py)
     "skillcore",
     "students",
     "interventions",
@@ -55,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as axes asks: it turns a refused login into the lockout page on the way out.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "skillcore.urls"
@@ -254,13 +257,34 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# --- admin login throttle (skillcore/throttle.py) -------------------------------------------
+# --- admin login lockout (django-axes; skillcore/login_lockout.py says what it adds) ----------
 # After LOGIN_THROTTLE_FAILURES failed logins for one username from one address (or 4x that
-# from one address over any usernames) further attempts are refused for LOGIN_THROTTLE_MINUTES.
-# Counters live in the default cache: Redis when REDIS_URL is set, which every web worker
-# shares (the per-process memory cache would let each worker be guessed at separately).
+# from one address over any usernames) further attempts are refused for LOGIN_THROTTLE_MINUTES
+# after the last failure. Counters live in the default cache: Redis when REDIS_URL is set,
+# which every web worker shares (the per-process memory cache would let each worker be
+# guessed at separately). Each failure is also a row of axes' AccessFailureLog (admin).
 LOGIN_THROTTLE_FAILURES = env.get_int("LOGIN_THROTTLE_FAILURES", 5, minimum=1)
 LOGIN_THROTTLE_MINUTES = env.get_int("LOGIN_THROTTLE_MINUTES", 15, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked client before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "skillcore.login_lockout.LockoutHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the address-wide limit is the handler's
+# Spelled out: axes' default is a lazy object, which the error pages' setting scrubber
+# (skillcore/error_reports.py) takes for a string and cannot search.
+AXES_USERNAME_FORM_FIELD = "username"
+# Callables read LOGIN_THROTTLE_* at each use, so those stay the only knobs.
+AXES_FAILURE_LIMIT = "skillcore.login_lockout.failure_limit"
+AXES_COOLOFF_TIME = "skillcore.login_lockout.cool_off"
+AXES_CLIENT_IP_CALLABLE = "skillcore.login_lockout.client_address"  # REMOTE_ADDR only
+AXES_LOCKOUT_CALLABLE = "skillcore.login_lockout.lockout_response"  # the login page, 429
+AXES_RESET_ON_SUCCESS = True  # a successful login clears its (username, address) counter
+# A refused attempt neither counts nor extends the lock: it ends by itself.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the attempt log (skillcore/admin.py shows it read-only)
+AXES_ENABLE_ADMIN = False  # axes' own admins allow deletes and show tables this handler never fills
+AXES_VERBOSE = False  # no start-up banner on every manage.py command; failures are still logged
 
 if not DEBUG:
     # Production is https only (`manage.py check --deploy` is clean with these defaults;

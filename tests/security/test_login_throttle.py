@@ -90,9 +90,16 @@ def test_with_redis_the_counters_are_shared_between_processes(settings, school):
     redis.from_url(url).flushdb()
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
     f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    # The other process fails three logins as django.contrib.auth.authenticate reports them (the
+    # signal axes counts). It shares Redis with this one, not the test database, so it keeps no
+    # failure log rows.
     code = ("import django; django.setup()\n"
-            "from skillcore import throttle\n"
-            "for _ in range(3): throttle.record_failure(username='principal', address='10.0.0.9')\n")
+            "from django.conf import settings; settings.AXES_ENABLE_ACCESS_FAILURE_LOG = False\n"
+            "from django.contrib.auth.signals import user_login_failed\n"
+            "from django.test import RequestFactory\n"
+            "for _ in range(3):\n"
+            "    request = RequestFactory().post('/admin/login/', {'username': 'principal'}, REMOTE_ADDR='10.0.0.9')\n"
+            "    user_login_failed.send('worker', credentials={'username': 'principal'}, request=request)\n")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "skillcore.settings_test", "REDIS_URL": url,
            "LOGIN_THROTTLE_FAILURES": "3", "LOGIN_THROTTLE_MINUTES": "10"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
@@ -103,3 +110,88 @@ def test_with_redis_the_counters_are_shared_between_processes(settings, school):
         assert _post(Client(), "principal", PASSWORD, addr="10.0.0.10").status_code == 302
     finally:
         redis.from_url(url).flushdb()
+
+
+@pytest.mark.django_db
+def test_each_checked_failure_is_in_the_attempt_log_without_the_password(client, school, caplog):
+    import logging
+
+    from axes.models import AccessFailureLog
+
+    f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    caplog.set_level(logging.DEBUG)
+    guesses = ["Autumn2026!", "Winter2026!", "Spring2026!"]
+    for guess in guesses:
+        assert _post(client, "principal", guess).status_code == 200
+    assert _post(client, "principal", PASSWORD).status_code == 429  # refused: not checked, not logged
+    rows = list(AccessFailureLog.objects.order_by("id").values("username", "ip_address", "locked_out", "path_info"))
+    assert rows == [
+        {"username": "principal", "ip_address": "10.0.0.5", "locked_out": locked, "path_info": "/admin/login/"}
+        for locked in (False, False, True)
+    ]
+    stored = "\n".join(str(row) for row in AccessFailureLog.objects.values())
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Locking out" in logs  # axes did log the lock ...
+    for secret in [*guesses, PASSWORD]:  # ... and no password, wrong or right, anywhere
+        assert secret not in stored and secret not in logs
+
+
+@pytest.mark.django_db
+def test_the_attempt_log_is_in_the_admin_for_system_admins(client, school):
+    admin_user = f.UserFactory(username="sa", is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN])
+    _post(client, "someone", "wrong", addr="10.0.0.8")
+    client.force_login(admin_user)
+    page = client.get("/admin/axes/accessfailurelog/")
+    assert page.status_code == 200
+    assert b"someone" in page.content and b"10.0.0.8" in page.content
+
+
+@pytest.mark.django_db
+def test_axes_reset_commands_unlock(client, school):
+    from django.core.management import call_command
+
+    f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    f.StaffFactory(username="teacher", roles=[Role.TEACHER], schools=[school])
+
+    def lock(username):
+        for _ in range(3):
+            _post(client, username, "wrong")
+        assert _post(client, username, PASSWORD).status_code == 429
+
+    lock("principal")
+    lock("teacher")
+    call_command("axes_reset_ip_username", "10.0.0.5", "teacher")  # one pair ...
+    assert _post(client, "principal", PASSWORD).status_code == 429
+    assert _post(client, "teacher", PASSWORD).status_code == 302
+    client.logout()
+    lock("teacher")
+    call_command("axes_reset")  # ... or everyone
+    assert _post(client, "principal", PASSWORD).status_code == 302
+    client.logout()
+    assert _post(client, "teacher", PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_axes_reset_ip_unlocks_an_address_locked_by_spraying(client, school):
+    from django.core.management import call_command
+
+    f.StaffFactory(username="counselor", roles=[Role.COUNSELOR], schools=[school])
+    for i in range(12):
+        _post(client, f"nobody{i}", "Summer2026!")
+    assert _post(client, "counselor", PASSWORD).status_code == 429
+    call_command("axes_reset_ip", "10.0.0.5")
+    assert _post(client, "counselor", PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_forwarded_for_header_does_not_change_the_address(client, school):
+    """X-Forwarded-For is the client's to write: rotating it must not escape the lock."""
+    f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
+    for i in range(3):
+        response = client.post(LOGIN, {"username": "principal", "password": "wrong"},
+                               REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}")
+        assert response.status_code == 200
+    locked = client.post(LOGIN, {"username": "principal", "password": PASSWORD},
+                         REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="192.0.2.99")
+    assert locked.status_code == 429
+    assert locked.content.count(b"Too many failed logins") == 1

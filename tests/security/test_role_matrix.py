@@ -35,6 +35,7 @@ PERSONAS = [*ROLES, "GU+staff", "ANON"]  # GU+staff: a guardian account given is
 # are sent to the login page (302) for every admin URL.
 EXPECTED: dict[str, tuple[str, str]] = {
     "auth.group": ("SA", "SA"),
+    "axes.accessfailurelog": ("SA", ""),  # the admin login's attempt log, read-only
     "auth.user": ("SA", "SA"),
     "django_q.failure": ("SA", ""),
     "django_q.ormq": ("SA", ""),
