@@ -8,6 +8,8 @@ from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from interventions.models import CounselorTask, Intervention
 from skillcore.admin import StudentRecordAdmin, school_filter
 from students.models import Role
+from interventions.models import StudentAnalytics
+from skillcore.admin import ReadOnlyMixin
 
 
 class InterventionForm(forms.ModelForm):
@@ -59,3 +61,18 @@ class CounselorTaskAdmin(StudentRecordAdmin):
     autocomplete_fields = ["student", "intervention"]
     date_hierarchy = "due_date"
     person_roles = {"counselor": (Role.COUNSELOR,)}
+
+
+
+
+@admin.register(StudentAnalytics)
+class StudentAnalyticsAdmin(ReadOnlyMixin, StudentRecordAdmin):
+    """performance-trends' weekly rows: read-only, scoped like the student record, on the FERPA trail.
+    (Read-only: the interventions admin proper stays the counselors' working screen.)"""
+
+    list_display = ("student", "week_start", "grade_pct", "grade_trend", "attendance_pct", "attendance_trend",
+                    "completion_pct", "completion_trend", "incidents", "incidents_trend", "alerted")
+    list_filter = ("week_start", "grade_trend", "attendance_trend", "alerted")
+    search_fields = ("student__last_name", "student__first_name", "student__local_id")
+    list_select_related = ("student",)
+    readonly_fields = [f.name for f in StudentAnalytics._meta.fields]

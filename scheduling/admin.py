@@ -12,6 +12,19 @@ from django.utils import timezone
 from scheduling import cron, selectors
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat
 from skillcore.admin import ReadOnlyMixin
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from scheduling import reports as report_lib
+from scheduling.models import Report
+from skillcore.access import access_trail
+from skillcore.admin import StudentRecordAdmin
+from skillcore.csv_export import neutralized_csv
+from django.contrib import messages
+from scheduling.monitoring import alerting
+from scheduling.models import AlertDelivery, Incident
+from students.roles import has_role
 
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -67,16 +80,7 @@ class SchedulerHeartbeatAdmin(ReadOnlyAdmin):
 
 
 # -- stored reports (weekly analytics, compliance audit, system health) -------------------------
-from django.http import Http404, HttpResponse  # noqa: E402
-from django.shortcuts import get_object_or_404  # noqa: E402
-from django.urls import path, reverse  # noqa: E402
-from django.utils.html import format_html, format_html_join  # noqa: E402
 
-from scheduling import reports as report_lib  # noqa: E402
-from scheduling.models import Report  # noqa: E402
-from skillcore.access import access_trail  # noqa: E402
-from skillcore.admin import StudentRecordAdmin  # noqa: E402
-from skillcore.csv_export import neutralized_csv  # noqa: E402
 
 
 @admin.register(Report)
@@ -192,59 +196,45 @@ class ReportAdmin(ReadOnlyAdmin):
         return response
 
 
-# -- job outputs about people: weekly student analytics, user lifecycle audit ---------------------
-from interventions.models import StudentAnalytics  # noqa: E402
-from scheduling.models import UserLifecycleChange  # noqa: E402
+# -- incidents and alert deliveries: read-only history, system admins only, one action (send
+# failed deliveries again) --------------------------------------------------------------------
 
 
-@admin.register(StudentAnalytics)
-class StudentAnalyticsAdmin(ReadOnlyMixin, StudentRecordAdmin):
-    """performance-trends' weekly rows: read-only, scoped like the student record, on the FERPA trail.
-    (Registered here, next to the other job outputs, so the interventions admin stays the
-    counselors' working screen.)"""
-
-    list_display = ("student", "week_start", "grade_pct", "grade_trend", "attendance_pct", "attendance_trend",
-                    "completion_pct", "completion_trend", "incidents", "incidents_trend", "alerted")
-    list_filter = ("week_start", "grade_trend", "attendance_trend", "alerted")
-    search_fields = ("student__last_name", "student__first_name", "student__local_id")
-    list_select_related = ("student",)
-    readonly_fields = [f.name for f in StudentAnalytics._meta.fields]
-
-
-@admin.register(UserLifecycleChange)
-class UserLifecycleChangeAdmin(ReadOnlyAdmin):
-    """inactive-user-cleanup's audit: system admins see every district's, district admins their own."""
-
-    list_display = ("at", "district", "action", "rule", "user", "student", "actor_label", "job_run_id")
-    list_filter = ("action", "rule")
-    date_hierarchy = "at"
-    list_select_related = ("district", "user", "student")
-    readonly_fields = ("at", "district", "action", "rule", "user", "student", "before", "after", "job_run_id", "actor_label")
-
-    def _district_id(self, request):
-        from students.models import Role
-        from students.roles import staff_of
-
-        s = staff_of(request.user)
-        if s.is_system_admin:
-            return "all"
-        return s.district_id if s.has(Role.DISTRICT_ADMIN) else None
-
+class _SystemAdminReadOnly(ReadOnlyMixin, admin.ModelAdmin):
     def has_module_permission(self, request):
-        return self._district_id(request) is not None
+        return has_role(request.user, "system-admin")
 
     def has_view_permission(self, request, obj=None):
-        scope = self._district_id(request)
-        return scope is not None and (obj is None or scope == "all" or obj.district_id == scope)
-
-    def get_queryset(self, request):
-        scope = self._district_id(request)
-        qs = super().get_queryset(request)
-        return qs if scope == "all" else qs.filter(district_id=scope) if scope else qs.none()
+        return has_role(request.user, "system-admin")
 
 
-# Incidents and alert deliveries (the observability issue).
-from scheduling import alert_admin  # noqa: E402,F401
+@admin.register(Incident)
+class IncidentAdmin(_SystemAdminReadOnly):
+    list_display = ("opened_at", "severity", "kind", "job", "district", "occurrences", "resolved_at", "summary")
+    list_filter = ("severity", "kind", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("job", "summary", "dedup_key")
+    list_select_related = ("district",)
+    readonly_fields = [f.name for f in Incident._meta.fields]
+    date_hierarchy = None
+    ordering = ("-opened_at", "-id")
 
-# Emergency broadcasts, rollover requests and request metrics (issue 6, jobs 5-8).
-from scheduling import ops_admin  # noqa: E402,F401
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(_SystemAdminReadOnly):
+    list_display = ("id", "created_at", "channel", "action", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
+    list_filter = ("channel", "status", "action")
+    readonly_fields = [f.name for f in AlertDelivery._meta.fields]
+    actions = ["resend"]
+
+    @admin.action(description="Send the selected failed deliveries again")
+    def resend(self, request, queryset):
+        count = alerting.deliveries_resend(ids=queryset.values_list("id", flat=True))
+        self.message_user(request, f"{count} failed deliver{'y' if count == 1 else 'ies'} queued again; "
+                                   "the next scheduler pass or `manage.py alerts deliver` sends them.", messages.SUCCESS)
+
+    def get_actions(self, request):
+        # Read-only admins hide actions without change permission; this one is the exception.
+        actions = super().get_actions(request)
+        if has_role(request.user, "system-admin"):
+            actions.setdefault("resend", (AlertDeliveryAdmin.resend, "resend", AlertDeliveryAdmin.resend.short_description))
+        return actions

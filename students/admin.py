@@ -38,6 +38,11 @@ from students.models import (
     Submission,
 )
 from students.zones import usable_zones
+from django.contrib import messages
+from django.utils import timezone
+from scheduling.models import RolloverRequest, UserLifecycleChange
+from skillcore.admin import ReadOnlyMixin
+from students.roles import staff_of
 
 # ---- districts ---------------------------------------------------------------------------------
 
@@ -411,3 +416,122 @@ class BehaviorIncidentAdmin(StudentRecordAdmin):
     search_fields = ["student__last_name", "=student__local_id", "category", "description"]
     autocomplete_fields = ["student"]
     date_hierarchy = "occurred_at"
+
+
+# -- what the year-end and cleanup jobs record: rollover requests (two system admins), the
+# inactive-user audit --------------------------------------------------------------------------
+
+
+class RolloverRequestForm(forms.ModelForm):
+    class Meta:
+        model = RolloverRequest
+        fields = ("district", "to_name", "start_date", "end_date", "run_at")
+
+    NEEDED = ("district", "to_name", "start_date", "end_date")
+
+    def clean(self):
+        from students import rollover
+
+        data = super().clean()
+        if self.instance.pk is not None:
+            # The change page shows a filed request read-only (no fields to post); a POST to
+            # it changes nothing and says so instead of validating fields it does not have.
+            raise forms.ValidationError("A filed rollover request cannot be changed: approve or cancel it from the list.")
+        if self.errors or any(data.get(name) in (None, "") for name in self.NEEDED):
+            return data  # each missing or invalid field already carries its own error
+        try:
+            rollover.validate(district_id=data["district"].pk, to_name=data["to_name"], start=data["start_date"],
+                              end=data["end_date"])
+        except rollover.RolloverError as exc:
+            text = str(exc)
+            field = ("end_date" if "end date" in text else "to_name" if "named" in text
+                     else "start_date" if ("overlaps" in text or "start after" in text) else "district")
+            raise forms.ValidationError({field: text}) from None
+        if RolloverRequest.objects.filter(district=data["district"], to_name=data["to_name"].strip()).exists():
+            raise forms.ValidationError({"to_name": "A rollover to this year is already on file."})
+        return data
+
+
+@admin.register(RolloverRequest)
+class RolloverRequestAdmin(admin.ModelAdmin):
+    """System admins only (model permissions: superusers). One asks, another approves:
+    approval creates the one-off schedule that runs the rollover at ``run_at``."""
+
+    form = RolloverRequestForm
+    list_display = ("district", "to_name", "start_date", "end_date", "run_at", "status", "requested_by", "approved_by", "steps")
+    list_filter = ("status",)
+    list_select_related = ("district", "requested_by", "approved_by")
+    actions = ["approve_and_schedule", "cancel"]
+
+    @admin.display(description="steps done")
+    def steps(self, obj):
+        return ", ".join(obj.steps_done) or "–"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return [f.name for f in self.model._meta.fields]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        obj.requested_by = request.user
+        obj.created_at = timezone.now()
+        obj.status = RolloverRequest.Status.PENDING
+        obj.closing_session = obj.district.sessions.filter(is_current=True).first()
+        obj.save()
+
+    @admin.action(description="Approve and schedule (a second system admin)")
+    def approve_and_schedule(self, request, queryset):
+        from students import rollover
+
+        for req in queryset:
+            try:
+                req = rollover.request_approve(request=req, approver=request.user)
+            except rollover.RolloverError as exc:
+                self.message_user(request, f"{req}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{req.district}: rollover to {req.to_name} scheduled for {req.run_at:%Y-%m-%d %H:%M} UTC.")
+
+    @admin.action(description="Cancel (before it runs)")
+    def cancel(self, request, queryset):
+        from django_q.models import Schedule
+
+        pending = queryset.filter(status__in=[RolloverRequest.Status.PENDING, RolloverRequest.Status.SCHEDULED])
+        Schedule.objects.filter(pk__in=pending.exclude(q_schedule=None).values("q_schedule")).delete()
+        n = pending.update(status=RolloverRequest.Status.CANCELLED)
+        self.message_user(request, f"{n} rollover request(s) cancelled.")
+
+
+@admin.register(UserLifecycleChange)
+class UserLifecycleChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """inactive-user-cleanup's audit: system admins see every district's, district admins their own."""
+
+    list_display = ("at", "district", "action", "rule", "user", "student", "actor_label", "job_run_id")
+    list_filter = ("action", "rule")
+    date_hierarchy = "at"
+    list_select_related = ("district", "user", "student")
+    readonly_fields = ("at", "district", "action", "rule", "user", "student", "before", "after", "job_run_id", "actor_label")
+
+    def _district_id(self, request):
+        from students.models import Role
+
+        s = staff_of(request.user)
+        if s.is_system_admin:
+            return "all"
+        return s.district_id if s.has(Role.DISTRICT_ADMIN) else None
+
+    def has_module_permission(self, request):
+        return self._district_id(request) is not None
+
+    def has_view_permission(self, request, obj=None):
+        scope = self._district_id(request)
+        return scope is not None and (obj is None or scope == "all" or obj.district_id == scope)
+
+    def get_queryset(self, request):
+        scope = self._district_id(request)
+        qs = super().get_queryset(request)
+        return qs if scope == "all" else qs.filter(district_id=scope) if scope else qs.none()
