@@ -6,7 +6,7 @@
 
 PostgreSQL only: DATABASE_URL (or BENCH_DATABASE_URL; default a database
 skillcore_bench_daily_jobs on the local server) is created if missing and migrated. The districts
-"Daily Jobs Bench <N>" are seeded with ``students.seed.seed_district`` on first use (a full
+"Daily Jobs Bench <N>" are seeded with ``skillcore.seed.seed_district`` on first use (a full
 session of attendance: as-of after the session's end) and reused afterwards. Every job run
 here happens inside a transaction that is rolled back, so the database stays as seeded and
 runs are repeatable.
@@ -122,7 +122,7 @@ def rolled_back():
 
 def bench_district(students: int, *, seed: int, as_of: dt.date):
     from students.models import District
-    from students.seed import seed_district
+    from skillcore.seed import seed_district
 
     name = f"Daily Jobs Bench {students}"
     district = District.objects.filter(name=name).first()

@@ -145,7 +145,7 @@ def _free_port() -> int:
 
 def _district(students: int, seed: int):
     from students.models import District
-    from students.seed import seed_district
+    from skillcore.seed import seed_district
 
     for name in (f"Load Bench {students}", f"Daily Jobs Bench {students}"):
         district = District.objects.filter(name=name).first()

@@ -35,7 +35,7 @@ from django.db import transaction
 from scheduling import cron, registry, runner
 from students import rollover
 from scheduling.models import JobRun
-from students.seed import seed_district
+from skillcore.seed import seed_district
 from tests import factories as f
 from tests.guarantees import snapshots as snap
 from tests.jobs.slot_runs import run_slot

@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 
 from iep.models import IEP, IEPService, Section504Plan, ServiceLog
 from notifications.models import NotificationPreference
-from students import seed as seed_module
+from skillcore import seed as seed_module
 from students.models import (
     ABSENT_STATUSES,
     AcademicSession,
@@ -38,7 +38,7 @@ from students.models import (
     Student,
     Submission,
 )
-from students.seed import district_digest
+from skillcore.seed import district_digest
 from tests import factories as f
 
 User = get_user_model()

@@ -22,9 +22,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from students.management.commands.seed_district import Progress, parse_count
+from skillcore.management.commands.seed_district import Progress, parse_count
 from students.models import District, Role
-from students.seed import seed_district
+from skillcore.seed import seed_district
 
 DEMO_DISTRICT = "Demo Unified School District"
 DEMO_TIME_ZONE = "America/New_York"

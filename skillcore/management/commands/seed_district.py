@@ -1,4 +1,4 @@
-"""``manage.py seed_district``: generate a synthetic district (see students.seed).
+"""``manage.py seed_district``: generate a synthetic district (see skillcore.seed).
 
 Bad input (a count that is not a positive number, an unknown time zone, a malformed date, a
 district name already in use) exits with status 2 and one line, before anything is written.
@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from skillcore.cli import one_line_errors
-from students.seed import MAX_STUDENTS, SeedError, seed_district
+from skillcore.seed import MAX_STUDENTS, SeedError, seed_district
 from students.zones import zone_problem
 
 
