@@ -156,3 +156,10 @@ class LockoutHandler(AxesCacheHandler):
         count = sum(1 for key in sorted(keys) if self.cache.delete(key))
         log.info("Admin login lockout: %d counters reset.", count)
         return count
+
+    def reset_failure_logs(self, *, age_days=None) -> int:
+        """`manage.py axes_reset_failure_logs --age DAYS`: the log is this handler's to prune."""
+        rows = AccessFailureLog.objects.all()
+        if age_days is not None:
+            rows = rows.filter(attempt_time__lte=timezone.now() - dt.timedelta(days=age_days))
+        return rows.delete()[0]

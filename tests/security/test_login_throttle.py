@@ -165,6 +165,10 @@ def test_axes_reset_commands_unlock(client, school):
     assert _post(client, "teacher", PASSWORD).status_code == 302
     client.logout()
     lock("teacher")
+    call_command("axes_reset_username", "principal")  # one username ...
+    assert _post(client, "principal", PASSWORD).status_code == 302
+    client.logout()
+    lock("principal")
     call_command("axes_reset")  # ... or everyone
     assert _post(client, "principal", PASSWORD).status_code == 302
     client.logout()
@@ -195,3 +199,17 @@ def test_a_forwarded_for_header_does_not_change_the_address(client, school):
                          REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="192.0.2.99")
     assert locked.status_code == 429
     assert locked.content.count(b"Too many failed logins") == 1
+
+
+@pytest.mark.django_db
+def test_axes_reset_failure_logs_prunes_the_attempt_log_by_age(client):
+    from axes.models import AccessFailureLog
+    from django.core.management import call_command
+
+    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        _post(client, "old", "wrong")
+        clock.shift(dt.timedelta(days=40))
+        _post(client, "recent", "wrong")
+        call_command("axes_reset_failure_logs", "--age", "30")
+    assert list(AccessFailureLog.objects.values_list("username", flat=True)) == ["recent"]
