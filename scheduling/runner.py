@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import registry
+from scheduling import registry, services
 from scheduling.monitoring import alerts
 from scheduling.monitoring import counters
 from scheduling.models import JobRun, JobSchedule
@@ -112,8 +112,6 @@ def _deadline(job: registry.Job, start):
 def claim(run_id: int) -> JobRun | None:
     """Step 1: queued -> running, or recover a run whose worker is gone. Returns the run
     to execute here, or None when there is nothing to do (a duplicate delivery)."""
-    from scheduling import services
-
     now = timezone.now()
     run = JobRun.objects.select_related("district").get(pk=run_id)
     job = registry.get(run.job)
@@ -189,8 +187,6 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
 
 
 def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool) -> None:
-    from scheduling import services
-
     with transaction.atomic():
         # Conditional on "running": only the write that ends the run counts it. When the
         # reaper already marked it lost (and counted a failure, and created its retry), the
@@ -235,3 +231,10 @@ def _with_fresh_connection(write, *, patience: float):
             with contextlib.suppress(Exception):
                 connection.close()  # a broken connection: the pool discards it
             time.sleep(delay)
+
+
+def run_sync(*, job_slug: str, district, acting_user=None, as_of=None) -> JobRun:
+    """``jobs run``: record a manual run and execute it here, through the same wrapper as a
+    worker (the job's timeout enforced here; a failure is not retried automatically)."""
+    run = services.record_manual_run(job_slug=job_slug, district=district, acting_user=acting_user, as_of=as_of)
+    return execute(run.pk, enforce_timeout=True, auto_retry=False)

@@ -420,20 +420,18 @@ def run_now(*, job_slug: str, district: District | None, acting_user, actor_labe
     return run
 
 
-def run_sync(*, job_slug: str, district: District | None, acting_user=None, as_of: dt.datetime | None = None) -> JobRun:
-    """``jobs run``: record a manual run and execute it here, through the same wrapper."""
-    from scheduling import runner
-
+def record_manual_run(*, job_slug: str, district: District | None, acting_user=None,
+                      as_of: dt.datetime | None = None) -> JobRun:
+    """``jobs run``: record a manual run to execute in this process (``runner.run_sync``)."""
     job = registry.get(job_slug)
     _check_target(job, district)
     if not job.has_body:
         raise ScheduleError(f"job {job.slug} has no body yet")
     now = timezone.now()
-    run = JobRun.objects.create(
+    return JobRun.objects.create(
         job=job.slug, district=district, trigger=JobRun.Trigger.MANUAL, slot=as_of or now,
         status=JobRun.Status.QUEUED, enqueued_at=now, triggered_by=acting_user, note="run from the command line",
     )
-    return runner.execute(run.pk, enforce_timeout=True, auto_retry=False)
 
 
 # -- pause / resume / cron / delete ---------------------------------------------------------------

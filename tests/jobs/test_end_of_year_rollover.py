@@ -221,7 +221,7 @@ def test_admin_request_needs_a_second_admin_and_schedules_a_one_off_run(client, 
     # A redelivered task runs nothing; a later run of the job finds no request left.
     with time_machine.travel(req.run_at + dt.timedelta(hours=1), tick=False):
         assert rollover.run_approved(request_id=req.pk) is None
-        from scheduling.services import run_sync
+        from scheduling.runner import run_sync
         assert run_sync(job_slug="end-of-year-rollover", district=district).result == {"requests": 0}
 
 

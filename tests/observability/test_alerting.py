@@ -77,7 +77,7 @@ def test_critical_failure_pages_once_after_the_last_attempt_and_the_next_success
 
     # The same schedule failing again while the incident is open: seen again, no new page.
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.run_sync(job_slug="obs-flaky", district=lakeside)
+        again = runner.run_sync(job_slug="obs-flaky", district=lakeside)
     assert again.status == "failed"
     assert len(received(endpoints, PD)) == 1
     incident = Incident.objects.get()
@@ -100,7 +100,7 @@ def test_a_timeout_pages_with_its_own_class(obs_jobs, lakeside, endpoints, monke
                           entry=jobs_for_tests.slow, critical=True, timeout=1, max_attempts=1))
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            run = services.run_sync(job_slug="obs-timeout", district=lakeside)
+            run = runner.run_sync(job_slug="obs-timeout", district=lakeside)
     finally:
         registry.unregister("obs-timeout")
     assert run.status == "timed_out"

@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduling import dashboard, services
+from scheduling import dashboard, runner, services
 from scheduling.models import Incident
 from scheduling.models import JobRun, JobSchedule, ScheduleChange
 from tests import factories as f
@@ -224,7 +224,7 @@ def test_run_now_of_a_job_without_a_body_is_a_message(synced, admin_client, new_
 
 def test_run_page_shows_error_traceback_and_a_progress_bar_while_running(synced, admin_client, new_york):
     jobs_for_tests.FAIL_TIMES["t-flaky"] = 5
-    failed = services.run_sync(job_slug="t-flaky", district=new_york)
+    failed = runner.run_sync(job_slug="t-flaky", district=new_york)
     assert failed.status == "failed"
     page = admin_client.get(url("_run", failed.pk)).content.decode()
     assert "boom on attempt 1" in page and 'id="run-traceback"' in page and "RuntimeError" in page
@@ -241,7 +241,7 @@ def test_run_page_shows_error_traceback_and_a_progress_bar_while_running(synced,
 def test_retry_a_failed_run_and_refuse_others(
         synced, admin_client, system_admin, new_york, django_capture_on_commit_callbacks):
     jobs_for_tests.FAIL_TIMES["t-flaky"] = 1
-    failed = services.run_sync(job_slug="t-flaky", district=new_york)
+    failed = runner.run_sync(job_slug="t-flaky", district=new_york)
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(url("_retry", failed.pk))
     retry = JobRun.objects.get(retry_of=failed)

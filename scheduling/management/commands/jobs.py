@@ -13,7 +13,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import cron, registry, selectors, services
+from scheduling import cron, registry, runner, selectors, services
 from skillcore.cli import one_line_errors
 from scheduling.models import JobRun, JobSchedule
 from students.models import District
@@ -134,7 +134,7 @@ class Command(BaseCommand):
             except cron.BadCron as exc:
                 raise _bad(str(exc)) from None
         try:
-            run = services.run_sync(job_slug=job.slug, district=district, as_of=slot)
+            run = runner.run_sync(job_slug=job.slug, district=district, as_of=slot)
         except services.ScheduleError as exc:
             raise _bad(str(exc)) from None
         if run is None:

@@ -110,7 +110,7 @@ class Command(BaseCommand):
         """Create the job schedules, and run each job that has a body once for the demo
         district (first demo only), so the dashboard shows real history. The end-of-year
         rollover is never run by the demo: it is the one destructive annual job."""
-        from scheduling import registry, services
+        from scheduling import registry, runner, services
         from scheduling.models import JobRun
 
         report = services.sync_schedules()
@@ -120,7 +120,7 @@ class Command(BaseCommand):
         for job in registry.all_jobs():
             if not job.has_body or job.slug == "end-of-year-rollover":
                 continue
-            run = services.run_sync(job_slug=job.slug, district=None if job.is_global else district)
+            run = runner.run_sync(job_slug=job.slug, district=None if job.is_global else district)
             self.stdout.write(f"   ran {job.slug}: {run.status} in {run.duration_seconds or 0:.1f}s")
 
     def announce(self, logins: list[tuple[str, str, str]], addrport: str) -> None:

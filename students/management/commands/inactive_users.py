@@ -13,7 +13,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import services
+from scheduling import runner
 from students import inactive_users
 from scheduling.models import JobRun
 from skillcore.access import access_trail
@@ -52,7 +52,7 @@ class Command(BaseCommand):
             return
         # The job's slot is 02:00 local on that date, as the scheduler would run it.
         slot = dt.datetime.combine(day, dt.time(2, 0), tzinfo=zone)
-        run = services.run_sync(job_slug=SLUG, district=found, as_of=slot)
+        run = runner.run_sync(job_slug=SLUG, district=found, as_of=slot)
         if run is None or run.status != JobRun.Status.SUCCEEDED:
             raise CommandError(f"run {getattr(run, 'pk', '?')} did not succeed: {getattr(run, 'error', '')}", returncode=1)
         self.stdout.write(json.dumps(run.result, sort_keys=True))
