@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class NotificationsConfig(AppConfig):
     name = "notifications"
     verbose_name = "Notifications"
+
+    def ready(self):
+        # /metrics counts the outbox through the engine's collector, which knows no app.
+        from notifications.metrics import NOTIFICATIONS
+        from scheduling.monitoring.metrics import add_outbox_source
+
+        add_outbox_source(NOTIFICATIONS)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, Value
+from django.db.models import Count, IntegerField, QuerySet, Value
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY
@@ -37,6 +39,34 @@ from scheduling.models import DURATION_BUCKETS, JobRunCounter, bucket_field
 # alert deliveries waiting, open incidents.
 QUERIES_ORM_BROKER = 9
 QUERIES_REDIS_BROKER = 8
+
+
+@dataclass(frozen=True)
+class OutboxSource:
+    """An outbox of another app whose deliveries /metrics reports (notifications), added with
+    ``add_outbox_source`` from that app's ``ready()``: the engine counts it without importing it.
+
+    ``counters()`` yields rows with ``channel``, ``sent``, ``failed`` (kept at write time);
+    ``waiting()`` the rows not settled yet (each has ``channel``); ``families()`` the metric
+    families it fills (keys unique across sources); ``add(fam, channel, sent=, failed=,
+    waiting=)`` fills them for one channel.
+    """
+
+    name: str
+    channels: tuple[str, ...]
+    counters: Callable[[], QuerySet]
+    waiting: Callable[[], QuerySet]
+    families: Callable[[], dict]
+    add: Callable[..., None]
+
+
+_sources: dict[str, OutboxSource] = {}
+
+
+def add_outbox_source(source: OutboxSource) -> None:
+    """Count ``source`` on /metrics (idempotent per name); its queries join the scrape's two
+    UNION queries, so the scrape's query count does not grow with the sources."""
+    _sources[source.name] = source
 
 
 # Per-job figures summed over districts (every counter column but last_success).
@@ -92,12 +122,7 @@ class JobMetricsCollector:
             "overdue": GaugeMetricFamily(
                 "scheduled_job_overdue_schedules", "Live schedules overdue by more than the grace (scheduler not running)."),
             "queue": GaugeMetricFamily("scheduled_job_queue_depth", "Tasks waiting in the django-q2 broker.", labels=["broker"]),
-            "notif_sent": CounterMetricFamily(
-                "notifications_sent", "Notifications delivered, by channel.", labels=["channel"]),
-            "notif_failed": CounterMetricFamily(
-                "notifications_failed", "Notifications that failed for good, by channel.", labels=["channel"]),
-            "notif_waiting": GaugeMetricFamily(
-                "notifications_waiting", "Notifications pending, deferred or sending, by channel.", labels=["channel"]),
+            **{key: family for source in _sources.values() for key, family in source.families().items()},
             "alerts": CounterMetricFamily(
                 "scheduled_job_alert_deliveries",
                 "Alert deliveries settled, by channel and outcome (sent, or failed for good).", labels=["channel", "outcome"]),
@@ -111,7 +136,6 @@ class JobMetricsCollector:
         }
 
     def _fill(self, fam: dict) -> None:
-        from notifications.models import Channel as NChannel, Notification, NotificationCounter, Status as NStatus
         from scheduling import selectors
         from scheduling.models import AlertDelivery, Incident
         from scheduling.models import AlertDeliveryCounter
@@ -174,36 +198,33 @@ class JobMetricsCollector:
         # 5. Queue depth: OrmQ rows (one count) or the Redis list's length (no SQL).
         fam["queue"].add_metric(["redis" if settings.Q_CLUSTER.get("redis") else "orm"], _broker().queue_size())
 
-        # 6. Notifications and alert deliveries. Sent and failed are counters kept at write
-        #    time (notifications/counters.py, scheduling/counters.py): one query over the two
-        #    small tables (a row per channel). Waiting is a gauge, counted live over the rows
-        #    not settled yet, which the status indexes find whatever the size of the sent
-        #    history (notification_status_idx, alertdelivery_due_idx): one query.
+        # 6. The outboxes: alert deliveries and every registered source (notifications).
+        #    Sent and failed are counters kept at write time (a row per channel): one UNION
+        #    query over those small tables. Waiting is a gauge, counted live over the rows not
+        #    settled yet, which each outbox's status index finds whatever the size of the sent
+        #    history: one UNION query.
         DS = AlertDelivery.Status
-        outcomes = {("notification", ch): (0, 0) for ch in NChannel.values}
-        outcomes.update({("alert", ch): (0, 0) for ch in AlertDelivery.Channel.values})
-        counter_rows = _tagged(NotificationCounter.objects, "notification", "channel", "sent", "failed").union(
-            _tagged(AlertDeliveryCounter.objects, "alert", "channel", "sent", "failed"), all=True)
-        for source, ch, sent, failed in counter_rows:
-            outcomes[(source, ch)] = (sent, failed)
+        outcomes = {("alert", ch): (0, 0) for ch in AlertDelivery.Channel.values}
+        counters = _tagged(AlertDeliveryCounter.objects, "alert", "channel", "sent", "failed")
+        waiting_rows = _tagged(AlertDelivery.objects.filter(status__in=[DS.PENDING, DS.SENDING]), "alert", "channel")
+        waiting_rows = waiting_rows.annotate(n=Count("id"))
+        for source in _sources.values():
+            outcomes.update({(source.name, ch): (0, 0) for ch in source.channels})
+            counters = counters.union(_tagged(source.counters(), source.name, "channel", "sent", "failed"), all=True)
+            waiting_rows = waiting_rows.union(
+                _tagged(source.waiting(), source.name, "channel").annotate(n=Count("id")), all=True)
+        for name, ch, sent, failed in counters:
+            outcomes[(name, ch)] = (sent, failed)
         waiting = dict.fromkeys(outcomes, 0)
-        live_rows = (
-            _tagged(Notification.objects.filter(status__in=[NStatus.PENDING, NStatus.DEFERRED, NStatus.SENDING]),
-                    "notification", "channel").annotate(n=Count("id"))
-            .union(_tagged(AlertDelivery.objects.filter(status__in=[DS.PENDING, DS.SENDING]), "alert", "channel")
-                   .annotate(n=Count("id")), all=True)
-        )
-        for source, ch, n in live_rows:
-            waiting[(source, ch)] = n
-        for (source, ch), (sent, failed) in sorted(outcomes.items()):
-            if source == "notification":
-                fam["notif_sent"].add_metric([ch], sent)
-                fam["notif_failed"].add_metric([ch], failed)
-                fam["notif_waiting"].add_metric([ch], waiting[(source, ch)])
-            else:
+        for name, ch, n in waiting_rows:
+            waiting[(name, ch)] = n
+        for (name, ch), (sent, failed) in sorted(outcomes.items()):
+            if name == "alert":
                 fam["alerts"].add_metric([ch, DS.SENT], sent)
                 fam["alerts"].add_metric([ch, DS.FAILED], failed)
-                fam["alerts_waiting"].add_metric([ch], waiting[(source, ch)])
+                fam["alerts_waiting"].add_metric([ch], waiting[(name, ch)])
+            else:
+                _sources[name].add(fam, ch, sent=sent, failed=failed, waiting=waiting[(name, ch)])
 
         # 7. Open incidents by kind.
         open_incidents = (
