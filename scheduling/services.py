@@ -435,6 +435,58 @@ def record_manual_run(*, job_slug: str, district: District | None, acting_user=N
 
 
 # -- pause / resume / cron / delete ---------------------------------------------------------------
+# The state a staff edit may change. Every edit saves all of it: the row is locked, so
+# rewriting a value the edit left alone loses nothing, and one save path serves all five.
+_EDITABLE = ["cron", "cron_customized", "paused", "pause_note", "paused_by", "paused_at", "removed_at",
+             "q_schedule", "updated_at"]
+
+
+def _audited_change(schedule: JobSchedule, action: str, change, *, q_row, acting_user, actor_label: str,
+                    now: dt.datetime) -> JobSchedule:
+    """One staff edit of a schedule, done the same way for all five (inside the service's
+    transaction: select_for_update refuses to run outside one).
+
+    1. Lock the row: edits of one schedule are serialized, so ``change`` checks the state it
+       applies to, not one another edit is about to replace.
+    2. Snapshot it (the audit row's ``before``).
+    3. ``change(schedule)`` checks (a ScheduleError leaves everything unwritten) and sets the
+       new state on the locked instance.
+    4. ``q_row(schedule, now)`` brings django-q2's Schedule row in line; it runs before the
+       save because dropping the row also unlinks it (``q_schedule``), which the save writes.
+    5. Save, and write the ScheduleChange row with the before and after snapshots.
+    """
+    schedule = _locked(schedule)
+    before = _snapshot(schedule)
+    change(schedule)
+    q_row(schedule, now)
+    schedule.save(update_fields=_EDITABLE)
+    _audit(schedule, action, acting_user=acting_user, actor_label=actor_label,
+           before=before, after=_snapshot(schedule), now=now)
+    return schedule
+
+
+def _q_stop(schedule: JobSchedule, now: dt.datetime) -> None:
+    """Paused: the q row stops firing (repeats=0) and keeps its next_run, which the
+    audit row's snapshot records."""
+    if schedule.q_schedule_id:
+        Schedule.objects.filter(pk=schedule.q_schedule_id).update(repeats=0)
+        schedule.q_schedule.refresh_from_db()
+
+
+def _q_reseed(schedule: JobSchedule, now: dt.datetime) -> None:
+    """Active again or a new cron: the q row matches the schedule and its next_run is the
+    first slot after *now*, so a slot that passed meanwhile never fires."""
+    if schedule.cron and schedule.removed_at is None:
+        _ensure_q(schedule, registry.get(schedule.job), now)
+
+
+def _q_drop(schedule: JobSchedule, now: dt.datetime) -> None:
+    """Deleted: the q row goes (the JobSchedule and its runs stay, as history)."""
+    if schedule.q_schedule_id:
+        Schedule.objects.filter(pk=schedule.q_schedule_id).delete()
+        schedule.q_schedule = None
+
+
 @transaction.atomic
 def pause_schedule(*, schedule: JobSchedule, acting_user, note: str, actor_label: str = "command line",
                    now: dt.datetime | None = None) -> JobSchedule:
@@ -443,20 +495,16 @@ def pause_schedule(*, schedule: JobSchedule, acting_user, note: str, actor_label
     note = (note or "").strip()
     if not note:
         raise ScheduleError("a pause needs a note saying why")
-    schedule = _locked(schedule)
-    if schedule.removed_at:
-        raise ScheduleError(f"schedule {schedule} was deleted")
-    if schedule.paused:
-        raise ScheduleError(f"schedule {schedule} is already paused")
-    before = _snapshot(schedule)
-    schedule.paused, schedule.pause_note, schedule.paused_by, schedule.paused_at = True, note, acting_user, now
-    schedule.save(update_fields=["paused", "pause_note", "paused_by", "paused_at", "updated_at"])
-    if schedule.q_schedule_id:
-        Schedule.objects.filter(pk=schedule.q_schedule_id).update(repeats=0)
-        schedule.q_schedule.refresh_from_db()
-    _audit(schedule, ScheduleChange.Action.PAUSE, acting_user=acting_user, actor_label=actor_label,
-           before=before, after=_snapshot(schedule), now=now)
-    return schedule
+
+    def pause(s: JobSchedule) -> None:
+        if s.removed_at:
+            raise ScheduleError(f"schedule {s} was deleted")
+        if s.paused:
+            raise ScheduleError(f"schedule {s} is already paused")
+        s.paused, s.pause_note, s.paused_by, s.paused_at = True, note, acting_user, now
+
+    return _audited_change(schedule, ScheduleChange.Action.PAUSE, pause, q_row=_q_stop,
+                           acting_user=acting_user, actor_label=actor_label, now=now)
 
 
 @transaction.atomic
@@ -464,17 +512,14 @@ def resume_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "c
                     now: dt.datetime | None = None) -> JobSchedule:
     """Resume: next_run is the first slot after *now*, so a stale slot never fires."""
     now = now or timezone.now()
-    schedule = _locked(schedule)
-    if not schedule.paused:
-        raise ScheduleError(f"schedule {schedule} is not paused")
-    before = _snapshot(schedule)
-    schedule.paused, schedule.pause_note, schedule.paused_by, schedule.paused_at = False, "", None, None
-    schedule.save(update_fields=["paused", "pause_note", "paused_by", "paused_at", "updated_at"])
-    if schedule.cron and schedule.removed_at is None:
-        _ensure_q(schedule, registry.get(schedule.job), now)
-    _audit(schedule, ScheduleChange.Action.RESUME, acting_user=acting_user, actor_label=actor_label,
-           before=before, after=_snapshot(schedule), now=now)
-    return schedule
+
+    def resume(s: JobSchedule) -> None:
+        if not s.paused:
+            raise ScheduleError(f"schedule {s} is not paused")
+        s.paused, s.pause_note, s.paused_by, s.paused_at = False, "", None, None
+
+    return _audited_change(schedule, ScheduleChange.Action.RESUME, resume, q_row=_q_reseed,
+                           acting_user=acting_user, actor_label=actor_label, now=now)
 
 
 @transaction.atomic
@@ -487,16 +532,14 @@ def edit_cron(*, schedule: JobSchedule, acting_user, cron_expr: str, actor_label
         expr = cron.validate(cron_expr)
     except cron.BadCron as exc:
         raise ScheduleError(str(exc)) from None
-    schedule = _locked(schedule)
-    if schedule.removed_at:
-        raise ScheduleError(f"schedule {schedule} was deleted")
-    before = _snapshot(schedule)
-    schedule.cron, schedule.cron_customized = expr, True
-    schedule.save(update_fields=["cron", "cron_customized", "updated_at"])
-    _ensure_q(schedule, registry.get(schedule.job), now)
-    _audit(schedule, ScheduleChange.Action.EDIT_CRON, acting_user=acting_user, actor_label=actor_label,
-           before=before, after=_snapshot(schedule), now=now)
-    return schedule
+
+    def set_cron(s: JobSchedule) -> None:
+        if s.removed_at:
+            raise ScheduleError(f"schedule {s} was deleted")
+        s.cron, s.cron_customized = expr, True
+
+    return _audited_change(schedule, ScheduleChange.Action.EDIT_CRON, set_cron, q_row=_q_reseed,
+                           acting_user=acting_user, actor_label=actor_label, now=now)
 
 
 @transaction.atomic
@@ -505,18 +548,14 @@ def delete_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "c
     """Stop a schedule for good: its q row goes, the JobSchedule and all runs stay (history),
     and sync does not recreate it (``restore_schedule`` does)."""
     now = now or timezone.now()
-    schedule = _locked(schedule)
-    if schedule.removed_at:
-        raise ScheduleError(f"schedule {schedule} is already deleted")
-    before = _snapshot(schedule)
-    if schedule.q_schedule_id:
-        Schedule.objects.filter(pk=schedule.q_schedule_id).delete()
-        schedule.q_schedule = None
-    schedule.removed_at = now
-    schedule.save(update_fields=["removed_at", "q_schedule", "updated_at"])
-    _audit(schedule, ScheduleChange.Action.DELETE, acting_user=acting_user, actor_label=actor_label,
-           before=before, after=_snapshot(schedule), now=now)
-    return schedule
+
+    def delete(s: JobSchedule) -> None:
+        if s.removed_at:
+            raise ScheduleError(f"schedule {s} is already deleted")
+        s.removed_at = now
+
+    return _audited_change(schedule, ScheduleChange.Action.DELETE, delete, q_row=_q_drop,
+                           acting_user=acting_user, actor_label=actor_label, now=now)
 
 
 @transaction.atomic
@@ -524,16 +563,14 @@ def restore_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "
                      now: dt.datetime | None = None) -> JobSchedule:
     """Undo a delete: the schedule fires again from its next slot after now."""
     now = now or timezone.now()
-    schedule = _locked(schedule)
-    if schedule.removed_at is None:
-        raise ScheduleError(f"schedule {schedule} is not deleted")
-    before = _snapshot(schedule)
-    schedule.removed_at = None
-    schedule.save(update_fields=["removed_at", "updated_at"])
-    _ensure_q(schedule, registry.get(schedule.job), now)
-    _audit(schedule, ScheduleChange.Action.RESTORE, acting_user=acting_user, actor_label=actor_label,
-           before=before, after=_snapshot(schedule), now=now)
-    return schedule
+
+    def restore(s: JobSchedule) -> None:
+        if s.removed_at is None:
+            raise ScheduleError(f"schedule {s} is not deleted")
+        s.removed_at = None
+
+    return _audited_change(schedule, ScheduleChange.Action.RESTORE, restore, q_row=_q_reseed,
+                           acting_user=acting_user, actor_label=actor_label, now=now)
 
 
 # -- failures, retries, lost workers -----------------------------------------------------------
