@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
 from interventions.models import CounselorTask, Intervention
-from skillcore.admin import StudentRecordAdmin, school_filter
+from students.scoped_admin import StudentRecordAdmin, school_filter
 from students.models import Role
 from interventions.models import StudentAnalytics
 from skillcore.admin import ReadOnlyMixin

@@ -10,12 +10,12 @@ from django import forms
 from django.contrib import admin
 
 from notifications.models import Category, NotificationPreference
-from skillcore.admin import ScopedAdmin
+from students.scoped_admin import ScopedAdmin
 from django.utils.html import format_html
 from notifications import selectors, services
 from notifications.models import DigestItem, Notification, RecipientProfile, Status
 from notifications.rendering import RenderError, render_email, render_push
-from skillcore.admin import StudentRecordAdmin
+from students.scoped_admin import StudentRecordAdmin
 from django.contrib import messages
 from django.utils import timezone
 from notifications.emergency import emergency_broadcast_send

@@ -18,8 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from scheduling import reports as report_lib
 from scheduling.models import Report
-from skillcore.access import access_trail
-from skillcore.admin import StudentRecordAdmin
+from skillcore.access import access_trail, render_now
 from skillcore.csv_export import neutralized_csv
 from django.contrib import messages
 from scheduling.monitoring import alerting
@@ -161,11 +160,11 @@ class ReportAdmin(ReadOnlyAdmin):
 
     # The change page shows a report's evidence, whose ``students_named`` are student ids;
     # the list shows the reports that name them. Both are on the trail like every other
-    # student-record page (skillcore.admin.StudentRecordAdmin): the queries inside
+    # student-record page (students.scoped_admin.StudentRecordAdmin): the queries inside
     # ``access_trail`` and one "view" row naming the students of the reports shown.
     def changelist_view(self, request, extra_context=None):
         with access_trail(actor=request.user, purpose="admin: changelist scheduling.report"):
-            response = StudentRecordAdmin._render(super().changelist_view(request, extra_context))
+            response = render_now(super().changelist_view(request, extra_context))
             cl = (getattr(response, "context_data", None) or {}).get("cl")
             if response.status_code == 200 and cl is not None and request.method == "GET":
                 self._log_reports(request, list(cl.result_list), "admin: changelist scheduling.report")
@@ -173,7 +172,7 @@ class ReportAdmin(ReadOnlyAdmin):
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         with access_trail(actor=request.user, purpose="admin: change scheduling.report"):
-            response = StudentRecordAdmin._render(super().changeform_view(request, object_id, form_url, extra_context))
+            response = render_now(super().changeform_view(request, object_id, form_url, extra_context))
             original = (getattr(response, "context_data", None) or {}).get("original")
             if object_id and original is not None and response.status_code == 200:
                 self._log_view(request, original, "change")

@@ -444,3 +444,12 @@ def access_trail(*, purpose: str, actor=None, job_run_id=None, actor_label: str 
 
 def current_trail() -> AccessTrail | None:
     return getattr(_local, "trail", None)
+
+
+def render_now(response):
+    """Render a TemplateResponse now, inside the trail: it would render after the view
+    returns, outside the ``access_trail`` block, and the rows it shows are fetched while
+    rendering."""
+    if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+        response.render()
+    return response

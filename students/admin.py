@@ -7,6 +7,10 @@ FERPA trail through StudentRecordAdmin. Changelists select their related rows up
 """
 from __future__ import annotations
 
+from django.utils.html import format_html
+
+from skillcore.models import AccessLog
+
 import re
 
 from django import forms
@@ -14,10 +18,8 @@ from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from django.db.models import Q
 
-from skillcore.admin import (
-    CappedCountPaginator, IdsFirstPaginator, ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter,
-    related_only, school_filter, staff_filter,
-)
+from skillcore.admin import CappedCountPaginator, IdsFirstPaginator
+from students.scoped_admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter, related_only, school_filter, staff_filter
 from students import scoping
 from students.models import (
     AcademicSession,
@@ -535,3 +537,40 @@ class UserLifecycleChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         scope = self._district_id(request)
         qs = super().get_queryset(request)
         return qs if scope == "all" else qs.filter(district_id=scope) if scope else qs.none()
+
+
+# -- the FERPA access trail, as staff may see it (students.scoping.access_log_q) -------------------
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnlyMixin, ScopedAdmin):
+    """The FERPA access trail: read-only for everyone, superusers included (PostgreSQL also refuses writes)."""
+
+    list_display = ["at", "actor_label", "operation", "model", "purpose", "row_count", "student_count", "job_run_id"]
+    # No actor filter: its choices would be every distinct actor in an ever-growing log (or
+    # every staff member); an auditor finds a person's actions by searching their username.
+    list_filter = ["operation", "model", ("at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "purpose", "model", "recipient"]
+    date_hierarchy = "at"
+    show_full_result_count = False  # the log grows without bound; an exact count is a full scan
+    readonly_fields = [
+        "at", "actor", "actor_label", "job_run_id", "purpose", "model", "operation", "query_count",
+        "row_count", "student_count", "student_ids_display", "recipient",
+    ]
+    fields = readonly_fields
+    actions = None
+
+    @admin.display(description="Student ids")
+    def student_ids_display(self, obj):
+        return format_html("<code>{}</code>", ", ".join(str(i) for i in obj.student_ids) or "-")
+
+    def get_search_results(self, request, queryset, search_term):
+        # "student:123" finds the rows that touched that student (JSON containment on PostgreSQL,
+        # a text match on the JSON elsewhere).
+        term = search_term.strip()
+        if term.startswith("student:") and term[8:].strip().isdigit():
+            sid = int(term[8:].strip())
+            from django.db import connection
+
+            if connection.vendor == "postgresql":
+                return queryset.filter(student_ids__contains=[sid]), False
+            return queryset.filter(student_ids__regex=rf"[\[ ,]{sid}[,\]]"), False
+        return super().get_search_results(request, queryset, search_term)
