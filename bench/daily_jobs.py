@@ -1,4 +1,4 @@
-"""Benchmark: the daily jobs on a synthetic district, against the reference's approach (issue 5).
+"""Benchmark: the daily jobs on a synthetic district, against the per-student loop a naive job would run.
 
     DATABASE_URL=postgres://... python -m bench.daily_jobs [--students 50000] [--sample 2000]
         [--small 1000] [--as-of 2027-06-30] [--seed 5]

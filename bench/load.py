@@ -1,4 +1,4 @@
-"""Benchmark: staff browsing the admin while the daily jobs run (issue 8, item 5).
+"""Benchmark: staff browsing the admin while the daily jobs run.
 
     python -m bench load [--students 50000] [--users 50] [--seconds 60] [--think 5.0]
                          [--server gunicorn|runserver] [--workers 4] [--warmup 20] [--job-runs 3]

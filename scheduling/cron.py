@@ -1,7 +1,7 @@
 """Cron slots in a district's own time zone, with Debian cron's DST rules (cronsim).
 
 Every function takes and returns *aware* datetimes; slots are returned in UTC (what the
-database stores) unless said otherwise. Why cronsim and not croniter: see DESIGN.md §1
+database stores) unless said otherwise. Why cronsim and not croniter: see docs/decisions/cron-and-dst.md
 (croniter runs ``0 1 1 * *`` twice on a fall-back day; cronsim runs a repeated-hour slot
 once and a skipped-hour slot once, right after the jump).
 """

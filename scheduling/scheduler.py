@@ -1,7 +1,7 @@
 """How the engine drives django-q2's own scheduler loop (``django_q.scheduler.scheduler``).
 
 django-q2 1.11.1 computes a CRON row's next_run with croniter, in one global zone, from
-"now" (DESIGN.md §1). We keep django-q2's loop (its row locking, task creation, intended
+"now" (docs/decisions/django-q2.md). We keep django-q2's loop (its row locking, task creation, intended
 date and cluster routing) and replace only that computation, for rows we own:
 
 1. ``Schedule.calculate_next_run`` is wrapped (``install()``, called from AppConfig.ready).
@@ -22,12 +22,11 @@ date and cluster routing) and replace only that computation, for rows we own:
    Schedule, a post_delete receiver records the task id on the run (the sweeper's "has a
    delivery" mark).
 3. The computation never raises into the pass: django-q2 runs every due row in one
-   transaction, so one bad row would stall all schedules (DESIGN.md §1). A row whose
+   transaction, so one bad row would stall all schedules (docs/decisions/django-q2.md). A row whose
    cron or zone cannot be evaluated is pushed an hour ahead and logged.
 """
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import logging
 
@@ -45,8 +44,10 @@ def engine_next_run(schedule, after: dt.datetime | None) -> dt.datetime:
     if schedule.pk is None:
         base = now
     try:
-        tz = ast.literal_eval(schedule.kwargs or "{}").get("tz", "UTC")
-        return cron.next_slot(schedule.cron, tz, max(base, now))
+        from scheduling.services import q_row_zone
+
+        # The zone as the row carries it (services.q_row_zone): no query per due row.
+        return cron.next_slot(schedule.cron, q_row_zone(schedule), max(base, now))
     except Exception:
         logger.exception("schedule %s: cannot compute the next run of %r; retrying in an hour", schedule.name, schedule.cron)
         return now + dt.timedelta(hours=1)

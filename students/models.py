@@ -57,7 +57,7 @@ class District(models.Model):
     name = models.CharField(max_length=200, unique=True)
     time_zone = models.CharField(max_length=64, validators=[validate_time_zone], default="America/New_York")
     state = models.CharField(max_length=2, help_text="Two-letter state code, e.g. NY.")
-    # Settings the jobs read. Defaults follow DESIGN.md §3.
+    # Settings the jobs read. Defaults follow docs/decisions/domain-rules.md.
     chronic_absence_threshold = models.DecimalField(
         max_digits=4, decimal_places=3, default=Decimal("0.100"),
         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.99"))],

@@ -1,6 +1,6 @@
 """End-of-year rollover: close a district's school year and open the next.
 
-Steps, in this order (RosarioSIS's rules, DESIGN.md §3), each one transaction that also
+Steps, in this order (RosarioSIS's rules, docs/decisions/domain-rules.md), each one transaction that also
 records the step as done on the RolloverRequest, so a crashed run resumes at the first
 unfinished step and a finished rollover re-run changes nothing:
 

@@ -2,7 +2,7 @@
 
 Why then: 07:00 local: case managers read the reminders at the start of the school day, with time to schedule the meeting and notify guardians (34 CFR 300.322).
 
-Rules (issue 5): an annual review is due last review + 365 days (IEP.next_review_due, leap
+Rules (docs/decisions/domain-rules.md): an annual review is due last review + 365 days (IEP.next_review_due, leap
 years included). The district's offsets (default 90/60/30/14/7/0 days before) each send one
 reminder per IEP: 90 the sped coordinator(s); 60 the case manager and the principal; 30 and
 later the whole team. At 14 (or a later offset reached without it) an annual-review meeting

@@ -1,4 +1,4 @@
-"""Chronic-absence rules (issue 5, attendance-interventions), each as a boundary test."""
+"""Chronic-absence rules (attendance-interventions), each as a boundary test."""
 import datetime as dt
 from decimal import Decimal
 

@@ -1,5 +1,5 @@
 """The real django-q2 scheduler loop, driven under time travel, fires each slot once at
-the district's local time (Debian cron DST rules) — DESIGN.md §1, issue item 3."""
+the district's local time (Debian cron DST rules) (docs/decisions/cron-and-dst.md)."""
 from __future__ import annotations
 
 import datetime as dt
