@@ -9,6 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
+from skillcore.admin import ReadOnlyMixin
 from notifications.models import Category, NotificationPreference
 from students.scoped_admin import ScopedAdmin
 from django.utils.html import format_html
@@ -73,7 +74,7 @@ class StatusWithCountsFilter(admin.SimpleListFilter):
         return queryset.filter(status=self.value()) if self.value() else queryset
 
 
-class OutboxPermissionMixin:
+class OutboxPermissionMixin(ReadOnlyMixin):
     """Only system and district admins see the outbox (it names families and students);
     a district admin sees their own district's rows. Nobody edits rows by hand."""
 
@@ -86,14 +87,6 @@ class OutboxPermissionMixin:
     def has_view_permission(self, request, obj=None):
         return self._allowed(request) and (obj is None or self._in_scope(request, obj))
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Notification)
