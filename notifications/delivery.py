@@ -1,20 +1,11 @@
-"""Draining the outbox: claim a batch, render, send, settle.
+"""Draining the notification outbox: claim a batch, render, send, settle.
 
-Claim protocol
---------------
-1. In one transaction, ``SELECT id ... WHERE (status IN ('pending','deferred') AND
-   send_after <= now) OR (status = 'sending' AND claimed_at < now - lease) ORDER BY
-   send_after, id LIMIT n FOR UPDATE SKIP LOCKED``, then ``UPDATE ... SET status='sending',
-   claimed_at=now, claimed_by=<worker>, attempts=attempts+1 WHERE id IN (...) AND <same
-   condition>``. On PostgreSQL a second drainer skips the locked rows and takes the next
-   ones; on SQLite the transaction takes the database write lock at BEGIN (IMMEDIATE), so
-   two drainers serialize. Either way a row is claimed by one worker at a time.
-2. Each message is rendered and sent outside any transaction (no row lock held during a
-   network call).
-3. Its outcome is written with ``UPDATE ... WHERE id=? AND status='sending' AND
-   claimed_by=<worker>``: a worker whose lease expired (someone re-claimed its row) cannot
-   overwrite the newer attempt's result. A final outcome (sent, failed) is counted for
-   /metrics in the same transaction, only when that UPDATE matched (``_finish``).
+The claim, lease, settle-only-if-still-mine and retry steps are the outbox protocol of
+skillcore/outbox.py (``OUTBOX`` below): rows are claimed with ``FOR UPDATE SKIP LOCKED`` by
+worker name (``claimed_by``), rendered and sent outside any transaction, and settled with
+``UPDATE ... WHERE status='sending' AND claimed_by=<worker>``; a final outcome (sent,
+failed) is counted for /metrics in that UPDATE's transaction, only when it matched
+(``_finish``). A retry of a family message is also held to the district's quiet hours.
 
 A worker that dies between send and status update
 --------------------------------------------------
@@ -38,7 +29,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from notifications import counters, push, quiet_hours
@@ -47,6 +37,7 @@ from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Stat
 from notifications.rendering import RenderError, render_email, render_push
 from notifications.services import recipient_mark_email_bouncing
 from skillcore import events
+from skillcore.outbox import Outbox
 from students.models import DeviceToken
 
 logger = logging.getLogger(__name__)
@@ -55,6 +46,12 @@ LEASE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = dt.timedelta(minutes=1)
 BACKOFF_CAP = dt.timedelta(hours=6)
+# Retries are not jittered: a failed row's next attempt is already spread by its own
+# send time, and tests pin the exact delays.
+OUTBOX = Outbox(
+    model=Notification, waiting=CLAIMABLE_STATUSES, due_field="send_after", lease=LEASE,
+    backoff_base=BACKOFF_BASE, backoff_cap=BACKOFF_CAP, max_attempts=MAX_ATTEMPTS, owner_field="claimed_by",
+)
 
 
 def worker_name() -> str:
@@ -63,27 +60,12 @@ def worker_name() -> str:
 
 def backoff(attempts: int) -> dt.timedelta:
     """1, 2, 4, 8 ... minutes after the n-th failed attempt, at most 6 hours."""
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+    return OUTBOX.backoff(attempts)
 
 
-def _claimable(now: dt.datetime, lease: dt.timedelta) -> Q:
-    return Q(status__in=CLAIMABLE_STATUSES, send_after__lte=now) | Q(status=Status.SENDING, claimed_at__lt=now - lease)
-
-
-@transaction.atomic
 def claim_batch(*, worker: str, limit: int, now: dt.datetime, lease: dt.timedelta = LEASE) -> list[int]:
-    """Claim up to ``limit`` due rows for ``worker`` (see the module docstring)."""
-    condition = _claimable(now, lease)
-    ids = list(
-        Notification.objects.select_for_update(skip_locked=True)
-        .filter(condition).order_by("send_after", "id").values_list("id", flat=True)[:limit]
-    )
-    if not ids:
-        return []
-    Notification.objects.filter(condition, id__in=ids).update(
-        status=Status.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
-    )
-    return ids
+    """Claim up to ``limit`` due rows for ``worker`` (the outbox protocol's claim)."""
+    return OUTBOX.claim(now=now, limit=limit, owner=worker, lease=lease)
 
 
 @dataclass
@@ -108,34 +90,32 @@ class DrainSummary:
 
 def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime, summary: DrainSummary) -> None:
     """Write one outcome, only if this worker still holds the claim."""
-    mine = Notification.objects.filter(id=n.id, status=Status.SENDING, claimed_by=worker)
     if outcome.kind == "sent":
-        _finish(mine, n, Status.SENT, sent_at=timezone.now(), provider_message_id=outcome.provider_message_id,
+        _finish(n, Status.SENT, worker=worker, sent_at=timezone.now(), provider_message_id=outcome.provider_message_id,
                 status_reason="", error="")
         summary.sent += 1
         return
-    if outcome.kind == "retry" and n.attempts < MAX_ATTEMPTS:
+    if outcome.kind == "retry" and not OUTBOX.exhausted(n.attempts):
         send_after = now + backoff(n.attempts)
         if n.quiet_hours and n.district_id:
             d = n.district
             send_after = quiet_hours.next_window_start(send_after, d.zone, d.notify_window_start, d.notify_window_end)
-        mine.update(status=Status.PENDING, send_after=send_after, status_reason=f"retry {n.attempts}/{MAX_ATTEMPTS}: {outcome.reason}"[:200],
-                    error=outcome.error or outcome.reason, claimed_at=None, claimed_by="")
+        OUTBOX.release(n.id, owner=worker, due_at=send_after, status_reason=f"retry {n.attempts}/{MAX_ATTEMPTS}: {outcome.reason}"[:200],
+                       error=outcome.error or outcome.reason, claimed_at=None, claimed_by="")
         summary.retried += 1
         return
     reason = outcome.reason if outcome.kind == "fail" else f"gave up after {n.attempts} attempts: {outcome.reason}"
-    _finish(mine, n, Status.FAILED, status_reason=reason[:200], error=outcome.error or reason, claimed_at=None)
+    _finish(n, Status.FAILED, worker=worker, status_reason=reason[:200], error=outcome.error or reason, claimed_at=None)
     summary.failed += 1
     summary.reasons[reason[:60]] = summary.reasons.get(reason[:60], 0) + 1
 
 
-def _finish(mine, n: Notification, status: str, **fields) -> None:
+def _finish(n: Notification, status: str, *, worker: str, **fields) -> None:
     """Write a final outcome and count it (notifications/counters.py) in one transaction,
     only if this worker's conditional update matched: a worker whose lease expired, or a
     row another drainer already settled, changes and counts nothing."""
-    with transaction.atomic():
-        if mine.update(status=status, **fields):
-            counters.notification_settled(channel=n.channel, status=status)
+    OUTBOX.settle(n.id, owner=worker, status=status, **fields,
+                  counted=lambda settled: counters.notification_settled(channel=n.channel, status=settled))
 
 
 def _deliver_email(rows: list[Notification], *, worker, now, summary) -> None:
@@ -210,7 +190,7 @@ def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.dat
     rows = list(Notification.objects.filter(id__in=ids, claimed_by=worker).select_related("recipient", "district").order_by("id"))
     live = []
     for n in rows:
-        if n.attempts > MAX_ATTEMPTS:  # a re-claimed row whose worker kept dying
+        if OUTBOX.over_budget(n.attempts):  # a re-claimed row whose worker kept dying
             _settle(n, Outcome("fail", reason=f"gave up after {n.attempts - 1} attempts (outcome of the last unknown: worker stopped)"),
                     worker=worker, now=now, summary=summary)
         else:

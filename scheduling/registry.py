@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from scheduling import cron
+from skillcore import outbox
 
 SCOPES = ("district", "global")
 
@@ -64,8 +65,8 @@ class Job:
         ``jitter`` is a factor in [0.5, 1.0] ("equal jitter"), so retries of many districts
         failing together (a database blip) do not come back at the same second.
         """
-        raw = min(self.backoff_cap, self.backoff_base * (2 ** max(attempt - 1, 0)))
-        return dt.timedelta(seconds=raw * jitter)
+        return outbox.backoff(attempt, base=dt.timedelta(seconds=self.backoff_base),
+                              cap=dt.timedelta(seconds=self.backoff_cap), jitter=jitter)
 
 
 class UnknownJob(LookupError):

@@ -31,7 +31,9 @@ Delivery
 Opening an incident writes AlertDelivery rows in the same transaction (the outbox). After
 commit they are sent once right away; a failure (endpoint down, HTTP 5xx/429) is retried
 with backoff by ``deliver_due``, which every scheduler pass and ``manage.py alerts watch``
-run. Nothing here can fail a job: the hooks in scheduling/alerts.py run in a savepoint and
+run. Claim, lease, settle-only-if-still-mine and backoff are the outbox protocol of
+skillcore/outbox.py (``OUTBOX`` below); each channel is sent by its transport class
+(``SlackTransport``, ``PagerDutyTransport``, ``EmailTransport``). Nothing here can fail a job: the hooks in scheduling/alerts.py run in a savepoint and
 swallow errors, and sending happens after the job's transaction committed.
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ from scheduling import registry
 from scheduling.monitoring import counters
 from scheduling.models import AlertDelivery, Incident
 from scheduling.models import JobRun
+from skillcore.outbox import Outbox
 from students.models import District, Role
 
 logger = logging.getLogger("scheduling.monitoring.alerts")
@@ -77,6 +80,12 @@ BACKOFF_CAP = dt.timedelta(minutes=15)
 CLAIM_CHUNK = 10
 WATCH_DELIVERY_BUDGET = 10.0  # seconds of sending per watch pass (plus one HTTP timeout at most)
 PD_SEVERITY = {Severity.CRITICAL: "critical", Severity.WARNING: "warning"}
+# The sender has no name column: its claim is its ``claimed_at`` instant. No jitter: a down
+# channel's rows are retried together on purpose (see deliver_due).
+OUTBOX = Outbox(
+    model=AlertDelivery, waiting=(DStatus.PENDING,), due_field="next_attempt_at", lease=LEASE,
+    backoff_base=BACKOFF_BASE, backoff_cap=BACKOFF_CAP, max_attempts=lambda: settings.ALERTS_MAX_ATTEMPTS,
+)
 
 
 def dedup_key(job: str, district_id: int | None) -> str:
@@ -450,21 +459,14 @@ class DeliveryReport:
 
 def backoff(attempts: int) -> dt.timedelta:
     """15 s, 30 s, 1 min, 2 min ... after the n-th failed attempt, at most 15 minutes."""
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+    return OUTBOX.backoff(attempts)
 
 
-@transaction.atomic
 def _claim(*, now: dt.datetime, limit: int, ids: list[int] | None) -> list[AlertDelivery]:
-    due = Q(status=DStatus.PENDING, next_attempt_at__lte=now) | Q(status=DStatus.SENDING, claimed_at__lt=now - LEASE)
-    qs = AlertDelivery.objects.select_for_update(skip_locked=True).filter(due)
-    if ids is not None:
-        qs = qs.filter(pk__in=ids)
-    picked = list(qs.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
+    """Claim due deliveries (only ``ids`` if given) and load the rows this claim holds."""
+    picked = OUTBOX.claim(now=now, limit=limit, among=None if ids is None else Q(pk__in=ids))
     if not picked:
         return []
-    AlertDelivery.objects.filter(pk__in=picked).filter(due).update(
-        status=DStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
-    )
     return list(AlertDelivery.objects.filter(pk__in=picked, status=DStatus.SENDING, claimed_at=now).order_by("next_attempt_at", "id"))
 
 
@@ -493,19 +495,20 @@ def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[i
         for delivery in batch:
             if delivery.channel in down:
                 # Retried together with (and, by id, in order after) the row that failed.
-                AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(
-                    status=DStatus.PENDING, attempts=F("attempts") - 1, next_attempt_at=down[delivery.channel],
-                )
+                OUTBOX.release(delivery.pk, owner=delivery.claimed_at, due_at=down[delivery.channel], untried=True)
                 report.retrying += 1
                 continue
             try:
                 _send(delivery)
             except SendError as exc:
-                give_up = exc.permanent or delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS
+                give_up = exc.permanent or OUTBOX.exhausted(delivery.attempts)
+                retry_at = now + backoff(delivery.attempts)
                 if not exc.permanent:
-                    down[delivery.channel] = now + backoff(delivery.attempts)
-                _settle(delivery, DStatus.FAILED if give_up else DStatus.PENDING,
-                        next_attempt_at=now + backoff(delivery.attempts), last_error=str(exc)[:500])
+                    down[delivery.channel] = retry_at
+                if give_up:
+                    _settle(delivery, DStatus.FAILED, next_attempt_at=retry_at, last_error=str(exc)[:500])
+                else:
+                    OUTBOX.release(delivery.pk, owner=delivery.claimed_at, due_at=retry_at, last_error=str(exc)[:500])
                 log = logger.error if give_up else logger.warning
                 log("alert delivery #%s (%s %s) attempt %s failed%s: %s", delivery.pk, delivery.channel, delivery.action,
                     delivery.attempts, "; giving up" if give_up else "; will retry", exc)
@@ -519,17 +522,18 @@ def deliver_due(*, now: dt.datetime | None = None, limit: int = 100, ids: list[i
     return report
 
 
-@transaction.atomic
 def _settle(delivery: AlertDelivery, status: str, **fields) -> None:
-    """Write a claimed delivery's outcome, and count a final one (sent, failed) for
-    /metrics in the same transaction, only if the row was still ours to settle ("sending":
+    """Write a claimed delivery's final outcome, and count it for /metrics in the same
+    transaction, only if the row was still this claim's ("sending" since its claimed_at:
     a sender that overran its lease may find it re-claimed and settled by another)."""
-    if AlertDelivery.objects.filter(pk=delivery.pk, status=DStatus.SENDING).update(status=status, **fields):
-        counters.alert_delivery_settled(channel=delivery.channel, status=status)
+    OUTBOX.settle(delivery.pk, owner=delivery.claimed_at, status=status, **fields,
+                  counted=lambda settled: counters.alert_delivery_settled(channel=delivery.channel, status=settled))
 
 
-def _send(delivery: AlertDelivery) -> None:
-    if delivery.channel == Channel.PAGERDUTY:
+class PagerDutyTransport:
+    """PagerDuty's Events API v2: trigger and resolve by dedup key."""
+
+    def send(self, delivery: AlertDelivery) -> None:
         key = settings.PAGERDUTY_ROUTING_KEY
         if not key:
             raise SendError("PAGERDUTY_ROUTING_KEY is not set", permanent=True)
@@ -537,18 +541,36 @@ def _send(delivery: AlertDelivery) -> None:
         if delivery.action == Action.RESOLVE:
             body["event_action"] = "resolve"
         post_json(settings.PAGERDUTY_EVENTS_URL, body)
-    elif delivery.channel == Channel.SLACK:
+
+
+class SlackTransport:
+    """A Slack incoming webhook: the payload is the message."""
+
+    def send(self, delivery: AlertDelivery) -> None:
         if not settings.SLACK_WEBHOOK_URL:
             raise SendError("SLACK_WEBHOOK_URL is not set", permanent=True)
         post_json(settings.SLACK_WEBHOOK_URL, delivery.payload)
-    elif delivery.channel == Channel.EMAIL:
+
+
+class EmailTransport:
+    """Role-routed email through Django's mail backend."""
+
+    def send(self, delivery: AlertDelivery) -> None:
         p = delivery.payload
         try:
             send_mail(p["subject"], p["body"], None, p["to"], fail_silently=False)
         except Exception as exc:  # SMTP errors are many types; all are worth a retry
             raise SendError(f"{type(exc).__name__}: {exc}") from exc
-    else:
+
+
+TRANSPORTS = {Channel.PAGERDUTY: PagerDutyTransport(), Channel.SLACK: SlackTransport(), Channel.EMAIL: EmailTransport()}
+
+
+def _send(delivery: AlertDelivery) -> None:
+    transport = TRANSPORTS.get(delivery.channel)
+    if transport is None:
         raise SendError(f"unknown channel {delivery.channel!r}", permanent=True)
+    transport.send(delivery)
 
 
 def post_json(url: str, body: dict) -> None:
