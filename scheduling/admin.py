@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from scheduling import cron, selectors
+from scheduling import queue_admin  # noqa: F401  (registers django-q2's models, narrowed)
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat
 from skillcore.admin import ReadOnlyMixin
 from django.http import Http404, HttpResponse
