@@ -42,7 +42,7 @@ FOLLOWING_NAME = re.compile(r"(?P<names>(?:::\w+)+)(?:\[[^\]]*\])?")
 
 def prose(page: Path) -> str:
     """The page without its fenced blocks (commands and diagrams, not references)."""
-    return FENCE.sub("", page.read_text())
+    return FENCE.sub(lambda block: "\n" * block.group(0).count("\n"), page.read_text())  # lines keep their numbers
 
 
 @cache
