@@ -2,5 +2,5 @@
 
 Each benchmark is a module ``bench/<name>.py`` with a ``main(argv)``; ``python -m bench``
 runs each in its own process (each configures Django and picks its own database), and
-``python -m bench <name> ...`` runs only those. See README for the figures.
+``python -m bench <name> ...`` runs only those. docs/benchmarks.md has the figures.
 """

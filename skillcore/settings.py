@@ -1,4 +1,4 @@
-"""SkillCore settings, all read from the environment (see README, "Configuration").
+"""SkillCore settings, all read from the environment (see docs/configuration.md).
 
 Storage time zone is UTC; each district carries its own IANA zone and every job computes
 its slots in that zone.

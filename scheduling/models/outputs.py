@@ -20,7 +20,8 @@ class Report(models.Model):
     replaces the content in place (same id, so links sent by email keep working).
     ``content_hash`` is the SHA-256 of the HTML and every CSV, so the same inputs give the
     same hash; ``evidence`` records what the report was computed from (input counts, the
-    time window) — the run evidence a district keeps with its compliance reports.
+    time window) — the run evidence a district keeps with its compliance reports
+    (docs/decisions/report-evidence.md).
     """
 
     class Kind(models.TextChoices):

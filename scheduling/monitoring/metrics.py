@@ -15,8 +15,8 @@ notifications (``QUERIES_ORM_BROKER``, asserted by the tests), and none of them 
 run or delivery history: the counter rows (one per job and district, one per channel), the
 queued/running runs and the waiting notifications and alert deliveries (a few, through
 indexes), the schedules (next slot), and a few small counts. No correlated subquery per
-schedule: at 6,500 schedules that alone took seconds. See README "Observability and
-alerting" for figures.
+schedule: at 6,500 schedules that alone took seconds. See docs/observability.md for
+figures.
 """
 from __future__ import annotations
 
