@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean install
+.PHONY: demo test lint bench clean install
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 ## make test: set up and run the whole suite (DATABASE_URL picks the database; SQLite by default)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff (lint and import order), as CI runs it
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
