@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from django.utils import timezone
@@ -58,22 +57,8 @@ class MeetingInline(ScopedTabularInline):
     fields = ["purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
 
 
-class IEPForm(forms.ModelForm):
-    class Meta:
-        model = IEP
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        eligible, review = data.get("eligibility_date"), data.get("last_annual_review")
-        if eligible and review and review < eligible:
-            self.add_error("last_annual_review", "The annual review cannot precede the eligibility date.")
-        return data
-
-
 @admin.register(IEP)
 class IEPAdmin(StudentRecordAdmin):
-    form = IEPForm
     list_display = ["student", "school", "status", "next_review_due", "last_annual_review", "case_manager", "disability_category"]
     list_filter = [ReviewDueFilter, "status", school_filter("student__school"), ("case_manager", RelatedOnly), "disability_category"]
     list_select_related = ["student__school", "case_manager"]
@@ -100,21 +85,8 @@ class IEPTeamMemberAdmin(StudentRecordAdmin):
     person_roles = {"user": SPED_STAFF}
 
 
-class IEPMeetingForm(forms.ModelForm):
-    class Meta:
-        model = IEPMeeting
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        if data.get("status") == IEPMeeting.Status.SCHEDULED and not data.get("scheduled_for"):
-            self.add_error("scheduled_for", "A scheduled meeting needs a date and time.")
-        return data
-
-
 @admin.register(IEPMeeting)
 class IEPMeetingAdmin(StudentRecordAdmin):
-    form = IEPMeetingForm
     student_path = "iep__student"
     list_display = ["iep", "purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
     list_filter = ["purpose", "status", "notice_flagged_late", school_filter("iep__student__school")]
@@ -135,26 +107,10 @@ class IEPServiceAdmin(StudentRecordAdmin):
     person_roles = {"provider": SPED_STAFF}
 
 
-class ServiceLogForm(forms.ModelForm):
-    minutes = forms.IntegerField(min_value=1, max_value=480, help_text="Minutes delivered in this session (at most 8 hours).")
-
-    class Meta:
-        model = ServiceLog
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        service, student = data.get("service"), data.get("student")
-        if service and student and service.iep.student_id != student.pk:
-            self.add_error("student", "This service belongs to another student's IEP.")
-        return data
-
-
 @admin.register(ServiceLog)
 class ServiceLogAdmin(StudentRecordAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
-    form = ServiceLogForm
     list_display = ["student", "service", "delivered_on", "minutes", "provider"]
     list_filter = [("provider", RelatedOnly), school_filter("student__school")]
     list_select_related = ["student", "service", "provider"]
@@ -170,24 +126,8 @@ class AccommodationInline(ScopedTabularInline):
     person_roles = {"implementers": SPED_STAFF}
 
 
-class Section504PlanForm(forms.ModelForm):
-    class Meta:
-        model = Section504Plan
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        evaluated, start, review = data.get("evaluation_date"), data.get("start_date"), data.get("next_review_due")
-        if evaluated and start and start < evaluated:
-            self.add_error("start_date", "A 504 plan starts after its evaluation (34 CFR 104.35).")
-        if start and review and review <= start:
-            self.add_error("next_review_due", "The review is due after the plan starts.")
-        return data
-
-
 @admin.register(Section504Plan)
 class Section504PlanAdmin(StudentRecordAdmin):
-    form = Section504PlanForm
     list_display = ["student", "school", "status", "start_date", "next_review_due", "coordinator"]
     list_filter = ["status", school_filter("student__school"), ("coordinator", RelatedOnly)]
     list_select_related = ["student__school", "coordinator"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -49,6 +51,11 @@ class IEP(models.Model):
 
     def __str__(self) -> str:
         return f"IEP for {self.student}" if self.student_id else "IEP"
+
+    def clean(self) -> None:
+        # Also the iep_review_after_eligibility constraint; this names the field.
+        if self.eligibility_date and self.last_annual_review and self.last_annual_review < self.eligibility_date:
+            raise ValidationError({"last_annual_review": "The annual review cannot precede the eligibility date."})
 
     def save(self, *args, **kwargs):
         # Derived, never typed: the legal due date follows from the last review.
@@ -104,6 +111,10 @@ class IEPMeeting(models.Model):
             ),
         ]
 
+    def clean(self) -> None:
+        if self.status == self.Status.SCHEDULED and not self.scheduled_for:
+            raise ValidationError({"scheduled_for": "A scheduled meeting needs a date and time."})
+
 
 class IEPService(models.Model):
     """A service the IEP requires, e.g. speech therapy 120 minutes a month."""
@@ -124,12 +135,19 @@ class ServiceLog(models.Model):
     service = models.ForeignKey(IEPService, on_delete=models.CASCADE, related_name="logs")
     student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="service_logs")
     delivered_on = models.DateField()
-    minutes = models.PositiveIntegerField()
+    minutes = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(480)],
+        help_text="Minutes delivered in this session (at most 8 hours).",
+    )
     provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(minutes__gt=0, minutes__lte=480), name="service_log_minutes_sane")]
         indexes = [models.Index(fields=["service", "delivered_on"], name="service_log_month_idx")]
+
+    def clean(self) -> None:
+        if self.service_id and self.student_id and self.service.iep.student_id != self.student_id:
+            raise ValidationError({"student": "This service belongs to another student's IEP."})
 
 
 class Section504Plan(models.Model):
@@ -156,6 +174,17 @@ class Section504Plan(models.Model):
 
     def __str__(self) -> str:
         return f"504 plan for {self.student}" if self.student_id else "504 plan"
+
+    def clean(self) -> None:
+        # Also the plan504_* constraints; these name the field to fix, both at once.
+        errors = {}
+        evaluated, start, review = self.evaluation_date, self.start_date, self.next_review_due
+        if evaluated and start and start < evaluated:
+            errors["start_date"] = "A 504 plan starts after its evaluation (34 CFR 104.35)."
+        if start and review and review <= start:
+            errors["next_review_due"] = "The review is due after the plan starts."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Accommodation(models.Model):

@@ -1,7 +1,6 @@
 """Admin for interventions and counselors' tasks: scoped to the staff member's students, on the FERPA trail."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
@@ -12,33 +11,8 @@ from interventions.models import StudentAnalytics
 from skillcore.admin import ReadOnlyMixin
 
 
-class InterventionForm(forms.ModelForm):
-    tier = forms.TypedChoiceField(choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")], coerce=int)
-
-    class Meta:
-        model = Intervention
-        fields = "__all__"
-
-    def clean(self):
-        # The database insists: closed iff not active. Say which field is wrong instead.
-        data = super().clean()
-        status, closed_at = data.get("status"), data.get("closed_at")
-        if status == Intervention.Status.ACTIVE and closed_at:
-            self.add_error("closed_at", "An active intervention has no closing time; clear it or change the status.")
-        elif status and status != Intervention.Status.ACTIVE and not closed_at:
-            self.add_error("closed_at", "Give the time the intervention was closed or escalated.")
-        opened_at = data.get("opened_at")
-        if opened_at and closed_at and closed_at < opened_at:
-            self.add_error("closed_at", "The intervention cannot close before it opened.")
-        escalated_from, student = data.get("escalated_from"), data.get("student")
-        if escalated_from and student and escalated_from.student_id != student.pk:
-            self.add_error("escalated_from", "The escalated intervention belongs to another student.")
-        return data
-
-
 @admin.register(Intervention)
 class InterventionAdmin(StudentRecordAdmin):
-    form = InterventionForm
     list_display = ["student", "school", "type", "tier", "status", "opened_at", "closed_at", "owner"]
     list_filter = ["type", "tier", "status", school_filter("student__school"), ("owner", RelatedOnly)]
     list_select_related = ["student__school", "owner"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -20,9 +21,14 @@ class Intervention(models.Model):
         # Replaced by a higher-tier intervention, which links back through escalated_from.
         ESCALATED = "escalated", "Escalated"
 
+    class Tier(models.IntegerChoices):  # also the intervention_tier_1_to_3 constraint
+        TIER_1 = 1, "Tier 1"
+        TIER_2 = 2, "Tier 2"
+        TIER_3 = 3, "Tier 3"
+
     student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="interventions")
     type = models.CharField(max_length=12, choices=Type.choices)
-    tier = models.PositiveSmallIntegerField(default=1)
+    tier = models.PositiveSmallIntegerField(default=1, choices=Tier.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     reason = models.CharField(max_length=300)
     recommended_strategies = models.JSONField(default=list, blank=True)
@@ -55,6 +61,22 @@ class Intervention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_type_display()} tier {self.tier} for {self.student}"
+
+    def clean(self) -> None:
+        # The database insists: closed iff not active (intervention_closed_iff_not_active).
+        # Say which field is wrong instead.
+        errors: dict[str, list[str]] = {}
+        status, opened_at, closed_at = self.status, self.opened_at, self.closed_at
+        if status == self.Status.ACTIVE and closed_at:
+            errors.setdefault("closed_at", []).append("An active intervention has no closing time; clear it or change the status.")
+        elif status and status != self.Status.ACTIVE and not closed_at:
+            errors.setdefault("closed_at", []).append("Give the time the intervention was closed or escalated.")
+        if opened_at and closed_at and closed_at < opened_at:
+            errors.setdefault("closed_at", []).append("The intervention cannot close before it opened.")
+        if self.escalated_from_id and self.student_id and self.escalated_from.student_id != self.student_id:
+            errors["escalated_from"] = ["The escalated intervention belongs to another student."]
+        if errors:
+            raise ValidationError(errors)
 
 
 class CounselorTask(models.Model):

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin
 
 from skillcore.admin import ReadOnlyMixin
-from notifications.models import Category, NotificationPreference
+from notifications.models import NotificationPreference
 from students.scoped_admin import ScopedAdmin
 from django.utils.html import format_html
 from notifications import selectors, services
@@ -25,21 +25,8 @@ from students.models import District, Role
 from students.roles import staff_of
 
 
-class NotificationPreferenceForm(forms.ModelForm):
-    class Meta:
-        model = NotificationPreference
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        if data.get("low_grade_threshold") is not None and data.get("category") != Category.GRADE_DIGEST:
-            self.add_error("low_grade_threshold", "A low-grade threshold applies to the grade digest only.")
-        return data
-
-
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(ScopedAdmin):
-    form = NotificationPreferenceForm
     list_display = ["user", "category", "channel", "frequency", "low_grade_threshold"]
     list_filter = ["category", "channel", "frequency"]
     list_select_related = ["user"]

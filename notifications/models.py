@@ -4,6 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -57,6 +58,10 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.category} by {self.channel} {self.frequency}"
+
+    def clean(self) -> None:
+        if self.low_grade_threshold is not None and self.category != Category.GRADE_DIGEST:
+            raise ValidationError({"low_grade_threshold": "A low-grade threshold applies to the grade digest only."})
 
 
 class Priority(models.TextChoices):

@@ -15,6 +15,7 @@ import re
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from django.db.models import Q
 
@@ -71,6 +72,8 @@ class OffsetsField(forms.CharField):
 
 
 class DistrictForm(forms.ModelForm):
+    """How the settings are typed; their rules are District's (validators, clean())."""
+
     # A list of IANA names rather than free text: a typo cannot reach the scheduler. The
     # choices are the model's rule (students.zones); the model's validator refuses the rest.
     time_zone = forms.ChoiceField(choices=[(z, z) for z in sorted(usable_zones())])
@@ -79,13 +82,6 @@ class DistrictForm(forms.ModelForm):
     class Meta:
         model = District
         fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        start, end = data.get("notify_window_start"), data.get("notify_window_end")
-        if start and end and start >= end:
-            self.add_error("notify_window_end", "The end of the messaging window must be after its start.")
-        return data
 
 
 @admin.register(District)
@@ -109,22 +105,8 @@ class DistrictAdmin(ScopedAdmin):
         return request.user.is_superuser
 
 
-class SchoolForm(forms.ModelForm):
-    class Meta:
-        model = School
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        low, high = data.get("lowest_grade"), data.get("highest_grade")
-        if low is not None and high is not None and low > high:
-            self.add_error("highest_grade", "The highest grade is below the lowest grade.")
-        return data
-
-
 @admin.register(School)
 class SchoolAdmin(ScopedAdmin):
-    form = SchoolForm
     list_display = ["name", "code", "district", "lowest_grade", "highest_grade"]
     list_filter = [("district", RelatedOnly)]
     list_select_related = ["district"]
@@ -156,9 +138,10 @@ class StaffProfileForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        district, schools = data.get("district"), data.get("schools")
-        if district and schools and any(s.district_id != district.pk for s in schools):
-            self.add_error("schools", "Every school must belong to the staff member's district.")
+        try:
+            StaffProfile.validate_schools(district=data.get("district"), schools=data.get("schools"))
+        except ValidationError as exc:
+            self.add_error(None, exc)
         return data
 
 
@@ -202,24 +185,8 @@ class GuardianLinkInline(ScopedTabularInline):
         return False
 
 
-class StudentForm(forms.ModelForm):
-    grade_level = forms.IntegerField(min_value=-1, max_value=12, help_text="0 = kindergarten, -1 = pre-K.")
-
-    class Meta:
-        model = Student
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        school, grade = data.get("school"), data.get("grade_level")
-        if school and grade is not None and not (school.lowest_grade <= grade <= school.highest_grade):
-            self.add_error("grade_level", f"{school} teaches grades {school.lowest_grade} to {school.highest_grade}.")
-        return data
-
-
 @admin.register(Student)
 class StudentAdmin(StudentRecordAdmin):
-    form = StudentForm
     student_path = ""
     list_display = ["last_name", "first_name", "local_id", "school", "grade_level", "is_active", "counselor"]
     list_display_links = ["last_name", "first_name"]
@@ -311,24 +278,11 @@ class AssignmentAdmin(ScopedAdmin):
     date_hierarchy = "due_date"
 
 
-class SubmissionForm(forms.ModelForm):
-    class Meta:
-        model = Submission
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        if not data.get("submitted_at") and not data.get("is_exempt"):
-            self.add_error("submitted_at", "Give the submission time, or mark the student exempt.")
-        return data
-
-
 @admin.register(Submission)
 class SubmissionAdmin(StudentRecordAdmin):
     # A big table: capped counts, no second full count.
     paginator = CappedCountPaginator
     show_full_result_count = False
-    form = SubmissionForm
     list_display = ["student", "assignment", "submitted_at", "is_exempt"]
     list_filter = ["is_exempt", school_filter("assignment__section__school"), "submitted_at"]
     list_select_related = ["student", "assignment"]
@@ -336,25 +290,11 @@ class SubmissionAdmin(StudentRecordAdmin):
     autocomplete_fields = ["student", "assignment"]
 
 
-class GradeForm(forms.ModelForm):
-    class Meta:
-        model = Grade
-        fields = "__all__"
-
-    def clean(self):
-        data = super().clean()
-        assignment, student = data.get("assignment"), data.get("student")
-        if assignment and student and not SectionEnrollment.objects.filter(section_id=assignment.section_id, student=student).exists():
-            self.add_error("student", "This student is not enrolled in the assignment's section.")
-        return data
-
-
 @admin.register(Grade)
 class GradeAdmin(StudentRecordAdmin):
     # A big table: capped counts, no second full count.
     paginator = CappedCountPaginator
     show_full_result_count = False
-    form = GradeForm
     list_display = ["student", "assignment", "score", "max_score", "posted_at"]
     list_filter = [school_filter("assignment__section__school"), "assignment__is_major", "posted_at"]
     list_select_related = ["student", "assignment"]

@@ -99,6 +99,13 @@ class District(models.Model):
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
 
+    def clean(self) -> None:
+        # Quiet hours are one window inside a local day. The database refuses the rest too
+        # (district_notify_window_ordered); this names the field to fix.
+        start, end = self.notify_window_start, self.notify_window_end
+        if start and end and start >= end:
+            raise ValidationError({"notify_window_end": "The end of the messaging window must be after its start."})
+
 
 class School(models.Model):
     district = models.ForeignKey(District, on_delete=models.PROTECT, related_name="schools")
@@ -117,6 +124,10 @@ class School(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.lowest_grade is not None and self.highest_grade is not None and self.lowest_grade > self.highest_grade:
+            raise ValidationError({"highest_grade": "The highest grade is below the lowest grade."})
 
 
 class AcademicSession(models.Model):
@@ -168,6 +179,17 @@ class StaffProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.user} ({self.district})"
 
+    @staticmethod
+    def validate_schools(*, district: District | None, schools) -> None:
+        """A staff member works only at schools of their district. Many-to-many choices are
+        saved after the row, so clean() cannot see them: the form calls this with its choices."""
+        if district and schools and any(s.district_id != district.pk for s in schools):
+            raise ValidationError({"schools": "Every school must belong to the staff member's district."})
+
+
+# Grade levels: pre-K (-1), kindergarten (0) to 12 (also the student_grade_in_range constraint).
+GRADE_MIN, GRADE_MAX = -1, 12
+
 
 class Student(models.Model):
     school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="students")
@@ -177,7 +199,9 @@ class Student(models.Model):
     local_id = models.CharField(max_length=32, help_text="The district's student number.")
     first_name = models.CharField(max_length=80)
     last_name = models.CharField(max_length=80)
-    grade_level = models.SmallIntegerField(help_text="0 = kindergarten, -1 = pre-K.")
+    grade_level = models.SmallIntegerField(
+        help_text="0 = kindergarten, -1 = pre-K.", validators=[MinValueValidator(GRADE_MIN), MaxValueValidator(GRADE_MAX)],
+    )
     birth_date = models.DateField()
     enrollment_date = models.DateField()
     exit_date = models.DateField(null=True, blank=True)
@@ -217,10 +241,19 @@ class Student(models.Model):
         return f"{self.last_name}, {self.first_name}"
 
     def clean(self) -> None:
+        errors = {}
         if self.exit_date and self.enrollment_date and self.exit_date < self.enrollment_date:
-            raise ValidationError({"exit_date": "The exit date is before the enrollment date."})
-        if self.birth_date and self.enrollment_date and self.birth_date >= self.enrollment_date:
-            raise ValidationError({"birth_date": "The birth date must be before the enrollment date."})
+            errors["exit_date"] = "The exit date is before the enrollment date."
+        elif self.birth_date and self.enrollment_date and self.birth_date >= self.enrollment_date:
+            errors["birth_date"] = "The birth date must be before the enrollment date."
+        grade = self.grade_level
+        # A grade outside pre-K..12 is the field validators' error; the school's span is checked on real grades.
+        if self.school_id and grade is not None and GRADE_MIN <= grade <= GRADE_MAX:
+            school = self.school
+            if not (school.lowest_grade <= grade <= school.highest_grade):
+                errors["grade_level"] = f"{school} teaches grades {school.lowest_grade} to {school.highest_grade}."
+        if errors:
+            raise ValidationError(errors)
 
     def age_on(self, day: dt.date) -> int:
         years = day.year - self.birth_date.year
@@ -354,6 +387,11 @@ class Submission(models.Model):
         ]
         indexes = [models.Index(fields=["student"], name="submission_student_idx")]
 
+    def clean(self) -> None:
+        # The database insists too (submission_submitted_or_exempt); this names the field.
+        if not self.submitted_at and not self.is_exempt:
+            raise ValidationError({"submitted_at": "Give the submission time, or mark the student exempt."})
+
 
 class Grade(models.Model):
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="grades")
@@ -367,6 +405,12 @@ class Grade(models.Model):
             models.CheckConstraint(condition=Q(score__gte=0), name="grade_score_not_negative"),
         ]
         indexes = [models.Index(fields=["student", "posted_at"], name="grade_student_posted_idx")]
+
+    def clean(self) -> None:
+        if self.assignment_id and self.student_id and not SectionEnrollment.objects.filter(
+            section_id=self.assignment.section_id, student_id=self.student_id,
+        ).exists():
+            raise ValidationError({"student": "This student is not enrolled in the assignment's section."})
 
 
 class AttendanceStatus(models.TextChoices):
