@@ -28,10 +28,9 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import transaction
 from django.utils import timezone
 
-from notifications import counters, push, quiet_hours
+from notifications import counters, push
 from notifications.mail import Mailer, Outcome
 from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Status
 from notifications.rendering import RenderError, render_email, render_push
@@ -96,10 +95,7 @@ def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime,
         summary.sent += 1
         return
     if outcome.kind == "retry" and not OUTBOX.exhausted(n.attempts):
-        send_after = now + backoff(n.attempts)
-        if n.quiet_hours and n.district_id:
-            d = n.district
-            send_after = quiet_hours.next_window_start(send_after, d.zone, d.notify_window_start, d.notify_window_end)
+        send_after = n.earliest_send_at(now + backoff(n.attempts))
         OUTBOX.release(n.id, owner=worker, due_at=send_after, status_reason=f"retry {n.attempts}/{MAX_ATTEMPTS}: {outcome.reason}"[:200],
                        error=outcome.error or outcome.reason, claimed_at=None, claimed_by="")
         summary.retried += 1

@@ -1,6 +1,7 @@
 """Who wants to hear what, how often, on which channel."""
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -8,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from notifications import quiet_hours
 
 
 class Category(models.TextChoices):
@@ -35,7 +38,8 @@ class Frequency(models.TextChoices):
 
 
 class NotificationPreference(models.Model):
-    """One row per person, category and channel; no row means the category's default."""
+    """One row per person, category and channel; no row means the category's default
+    (``DEFAULT_FREQUENCY``, ``frequency_applying``)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences")
     category = models.CharField(max_length=30, choices=Category.choices)
@@ -63,6 +67,41 @@ class NotificationPreference(models.Model):
         if self.low_grade_threshold is not None and self.category != Category.GRADE_DIGEST:
             raise ValidationError({"low_grade_threshold": "A low-grade threshold applies to the grade digest only."})
 
+    @staticmethod
+    def default_frequency(category: str, channel: str) -> str:
+        """What a person gets when they never chose (no row)."""
+        return DEFAULT_FREQUENCY_BY_CHANNEL.get((category, channel), DEFAULT_FREQUENCY.get(category, Frequency.IMMEDIATELY))
+
+    @classmethod
+    def frequency_applying(cls, *, category: str, channel: str, chosen: str | None) -> str:
+        """How a message of ``category`` by ``channel`` goes out, given the recipient's
+        choice (their row's frequency, or None without a row). Emergency categories ignore
+        preferences altogether: a lockdown alert cannot be "never" or "weekly"."""
+        if category in EMERGENCY_CATEGORIES:
+            return Frequency.IMMEDIATELY
+        return chosen or cls.default_frequency(category, channel)
+
+
+# What a person gets when they never chose. The grade digest job already sends one message
+# per day and child, so it goes out as it comes (a guardian may choose weekly, which collects
+# those into one message); reports are documents, so not by push. Everything else is
+# immediate, emergency categories always (see frequency_applying).
+DEFAULT_FREQUENCY: dict[str, str] = {
+    Category.ATTENDANCE_INTERVENTION: Frequency.IMMEDIATELY,
+    Category.IEP_REMINDER: Frequency.IMMEDIATELY,
+    Category.GRADE_DIGEST: Frequency.IMMEDIATELY,
+    Category.ASSIGNMENT_REMINDER: Frequency.IMMEDIATELY,
+    Category.PERFORMANCE_ALERT: Frequency.IMMEDIATELY,
+    Category.REPORT: Frequency.IMMEDIATELY,
+    Category.EMERGENCY: Frequency.IMMEDIATELY,
+    Category.EMERGENCY_TEST: Frequency.IMMEDIATELY,
+    Category.SYSTEM: Frequency.IMMEDIATELY,
+}
+DEFAULT_FREQUENCY_BY_CHANNEL: dict[tuple[str, str], str] = {
+    (Category.REPORT, Channel.PUSH): Frequency.NEVER,
+}
+EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
+
 
 class Priority(models.TextChoices):
     HIGH = "high", "High"
@@ -81,7 +120,6 @@ class Status(models.TextChoices):
 # Statuses a drainer may claim once send_after has passed. "deferred" is "pending, held for
 # the family window": the row says why it waited, the claim treats both alike.
 CLAIMABLE_STATUSES = (Status.PENDING, Status.DEFERRED)
-EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
 
 
 class Notification(models.Model):
@@ -147,6 +185,15 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.category} to {self.recipient_id} by {self.channel} ({self.status})"
+
+    def earliest_send_at(self, moment: dt.datetime) -> dt.datetime:
+        """The first instant at or after ``moment`` this message may go out: a family
+        message (``quiet_hours``) waits for its district's window, in the district's local
+        time; anything else goes at ``moment``."""
+        if not (self.quiet_hours and self.district_id):
+            return moment
+        d = self.district
+        return quiet_hours.next_window_start(moment, d.zone, d.notify_window_start, d.notify_window_end)
 
 
 class NotificationCounter(models.Model):

@@ -22,6 +22,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
@@ -53,33 +54,12 @@ ENQUEUE_CHUNK = 2000
 # catch-up window of a job slot (days), short enough that the table stays small.
 DIGEST_KEY_RETENTION_DAYS = 60
 
-# What a person gets when they never chose (no NotificationPreference row). The grade
-# digest job already sends one message per day and child, so it goes out as it comes (a
-# guardian may choose weekly, which collects those into one message); reports are
-# documents, so not by push. Everything else is immediate. Emergency categories ignore
-# preferences altogether: a lockdown alert cannot be "never" or "weekly".
-DEFAULT_FREQUENCY: dict[str, str] = {
-    Category.ATTENDANCE_INTERVENTION: Frequency.IMMEDIATELY,
-    Category.IEP_REMINDER: Frequency.IMMEDIATELY,
-    Category.GRADE_DIGEST: Frequency.IMMEDIATELY,
-    Category.ASSIGNMENT_REMINDER: Frequency.IMMEDIATELY,
-    Category.PERFORMANCE_ALERT: Frequency.IMMEDIATELY,
-    Category.REPORT: Frequency.IMMEDIATELY,
-    Category.EMERGENCY: Frequency.IMMEDIATELY,
-    Category.EMERGENCY_TEST: Frequency.IMMEDIATELY,
-    Category.SYSTEM: Frequency.IMMEDIATELY,
-}
-DEFAULT_FREQUENCY_BY_CHANNEL: dict[tuple[str, str], str] = {
-    (Category.REPORT, Channel.PUSH): Frequency.NEVER,
-}
-
 _CATEGORIES = {c.value for c in Category}
 _CHANNELS = {c.value for c in Channel}
 _PRIORITIES = {p.value for p in Priority}
 
 
-def default_frequency(category: str, channel: str) -> str:
-    return DEFAULT_FREQUENCY_BY_CHANNEL.get((category, channel), DEFAULT_FREQUENCY.get(category, Frequency.IMMEDIATELY))
+default_frequency = NotificationPreference.default_frequency
 
 
 class Reason:
@@ -87,8 +67,8 @@ class Reason:
 
     RECIPIENT_MISSING = "recipient-missing"
     RECIPIENT_INACTIVE = "recipient-inactive"
-    GUARDIAN_REVOKED = "guardian-access-revoked"
-    ADULT_NO_CONSENT = "student-18-no-consent"
+    GUARDIAN_REVOKED = GuardianLink.REVOKED
+    ADULT_NO_CONSENT = GuardianLink.ADULT_NO_CONSENT
     CLASS_MUTED = "class-muted"
     PREFERENCE_NEVER = "preference-never"
     NO_EMAIL = "no-email-address"
@@ -171,27 +151,68 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _age_on(birth: dt.date, day: dt.date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def _period_start(frequency: str, day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday()) if frequency == Frequency.WEEKLY else day
+
+
+# --- enqueue: the facts a chunk needs, who each request reaches, the rules, the write -----
+
+class _Recipient(NamedTuple):
+    is_active: bool
+    email: str
+    is_staff: bool
+
+
+class _Profile(NamedTuple):
+    language: str
+    email_status: str
+
+
+_NO_PROFILE = _Profile(language="en", email_status="")
+
+
+class _StudentFacts(NamedTuple):
+    """The student a request is about (the columns of ``_load_facts``'s read, in order)."""
+
+    id: int
+    birth_date: dt.date
+    consents_to_guardian_access: bool
+    user_id: int | None
+    first_name: str
+    district_id: int
+
+
+class _LinkFacts(NamedTuple):
+    """The recipient's guardian link to the student a request is about."""
+
+    access_revoked: bool
+    is_dependent_claim: bool
+    language: str
+
+    def notice_bar_on(self, student: _StudentFacts, day: dt.date) -> str | None:
+        """``GuardianLink.notice_bar_on`` on the facts read for the whole chunk."""
+        return GuardianLink.notice_bar(
+            access_revoked=self.access_revoked, is_dependent_claim=self.is_dependent_claim,
+            birth_date=student.birth_date, student_consents=student.consents_to_guardian_access, day=day,
+        )
 
 
 @dataclass
 class _Facts:
     """Everything the rules need about one chunk, loaded with a fixed number of queries."""
 
-    users: dict[int, tuple[bool, str]]
-    staff: dict[int, int]  # user id -> district id (staff are not subject to family quiet hours)
-    profiles: dict[int, tuple[str, str]]  # user id -> (language, email status)
-    prefs: dict[tuple[int, str, str], str]
-    students: dict[int, dict]
-    links: dict[tuple[int, int], tuple[bool, bool, str]]
-    muted: set[tuple[int, int]]
-    with_device: set[int]
+    users: dict[int, _Recipient]
+    staff: dict[int, int | None]  # user id -> district id (staff are not subject to family quiet hours)
+    profiles: dict[int, _Profile]
+    prefs: dict[tuple[int, str, str], str]  # (user id, category, channel) -> frequency chosen
+    students: dict[int, _StudentFacts]
+    links: dict[tuple[int, int], _LinkFacts]  # (guardian id, student id)
+    muted: set[tuple[int, int]]  # (student id, section id) the student muted
+    with_device: set[int]  # push recipients with an active device
     districts: dict[int, District]
+
+    def profile(self, user_id: int) -> _Profile:
+        return self.profiles.get(user_id, _NO_PROFILE)
 
 
 def _load_facts(chunk: list[NotificationRequest], default_district_id: int | None) -> _Facts:
@@ -202,15 +223,15 @@ def _load_facts(chunk: list[NotificationRequest], default_district_id: int | Non
     categories = {r.category for r in chunk}
 
     users = {
-        uid: (active, email or "", is_staff)
+        uid: _Recipient(active, email or "", is_staff)
         for uid, active, email, is_staff in User.objects.filter(_among("id", recipient_ids)).values_list(
             "id", "is_active", "email", "is_staff"
         )
     }
     staff = dict(StaffProfile.objects.filter(_among("user_id", recipient_ids)).values_list("user_id", "district_id"))
-    staff.update({uid: staff.get(uid) for uid, (_, _, is_staff) in users.items() if is_staff and uid not in staff})
+    staff.update({uid: staff.get(uid) for uid, user in users.items() if user.is_staff and uid not in staff})
     profiles = {
-        uid: (lang, status)
+        uid: _Profile(lang, status)
         for uid, lang, status in RecipientProfile.objects.filter(_among("user_id", recipient_ids)).values_list(
             "user_id", "language", "email_status"
         )
@@ -221,21 +242,20 @@ def _load_facts(chunk: list[NotificationRequest], default_district_id: int | Non
             _among("user_id", recipient_ids), category__in=categories
         ).values_list("user_id", "category", "channel", "frequency")
     }
-    students = {}
-    links = {}
-    muted = set()
+    students: dict[int, _StudentFacts] = {}
+    links: dict[tuple[int, int], _LinkFacts] = {}
+    muted: set[tuple[int, int]] = set()
     if student_ids:
         students = {
-            row["id"]: row
-            for row in Student.objects.filter(_among("id", student_ids)).values(
-                "id", "birth_date", "consents_to_guardian_access", "user_id", "first_name", "school__district_id"
-            )
+            row[0]: _StudentFacts._make(row)
+            for row in Student.objects.filter(_among("id", student_ids)).values_list(*_StudentFacts._fields[:-1], "school__district_id")
         }
         links = {
-            (g, s): (revoked, dependent, lang)
+            (g, s): _LinkFacts(revoked, dependent, lang)
             for g, s, revoked, dependent, lang in GuardianLink.objects.filter(
                 _among("student_id", student_ids), _among("guardian_id", recipient_ids)
             ).values_list("guardian_id", "student_id", "access_revoked", "is_dependent_claim", "preferred_language")
+            if s in students  # a link is judged with its student's facts; none without them
         }
         if section_ids:
             muted = set(
@@ -248,21 +268,123 @@ def _load_facts(chunk: list[NotificationRequest], default_district_id: int | Non
         with_device = set(
             DeviceToken.objects.filter(_among("user_id", push_ids), is_active=True).values_list("user_id", flat=True).distinct()
         )
-    district_ids = {s["school__district_id"] for s in students.values()} | {d for d in staff.values() if d}
+    district_ids = {s.district_id for s in students.values()} | {d for d in staff.values() if d}
     if default_district_id:
         district_ids.add(default_district_id)
     districts = District.objects.in_bulk(district_ids) if district_ids else {}
     return _Facts(users, staff, profiles, prefs, students, links, muted, with_device, districts)
 
 
-@transaction.atomic
-def _enqueue_chunk(
-    chunk: list[NotificationRequest], *, now: dt.datetime, job_run_id: int | None,
-    default_district_id: int | None, summary: EnqueueSummary,
-) -> None:
-    # 1. Drop in-batch repeats and keys already in the outbox or already accepted into a
-    #    digest (one query: the digest items themselves are deleted at assembly, so a re-run
-    #    after it would otherwise put the same line in the next digest).
+@dataclass(frozen=True)
+class _Audience:
+    """Whom one request reaches, as the rules see it."""
+
+    recipient: _Recipient
+    student: _StudentFacts | None  # whom the message is about
+    link: _LinkFacts | None  # set when the recipient is one of that student's guardians
+    is_staff: bool  # staff get work notices: no family quiet hours
+    district: District | None  # the student's, else the staff member's, else the caller's
+    today: dt.date  # the district's local date
+    language: str
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return self.district.zone if self.district else zoneinfo.ZoneInfo("UTC")
+
+
+def _audience(r: NotificationRequest, facts: _Facts, *, now: dt.datetime, default_district: District | None) -> _Audience | None:
+    """None when the recipient does not exist."""
+    recipient = facts.users.get(r.recipient_id)
+    if recipient is None:
+        return None
+    student = facts.students.get(r.student_id) if r.student_id else None
+    link = facts.links.get((r.recipient_id, r.student_id)) if r.student_id else None
+    district = facts.districts.get(student.district_id) if student else None
+    district = district or facts.districts.get(facts.staff.get(r.recipient_id)) or default_district
+    zone = district.zone if district else zoneinfo.ZoneInfo("UTC")
+    # A guardian reads in the language of their link to this child; anyone else in their own.
+    language = link.language if link is not None else facts.profile(r.recipient_id).language
+    return _Audience(
+        recipient=recipient, student=student, link=link, is_staff=r.recipient_id in facts.staff, district=district,
+        today=quiet_hours.local_date(now, zone), language=language if language in SUPPORTED_LANGUAGES else "en",
+    )
+
+
+class _Verdict(NamedTuple):
+    status: str
+    reason: str = ""
+    frequency: str = Frequency.IMMEDIATELY
+
+
+def _verdict(r: NotificationRequest, who: _Audience, facts: _Facts) -> _Verdict:
+    """The rules, in order: the first that applies decides."""
+    emergency = r.category in EMERGENCY_CATEGORIES
+    if r.category not in _CATEGORIES:
+        return _Verdict(Status.FAILED, f"unknown category {r.category[:60]!r}")
+    if not who.recipient.is_active:
+        return _Verdict(Status.SUPPRESSED, Reason.RECIPIENT_INACTIVE)
+    if who.link is not None:
+        bar = who.link.notice_bar_on(who.student, who.today)  # revoked, or an adult who did not consent
+        if bar is not None:
+            return _Verdict(Status.SUPPRESSED, bar)
+    if (
+        r.section_id and who.student and who.student.user_id == r.recipient_id
+        and (r.student_id, r.section_id) in facts.muted and not emergency
+    ):
+        return _Verdict(Status.SUPPRESSED, Reason.CLASS_MUTED)
+    if r.channel == Channel.EMAIL and not who.recipient.email:
+        return _Verdict(Status.SUPPRESSED, Reason.NO_EMAIL)
+    if r.channel == Channel.EMAIL and facts.profile(r.recipient_id).email_status == RecipientProfile.EmailStatus.BOUNCING:
+        return _Verdict(Status.SUPPRESSED, Reason.EMAIL_BOUNCING)
+    if r.channel == Channel.PUSH and r.recipient_id not in facts.with_device:
+        return _Verdict(Status.SUPPRESSED, Reason.NO_DEVICE)
+    frequency = NotificationPreference.frequency_applying(
+        category=r.category, channel=r.channel, chosen=facts.prefs.get((r.recipient_id, r.category, r.channel)),
+    )
+    if frequency == Frequency.NEVER:
+        return _Verdict(Status.SUPPRESSED, Reason.PREFERENCE_NEVER)
+    return _Verdict(Status.PENDING, frequency=frequency)
+
+
+class _DigestLine(NamedTuple):
+    dedupe_key: str
+    item_key: tuple  # _DIGEST_KEY's values: the newest line about one object and event wins
+    row: tuple  # _DIGEST_COLUMNS
+
+
+def _digest_line(r: NotificationRequest, who: _Audience, frequency: str, context: dict, *,
+                 job_run_id: int | None, now: dt.datetime) -> _DigestLine:
+    period = _period_start(frequency, who.today)
+    object_key, event = r.object_key or r.dedupe_key, r.event or ""
+    return _DigestLine(r.dedupe_key, (r.recipient_id, r.channel, frequency, period, object_key, event), (
+        r.recipient_id, r.channel, frequency, period, object_key[:120], event[:40], r.category, r.template,
+        context, r.student_id, who.district.pk if who.district else None, who.language, not who.is_staff, job_run_id, now,
+    ))
+
+
+def _quiet_hours_hold(who: _Audience, *, now: dt.datetime) -> tuple[dt.datetime, str]:
+    """(send after, reason): a family message waits for the district's window."""
+    d = who.district
+    send_after = quiet_hours.next_window_start(now, who.zone, d.notify_window_start, d.notify_window_end)
+    if send_after > now:
+        return send_after, f"quiet hours until {send_after.astimezone(who.zone):%Y-%m-%d %H:%M %Z}"
+    return send_after, ""
+
+
+def _count(summary: EnqueueSummary, status: str, reason: str) -> None:
+    if status in (Status.PENDING, Status.DEFERRED):
+        summary.inserted += 1
+        summary.deferred += status == Status.DEFERRED
+    elif status == Status.FAILED:
+        summary.failed += 1
+    else:
+        summary.suppressed[reason] += 1
+
+
+def _new_requests(chunk: list[NotificationRequest], summary: EnqueueSummary) -> list[NotificationRequest]:
+    """The chunk without in-batch repeats and keys already in the outbox or already accepted
+    into a digest (one query: the digest items themselves are deleted at assembly, so a re-run
+    after it would otherwise put the same line in the next digest)."""
     unique: dict[str, NotificationRequest] = {}
     for r in chunk:
         if r.dedupe_key in unique:
@@ -276,7 +398,16 @@ def _enqueue_chunk(
         )
     )
     summary.duplicates += len(existing)
-    todo = [r for k, r in unique.items() if k not in existing]
+    return [r for k, r in unique.items() if k not in existing]
+
+
+@transaction.atomic
+def _enqueue_chunk(
+    chunk: list[NotificationRequest], *, now: dt.datetime, job_run_id: int | None,
+    default_district_id: int | None, summary: EnqueueSummary,
+) -> None:
+    # 1. Drop repeats and keys seen before.
+    todo = _new_requests(chunk, summary)
     if not todo:
         return
 
@@ -284,108 +415,47 @@ def _enqueue_chunk(
     facts = _load_facts(todo, default_district_id)
     default_district = facts.districts.get(default_district_id) if default_district_id else None
 
+    # 3. Decide each request in memory: an outbox row, or a digest line.
     rows: list[tuple] = []  # _OUTBOX_COLUMNS
-    items: list[tuple[str, tuple, tuple]] = []  # (dedupe key, item key, _DIGEST_COLUMNS row), in input order
+    lines: list[_DigestLine] = []  # in input order
     for r in todo:
-        user = facts.users.get(r.recipient_id)
-        if user is None:
+        who = _audience(r, facts, now=now, default_district=default_district)
+        if who is None:
             # No row can point at a user who does not exist; count it so the job sees it.
             summary.suppressed[Reason.RECIPIENT_MISSING] += 1
             continue
-        is_active, email, _ = user
-        student = facts.students.get(r.student_id) if r.student_id else None
-        link = facts.links.get((r.recipient_id, r.student_id)) if r.student_id else None
-        is_staff = r.recipient_id in facts.staff
-        district = facts.districts.get(student["school__district_id"]) if student else None
-        district = district or facts.districts.get(facts.staff.get(r.recipient_id)) or default_district
-        zone = district.zone if district else zoneinfo.ZoneInfo("UTC")
-        today = quiet_hours.local_date(now, zone)
-        emergency = r.category in EMERGENCY_CATEGORIES
-        if link is not None:
-            language = link[2]
-        else:
-            language = facts.profiles.get(r.recipient_id, ("en", ""))[0]
-        language = language if language in SUPPORTED_LANGUAGES else "en"
         context = dict(r.context)
-        if student:
-            context.setdefault("student_first_name", student["first_name"])
-
-        # 3. The rules, in order: the first that applies decides.
-        status, reason = Status.PENDING, ""
-        frequency = Frequency.IMMEDIATELY
-        if r.category not in _CATEGORIES:
-            status, reason = Status.FAILED, f"unknown category {r.category[:60]!r}"
-        elif not is_active:
-            status, reason = Status.SUPPRESSED, Reason.RECIPIENT_INACTIVE
-        elif link is not None and link[0]:
-            status, reason = Status.SUPPRESSED, Reason.GUARDIAN_REVOKED
-        elif (
-            link is not None and student and _age_on(student["birth_date"], today) >= 18
-            and not student["consents_to_guardian_access"] and not link[1]
-        ):
-            status, reason = Status.SUPPRESSED, Reason.ADULT_NO_CONSENT
-        elif (
-            r.section_id and student and student["user_id"] == r.recipient_id
-            and (r.student_id, r.section_id) in facts.muted and not emergency
-        ):
-            status, reason = Status.SUPPRESSED, Reason.CLASS_MUTED
-        elif r.channel == Channel.EMAIL and not email:
-            status, reason = Status.SUPPRESSED, Reason.NO_EMAIL
-        elif r.channel == Channel.EMAIL and facts.profiles.get(r.recipient_id, ("", ""))[1] == RecipientProfile.EmailStatus.BOUNCING:
-            status, reason = Status.SUPPRESSED, Reason.EMAIL_BOUNCING
-        elif r.channel == Channel.PUSH and r.recipient_id not in facts.with_device:
-            status, reason = Status.SUPPRESSED, Reason.NO_DEVICE
-        elif not emergency:
-            frequency = facts.prefs.get((r.recipient_id, r.category, r.channel)) or default_frequency(r.category, r.channel)
-            if frequency == Frequency.NEVER:
-                status, reason = Status.SUPPRESSED, Reason.PREFERENCE_NEVER
-
-        family = not is_staff
+        if who.student:
+            context.setdefault("student_first_name", who.student.first_name)
+        status, reason, frequency = _verdict(r, who, facts)
         if status == Status.PENDING and frequency in (Frequency.DAILY, Frequency.WEEKLY):
-            period = _period_start(frequency, today)
-            key = (r.recipient_id, r.channel, frequency, period, r.object_key or r.dedupe_key, r.event or "")
-            items.append((r.dedupe_key, key, (
-                r.recipient_id, r.channel, frequency, period, key[4][:120], key[5][:40], r.category, r.template,
-                context, r.student_id, district.pk if district else None, language, family, job_run_id, now,
-            )))
+            lines.append(_digest_line(r, who, frequency, context, job_run_id=job_run_id, now=now))
             continue
-
+        family_notice = not who.is_staff and r.category not in EMERGENCY_CATEGORIES
         send_after = now
-        if status == Status.PENDING and family and not emergency and district is not None:
-            send_after = quiet_hours.next_window_start(
-                now, zone, district.notify_window_start, district.notify_window_end
-            )
-            if send_after > now:
+        if status == Status.PENDING and family_notice and who.district is not None:
+            send_after, reason = _quiet_hours_hold(who, now=now)
+            if reason:
                 status = Status.DEFERRED
-                reason = f"quiet hours until {send_after.astimezone(zone):%Y-%m-%d %H:%M %Z}"
-        if status in (Status.PENDING, Status.DEFERRED):
-            summary.inserted += 1
-            summary.deferred += status == Status.DEFERRED
-        elif status == Status.FAILED:
-            summary.failed += 1
-        else:
-            summary.suppressed[reason] += 1
+        _count(summary, status, reason)
         rows.append((
             r.recipient_id, r.channel, r.category[:30], r.priority, r.template[:100], context, r.dedupe_key,
-            status, reason[:200], send_after, job_run_id, r.student_id, district.pk if district else None,
-            family and not emergency, language,
+            status, reason[:200], send_after, job_run_id, r.student_id, who.district.pk if who.district else None,
+            family_notice, who.language,
         ))
 
     # 4. Write: one insert for the outbox (a concurrent enqueue of the same key loses the
     #    race quietly); for digests, one insert of the dedupe keys, then one upsert of the
-    #    items whose key was new (the newest item about an object wins).
+    #    lines whose key was new (the newest line about an object wins).
     if rows:
         # Rows refused as failed are a notifications_failed_total outcome: counted in this
         # transaction, as written (not as decided: a concurrent enqueue may own the key).
         counters.failed_at_enqueue(_insert_outbox(rows))
-    if items:
-        accepted = _accept_digest_keys([k for k, _, _ in items], now=now)
-        latest: dict[tuple, tuple] = {}
-        for dedupe_key, key, row in items:
-            if dedupe_key in accepted:
-                latest[key] = row
+    if lines:
+        accepted = _accept_digest_keys([line.dedupe_key for line in lines], now=now)
+        latest = {line.item_key: line.row for line in lines if line.dedupe_key in accepted}
         summary.digested += len(accepted)
-        summary.duplicates += len(items) - len(accepted)
+        summary.duplicates += len(lines) - len(accepted)
         if latest:
             _upsert_digest_items(list(latest.values()))
 

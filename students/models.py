@@ -187,6 +187,16 @@ class StaffProfile(models.Model):
             raise ValidationError({"schools": "Every school must belong to the staff member's district."})
 
 
+# FERPA 99.5: at 18 the rights over the education record pass from the parents to the student.
+AGE_OF_RIGHTS_TRANSFER = 18
+
+
+def age_on(birth_date: dt.date, day: dt.date) -> int:
+    """Whole years from ``birth_date`` to ``day`` (a 29 February birthday counts from 1 March
+    in other years)."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
 # Grade levels: pre-K (-1), kindergarten (0) to 12 (also the student_grade_in_range constraint).
 GRADE_MIN, GRADE_MAX = -1, 12
 
@@ -256,8 +266,7 @@ class Student(models.Model):
             raise ValidationError(errors)
 
     def age_on(self, day: dt.date) -> int:
-        years = day.year - self.birth_date.year
-        return years - ((day.month, day.day) < (self.birth_date.month, self.birth_date.day))
+        return age_on(self.birth_date, day)
 
 
 class GuardianLink(models.Model):
@@ -291,6 +300,39 @@ class GuardianLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.guardian} → {self.student} ({self.get_relationship_display()})"
+
+    # Why a guardian may not be told about the student (the notification's status reason).
+    REVOKED = "guardian-access-revoked"
+    ADULT_NO_CONSENT = "student-18-no-consent"
+
+    def notice_bar_on(self, day: dt.date) -> str | None:
+        """Why this guardian may not be told about the student on ``day`` (the student's
+        district's local date), or None when they may."""
+        student = self.student
+        return self.notice_bar(
+            access_revoked=self.access_revoked, is_dependent_claim=self.is_dependent_claim,
+            birth_date=student.birth_date, student_consents=student.consents_to_guardian_access, day=day,
+        )
+
+    def may_be_told_on(self, day: dt.date) -> bool:
+        return self.notice_bar_on(day) is None
+
+    @classmethod
+    def notice_bar(cls, *, access_revoked: bool, is_dependent_claim: bool, birth_date: dt.date,
+                   student_consents: bool, day: dt.date) -> str | None:
+        """The rule on its facts, for callers that read them for thousands of links in one
+        query (notifications' enqueue) rather than as model instances:
+
+        1. a court order revoked this guardian's rights (FERPA 99.4): never;
+        2. the student is 18 on ``day``: only if the student consents, or the guardian
+           claims the student as a tax dependent (FERPA 99.31(a)(8));
+        3. otherwise: yes.
+        """
+        if access_revoked:
+            return cls.REVOKED
+        if age_on(birth_date, day) >= AGE_OF_RIGHTS_TRANSFER and not student_consents and not is_dependent_claim:
+            return cls.ADULT_NO_CONSENT
+        return None
 
 
 class DeviceToken(models.Model):
