@@ -111,36 +111,44 @@ def parse_instant(text: str, tz_name: str) -> dt.datetime:
 
 def next_transition(tz_name: str, after: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
     """The first instant after ``after`` at which the zone's UTC offset changes (a DST
-    change), in UTC; None if there is none within the horizon (e.g. Asia/Kolkata)."""
+    change), in UTC; None if there is none within the horizon (e.g. Asia/Kolkata or UTC).
+    Day steps, then bisection to the second: exact, in ~420 offset lookups."""
     tz = zone(tz_name)
     start = after.astimezone(UTC)
     offset = start.astimezone(tz).utcoffset()
-    step = dt.timedelta(days=1)
-    t = start
-    end = start + dt.timedelta(days=horizon_days)
-    while t < end:
-        nxt = t + step
-        if nxt.astimezone(tz).utcoffset() != offset:
-            lo, hi = t, nxt  # the change is in (lo, hi]: bisect to the minute
-            while hi - lo > dt.timedelta(minutes=1):
+    lo = start
+    for day in range(1, horizon_days + 1):
+        hi = start + dt.timedelta(days=day)
+        if hi.astimezone(tz).utcoffset() != offset:
+            while hi - lo > dt.timedelta(seconds=1):  # the change is in (lo, hi]
                 mid = lo + (hi - lo) / 2
                 if mid.astimezone(tz).utcoffset() == offset:
                     lo = mid
                 else:
                     hi = mid
-            return hi.replace(second=0, microsecond=0)
-        t = nxt
+            return hi.replace(microsecond=0)
+        lo = hi
     return None
 
 
 def preview(expr: str, tz_name: str, now: dt.datetime, count: int = 5) -> dict:
-    """What the cron editor shows: the next ``count`` runs, and the runs around the next DST
-    change (from the day before it), so staff see what the change does to this cron.
+    """What the cron editor shows: the next ``count`` runs, the zone's next DST change, and
+    ``count`` runs across it (two before the change, the rest after), so staff see what the
+    change does to this cron.
 
     Returns {"next": [...], "transition": datetime | None, "around_transition": [...]}, all UTC;
     raises BadCron for a bad cron or zone.
     """
+    expr = validate(expr)
     upcoming = next_slots(expr, tz_name, now, count)
     change = next_transition(tz_name, now)
-    around = next_slots(expr, tz_name, change - dt.timedelta(days=1), count) if change else []
+    if change is None:
+        return {"next": upcoming, "transition": None, "around_transition": []}
+    # Instants, not wall-clock arithmetic: one second before the change is still the old
+    # offset. cronsim walks back two slots from there in local time; then the engine walks
+    # forward from just before the earlier one (Debian's DST rules applied once, as the
+    # scheduler will).
+    back = CronSim(expr, (change - dt.timedelta(seconds=1)).astimezone(zone(tz_name)), reverse=True)
+    start = min(next(back).astimezone(UTC) for _ in range(2)) - dt.timedelta(seconds=1)
+    around = next_slots(expr, tz_name, max(start, now), count)
     return {"next": upcoming, "transition": change, "around_transition": around}

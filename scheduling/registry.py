@@ -119,8 +119,14 @@ def all_jobs() -> list[Job]:
 
 
 def get(slug: str) -> Job:
+    """The job with this slug; UnknownJob (one line for the user) when there is none."""
+    job = find(slug)
+    if job is None:
+        raise UnknownJob(f"unknown job {slug!r} (see `manage.py jobs list`)")
+    return job
+
+
+def find(slug: str) -> Job | None:
+    """The job with this slug, or None: a schedule or run whose job left the registry."""
     _load()
-    try:
-        return _jobs[slug]
-    except KeyError:
-        raise UnknownJob(f"unknown job {slug!r} (see `manage.py jobs list`)") from None
+    return _jobs.get(slug)

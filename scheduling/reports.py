@@ -17,9 +17,9 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
+from scheduling.charts import element, svg
 from scheduling.models import Report
 from skillcore.csv_export import csv_text
 
@@ -38,27 +38,23 @@ def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str,
     and prints "no data". Sized for print (fits A4/Letter width)."""
     row, label_w, chart_w, top = 22, 240, 340, 26
     height = top + row * max(len(bars), 1) + 8
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
-        f'width="{label_w + chart_w + 70}" height="{height}" class="chart">',
-        f'<text x="0" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
-    ]
+    parts = [element("text", title, x=0, y=16, font_size=13, font_weight="bold")]
     if not bars:
-        parts.append(f'<text x="0" y="{top + 14}" font-size="12" fill="#666">no data</text>')
+        parts.append(element("text", "no data", x=0, y=top + 14, font_size=12, fill="#666"))
     for i, (label, value) in enumerate(bars):
         y = top + i * row
         label = str(label) if len(str(label)) <= 36 else str(label)[:35] + "…"  # fits the 240 px label column
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{escape(label)}</text>')
+        parts.append(element("text", label, x=label_w - 6, y=y + 14, font_size=12, text_anchor="end"))
         if value is None:
-            parts.append(f'<text x="{label_w + 4}" y="{y + 14}" font-size="12" fill="#666">no data</text>')
+            parts.append(element("text", "no data", x=label_w + 4, y=y + 14, font_size=12, fill="#666"))
             continue
         v = float(value)
         width = 0 if maximum <= 0 else max(0.0, min(v, maximum)) / maximum * chart_w
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" fill="#3b6ea5"></rect>')
+        parts.append(element("rect", x=label_w, y=y + 3, width=f"{width:.1f}", height=row - 8, fill="#3b6ea5"))
         shown = f"{v:.1f}{unit}" if unit == "%" else f"{v:g}{unit}"
-        parts.append(f'<text x="{label_w + width + 4:.1f}" y="{y + 14}" font-size="12">{escape(shown)}</text>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))
+        parts.append(element("text", shown, x=f"{label_w + width + 4:.1f}", y=y + 14, font_size=12))
+    return svg(parts, xmlns="http://www.w3.org/2000/svg", role="img", aria_label=title,
+               width=label_w + chart_w + 70, height=height, class_="chart")
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:

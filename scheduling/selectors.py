@@ -18,15 +18,11 @@ from scheduling.models import JobRun, JobSchedule, SchedulerHeartbeat
 EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
 
 
-def schedule_zone(row: JobSchedule) -> str:
-    return row.district.time_zone if row.district_id else settings.SCHEDULING_GLOBAL_TIME_ZONE
-
-
 def next_run_local(row: JobSchedule) -> dt.datetime | None:
     """The schedule's next run in its district's zone (None: paused or ad hoc)."""
     if row.paused or not row.q_schedule_id or row.q_schedule is None or row.q_schedule.next_run is None:
         return None
-    return row.q_schedule.next_run.astimezone(cron.zone(schedule_zone(row)))
+    return row.q_schedule.next_run.astimezone(row.zone)
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,6 @@ def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | Non
     since = now - dt.timedelta(days=30)
     cutoff = now - dt.timedelta(seconds=settings.SCHEDULING_OVERDUE_GRACE)
     jobs = {j.slug: j for j in registry.all_jobs()}
-    global_zone = settings.SCHEDULING_GLOBAL_TIME_ZONE
     qs = JobSchedule.objects.filter(removed_at__isnull=True)
     runs = JobRun.objects.filter(started_at__gte=since, status__in=EXECUTED)
     if job_slugs is not None:
@@ -90,7 +85,7 @@ def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | Non
          next_run, repeats, last_id, last_status, last_started, last_finished) in (
         qs.order_by("job", "district__name").values_list(*_ROW_FIELDS)
     ):
-        zone_name = district_zone if district_id else global_zone
+        zone_name = JobSchedule.zone_name_for(district_zone if district_id else None)
         live_next = next_run if (next_run is not None and not paused and repeats != 0) else None
         local = live_next.astimezone(cron.zone(zone_name)) if live_next is not None else None
         fig = figures.get((slug, district_id))

@@ -7,6 +7,7 @@ state change). Bad input raises ScheduleError with a one-line message; nothing i
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import logging
 import random
@@ -21,6 +22,7 @@ from django_q.models import Schedule
 from scheduling import cron, registry
 from scheduling.monitoring import alerts
 from scheduling.monitoring import counters
+from scheduling.templatetags.times_and_durations import duration_text
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
 from students.models import District
 
@@ -44,18 +46,22 @@ class QueueUnavailable(ScheduleError):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def global_zone() -> str:
-    return settings.SCHEDULING_GLOBAL_TIME_ZONE
-
-
-def zone_name(district: District | None) -> str:
-    return district.time_zone if district is not None else global_zone()
-
-
 def _q_kwargs(job: registry.Job, district_id: int | None, tz: str) -> str:
     # The zone travels in the q Schedule row so computing its next_run needs no query
     # (see scheduling/scheduler.py); q_options gives the worker the job's own timeout.
     return repr({"job": job.slug, "district": district_id, "tz": tz, "q_options": {"timeout": job.timeout}})
+
+
+def q_row_zone(q_row: Schedule) -> str | None:
+    """The copy of ``JobSchedule.zone_name`` that the schedule's django-q row carries in its
+    kwargs (written by ``_q_kwargs``). The scheduler computes a row's next run from it
+    without a query; sync compares it to tell a zone change. "UTC" when the row names no
+    zone (django-q2's own); None when the kwargs are not a literal dict (the scheduler then
+    logs the row and pushes it an hour ahead)."""
+    try:
+        return ast.literal_eval(q_row.kwargs or "{}").get("tz", "UTC")
+    except (ValueError, TypeError, SyntaxError, AttributeError, MemoryError, RecursionError):
+        return None
 
 
 def _snapshot(schedule: JobSchedule) -> dict:
@@ -97,7 +103,7 @@ def _new_q_schedule(schedule: JobSchedule, job: registry.Job, tz: str, now) -> S
 
 def _ensure_q(schedule: JobSchedule, job: registry.Job, now) -> None:
     """Create or refresh the q Schedule row to match the JobSchedule (cron, zone, pause)."""
-    tz = zone_name(schedule.district)
+    tz = schedule.zone_name
     if not schedule.cron:
         if schedule.q_schedule_id:
             Schedule.objects.filter(pk=schedule.q_schedule_id).delete()
@@ -167,7 +173,7 @@ def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
         pairs = []
         for s in new:
             if s.cron and schedule_name(s.job, s.district_id) not in q_by_name:
-                pairs.append((s, _new_q_schedule(s, registry.get(s.job), zone_name(s.district), now)))
+                pairs.append((s, _new_q_schedule(s, registry.get(s.job), s.zone_name, now)))
             elif s.cron:
                 pairs.append((s, q_by_name[schedule_name(s.job, s.district_id)]))
         Schedule.objects.bulk_create([q for _, q in pairs if q.pk is None], batch_size=1000)
@@ -187,7 +193,7 @@ def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
         if not s.cron_customized and s.cron != (job.default_cron or ""):
             s.cron = job.default_cron or ""
             dirty = True
-        tz = zone_name(s.district)
+        tz = s.zone_name
         q = s.q_schedule or q_by_name.get(schedule_name(slug, s.district_id))
         if s.cron and q is None:
             _ensure_q(s, job, now)
@@ -203,7 +209,7 @@ def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
             kwargs = _q_kwargs(job, s.district_id, tz)
             repeats = 0 if s.paused else -1
             if q.cron != s.cron or q.kwargs != kwargs or q.repeats != repeats or s.q_schedule_id != q.pk:
-                if q.cron != s.cron or f"'tz': {tz!r}" not in (q.kwargs or ""):
+                if q.cron != s.cron or q_row_zone(q) != tz:
                     q.next_run = cron.next_slot(s.cron, tz, now)
                 q.cron, q.kwargs, q.repeats = s.cron, kwargs, repeats
                 q.func, q.intended_date_kwarg, q.schedule_type = FIRE_FUNC, "scheduled_for", Schedule.CRON
@@ -274,9 +280,8 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
     6. Insert the run row: the unique (job, district, slot) makes this the claim.
     """
     now = now or timezone.now()
-    try:
-        job = registry.get(job_slug)
-    except registry.UnknownJob:
+    job = registry.find(job_slug)
+    if job is None:
         logger.error("slot %s fired for unknown job %s: ignored", slot, job_slug)
         return None
     schedule = (
@@ -286,7 +291,7 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
     if schedule is None or not schedule.cron:
         logger.warning("slot %s of %s/%s has no active schedule: ignored", slot, job_slug, district_id)
         return None
-    tz = zone_name(schedule.district)
+    tz = schedule.zone_name
     rows: list[JobRun] = []
     if not job.has_body:
         # Registered for sync/list/next before its issue lands: the slot is recorded, not
@@ -312,7 +317,7 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         if lateness > job.catch_up_window:
             rows.append(_slot_row(
                 job_slug, district_id, latest, JobRun.Status.MISSED,
-                f"missed: {_human(lateness)} late, beyond the catch-up window of {_human(job.catch_up_window)}", now=now,
+                f"missed: {duration_text(lateness)} late, beyond the catch-up window of {duration_text(job.catch_up_window)}", now=now,
             ))
             _record_slots(rows)
             JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
@@ -353,15 +358,6 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         return None
     JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
     return run
-
-
-def _human(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{seconds // 86400} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
-    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
 # -- running on demand ---------------------------------------------------------------------------
@@ -709,11 +705,12 @@ def enqueue_stranded_runs(*, now: dt.datetime | None = None) -> int:
     for run in candidates:
         if _retry_schedule_name(run.pk) in waiting:
             continue
-        try:
-            _send(run, registry.get(run.job))
-        except registry.UnknownJob:
+        job = registry.find(run.job)
+        if job is None:
             logger.error("stranded run %s: unknown job %s", run.pk, run.job)
             continue
+        try:
+            _send(run, job)
         except QueueUnavailable:
             break  # logged by _send; the next pass tries again
         logger.info("run %s had no task (queue refused it or its worker died): sent", run.pk)

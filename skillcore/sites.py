@@ -24,17 +24,12 @@ class SkillCoreAdminSite(admin.AdminSite):
 
         return super().has_permission(request) and is_staff_member(request.user)
 
-    def get_urls(self):
-        # /admin/scheduled-jobs/: the scheduling engine's dashboard (scheduling/dashboard.py).
-        from scheduling import dashboard
-
-        return dashboard.urls(self) + super().get_urls()
-
     def each_context(self, request):
         from students.roles import staff_of
 
         context = super().each_context(request)
-        # The admin index links the dashboard for system admins (templates/admin/index.html);
+        # The admin index links the scheduled-jobs dashboard (scheduling/dashboard/, mounted by
+        # skillcore/urls.py) for system admins (templates/admin/index.html);
         # staff_of is cached on the user by has_permission, so this costs no query.
         user = getattr(request, "user", None)
         context["scheduled_jobs_link"] = bool(

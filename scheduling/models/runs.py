@@ -7,9 +7,13 @@ and district, not to the JobSchedule row, so deleting a schedule never deletes h
 """
 from __future__ import annotations
 
+import zoneinfo
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from scheduling import cron
 
 
 class JobSchedule(models.Model):
@@ -65,6 +69,22 @@ class JobSchedule(models.Model):
     @property
     def q_name(self) -> str:
         return schedule_name(self.job, self.district_id)
+
+    @staticmethod
+    def zone_name_for(district_time_zone: str | None) -> str:
+        """The rule, for callers holding only the district's zone (rows read as values, a
+        district without a schedule yet): a district's schedule runs in the district's zone,
+        a global one (None) in SCHEDULING_GLOBAL_TIME_ZONE."""
+        return settings.SCHEDULING_GLOBAL_TIME_ZONE if district_time_zone is None else district_time_zone
+
+    @property
+    def zone_name(self) -> str:
+        """The IANA zone the cron is read in (and its times are shown in)."""
+        return self.zone_name_for(self.district.time_zone if self.district_id else None)
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return cron.zone(self.zone_name)
 
 
 def schedule_name(job: str, district_id: int | None) -> str:
@@ -157,6 +177,11 @@ class JobRun(models.Model):
     @property
     def first_run_id(self) -> int:
         return self.retry_of_id or self.id
+
+    @property
+    def zone_name(self) -> str:
+        """The zone of the run's schedule (JobSchedule.zone_name's rule)."""
+        return JobSchedule.zone_name_for(self.district.time_zone if self.district_id else None)
 
 
 class ScheduleChange(models.Model):

@@ -96,13 +96,6 @@ def dedup_key(job: str, district_id: int | None) -> str:
     return f"skillcore/{job}/{district_id if district_id is not None else 'global'}"
 
 
-def _job(slug: str) -> registry.Job | None:
-    try:
-        return registry.get(slug)
-    except registry.UnknownJob:
-        return None
-
-
 def severity_for(kind: str, job: registry.Job | None) -> str:
     if kind == Kind.SCHEDULER_DOWN:
         return Severity.CRITICAL
@@ -112,7 +105,7 @@ def severity_for(kind: str, job: registry.Job | None) -> str:
 
 
 def _title(slug: str) -> str:
-    job = _job(slug)
+    job = registry.find(slug)
     return job.title if job is not None else slug
 
 
@@ -150,7 +143,7 @@ def incident_open(
     open_qs = Incident.objects.filter(kind=kind, job=job_slug, district_id=district_id, resolved_at__isnull=True)
     if open_qs.update(last_seen_at=now, occurrences=F("occurrences") + 1):
         return None
-    job = _job(job_slug)
+    job = registry.find(job_slug)
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
@@ -300,7 +293,7 @@ def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchRepor
     running_keys = set()
     for run in running:
         running_keys.add((run.job, run.district_id))
-        job = _job(run.job)
+        job = registry.find(run.job)
         if job is None or run.started_at is None or (run.job, run.district_id) in open_long:
             continue
         limit = job.expected_duration * factor

@@ -57,7 +57,7 @@ def system_status(*, now: dt.datetime | None = None) -> SystemStatus:
     running = list(JobRun.objects.filter(status=JobRun.Status.RUNNING).values_list("job", "started_at"))
     long_running = 0
     for slug, started in running:
-        job = _job(slug)
+        job = registry.find(slug)
         if job is not None and started is not None and now - started > job.expected_duration * factor:
             long_running += 1
     counts = {
@@ -75,13 +75,6 @@ def system_status(*, now: dt.datetime | None = None) -> SystemStatus:
         open_critical=sum(n for (_, sev), n in counts.items() if sev == Incident.Severity.CRITICAL),
         open_warning=sum(n for (_, sev), n in counts.items() if sev == Incident.Severity.WARNING),
     )
-
-
-def _job(slug: str):
-    try:
-        return registry.get(slug)
-    except registry.UnknownJob:
-        return None
 
 
 @dataclass

@@ -20,8 +20,9 @@ def test_preview_shows_the_runs_around_the_next_dst_change():
         "2027-02-01T02:00:00-05:00", "2027-02-02T02:00:00-05:00", "2027-02-03T02:00:00-05:00",
     ]
     assert p["transition"] == dt.datetime(2027, 3, 14, 7, 0, tzinfo=UTC)  # 02:00 EST -> 03:00 EDT
+    # Two runs before the change, then the first after it (02:00 does not exist that day).
     assert [s.astimezone(NY).isoformat() for s in p["around_transition"]] == [
-        "2027-03-14T03:00:00-04:00", "2027-03-15T02:00:00-04:00", "2027-03-16T02:00:00-04:00",
+        "2027-03-12T02:00:00-05:00", "2027-03-13T02:00:00-05:00", "2027-03-14T03:00:00-04:00",
     ]
 
 

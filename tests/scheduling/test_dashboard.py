@@ -13,7 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduling import dashboard, runner, services
+from scheduling import cron, runner, services
+from scheduling.dashboard import forms, pages
 from scheduling.models import Incident
 from scheduling.models import JobRun, JobSchedule, ScheduleChange
 from tests import factories as f
@@ -160,7 +161,7 @@ def test_dashboard_query_count_does_not_grow_with_schedules(only_test_jobs, admi
 # -- actions -------------------------------------------------------------------------------------
 def test_pause_needs_a_note_and_records_who(synced, admin_client, system_admin, new_york):
     schedule = daily(synced, new_york)
-    for bad in ("", "   ", "x" * (dashboard.PAUSE_NOTE_MAX + 1)):
+    for bad in ("", "   ", "x" * (forms.PAUSE_NOTE_MAX + 1)):
         response = admin_client.post(url("_pause", schedule.pk), {"note": bad})
         assert response.status_code == 400
         assert 'class="errorlist"' in response.content.decode()
@@ -315,9 +316,9 @@ def test_preview_endpoint_for_the_inline_script(synced, admin_client, new_york, 
 
 
 def test_next_offset_change():
-    assert dashboard.next_offset_change("America/New_York", NOW) == dt.datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
-    assert dashboard.next_offset_change("Asia/Kolkata", NOW) is None
-    assert dashboard.next_offset_change("UTC", NOW) is None
+    assert cron.next_transition("America/New_York", NOW) == dt.datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    assert cron.next_transition("Asia/Kolkata", NOW) is None
+    assert cron.next_transition("UTC", NOW) is None
 
 
 def test_delete_asks_first_then_keeps_the_history(synced, admin_client, new_york):
@@ -360,7 +361,7 @@ def test_run_page_chart_marks_this_run(synced, admin_client, new_york):
 
 
 def test_many_districts_show_the_ones_needing_attention_first_and_link_to_all(only_test_jobs, admin_client, monkeypatch):
-    monkeypatch.setattr(dashboard, "ROWS_PER_JOB", 3)
+    monkeypatch.setattr(pages, "ROWS_PER_JOB", 3)
     districts = [f.DistrictFactory(name=f"District {i:02d}") for i in range(6)]
     with time_machine.travel(NOW, tick=False):
         services.sync_schedules()
@@ -381,8 +382,8 @@ def test_many_districts_show_the_ones_needing_attention_first_and_link_to_all(on
 
 
 def test_change_history_shows_what_changed():
-    diff = dashboard.change_diff(
+    diff = pages.change_diff(
         {"cron": "0 2 * * *", "paused": False, "next_run": "a"}, {"cron": "30 6 * * *", "paused": False, "next_run": "b"})
     assert diff == [("cron", "0 2 * * *", "30 6 * * *"), ("next run", "a", "b")]
-    assert dashboard.change_diff({}, {"run": 7, "slot": "x"}) == [("run", "", "7"), ("slot", "", "x")]
-    assert dashboard.change_diff({"pause_note": ""}, {"pause_note": "break"}) == [("pause note", "—", "break")]
+    assert pages.change_diff({}, {"run": 7, "slot": "x"}) == [("run", "", "7"), ("slot", "", "x")]
+    assert pages.change_diff({"pause_note": ""}, {"pause_note": "break"}) == [("pause note", "—", "break")]

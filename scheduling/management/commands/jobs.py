@@ -16,6 +16,7 @@ from django.utils import timezone
 from scheduling import cron, registry, runner, selectors, services
 from skillcore.cli import one_line_errors
 from scheduling.models import JobRun, JobSchedule
+from scheduling.templatetags.times_and_durations import duration_text
 from students.models import District
 from students.zones import zone_problem
 
@@ -104,8 +105,9 @@ class Command(BaseCommand):
         return found
 
     @staticmethod
-    def _zone(job: registry.Job, district: District | None) -> str:
-        return services.zone_name(district)
+    def _zone(district: District | None) -> str:
+        # The zone a schedule of this district runs in (JobSchedule.zone_name's rule).
+        return JobSchedule.zone_name_for(district.time_zone if district is not None else None)
 
     # -- verbs -----------------------------------------------------------------------------
     def do_list(self, *, json: bool = False, **_):
@@ -130,7 +132,7 @@ class Command(BaseCommand):
         slot = None
         if as_of:
             try:
-                slot = cron.parse_instant(as_of, self._zone(job, district))
+                slot = cron.parse_instant(as_of, self._zone(district))
             except cron.BadCron as exc:
                 raise _bad(str(exc)) from None
         try:
@@ -144,7 +146,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"run #{run.pk} {job.slug} {run.district.name if run.district_id else 'global'} "
-                f"{run.status} in {run.duration_seconds:.2f} s: {_dumps(run.result) if run.result else run.error}"
+                f"{run.status} in {duration_text(run.duration_seconds)}: {_dumps(run.result) if run.result else run.error}"
             )
         if run.status != JobRun.Status.SUCCEEDED:
             sys.exit(1)
@@ -183,7 +185,7 @@ class Command(BaseCommand):
             self.stdout.write(_dumps([_run_dict(r) for r in runs]))
             return
         for r in runs:
-            duration = f"{r.duration_seconds:.2f}s" if r.duration_seconds is not None else "-"
+            duration = duration_text(r.duration_seconds) or "-"
             self.stdout.write(
                 f"#{r.pk:<7} {r.slot.isoformat():25} {r.trigger:9} {r.status:10} attempt {r.attempt} {duration:>9} "
                 f"{r.district.name if r.district_id else 'global'} {r.note or (r.error.splitlines()[0] if r.error else '')}"
@@ -202,7 +204,7 @@ class Command(BaseCommand):
             raise _bad("--count must be between 1 and 1000")
         if tz is not None and zone_problem(tz):  # the districts' rule: no "localtime" or "Factory"
             raise _bad(f"--tz {zone_problem(tz)}")
-        zone = tz or self._zone(job, district)
+        zone = tz or self._zone(district)
         expr = cron
         if expr is None:
             schedule = JobSchedule.objects.filter(job=job.slug, district=district, removed_at__isnull=True).first()

@@ -1,0 +1,161 @@
+"""What the dashboard's pages list: one line per job with its districts (the index), the
+fields a recorded change altered, and a run's progress. Plain data; the templates format
+times and durations (scheduling/templatetags/times_and_durations.py)."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from scheduling import selectors
+from scheduling.models import JobRun
+from scheduling.monitoring import status
+
+# A job's expanded table lists this many districts (those needing attention first); the
+# "all districts" link shows one job with every district. 13 jobs x 500 districts as rows
+# with their forms is an 8 MB page that takes seconds to render; the summary line of each
+# job still covers all its districts.
+ROWS_PER_JOB = 10
+
+
+@dataclass
+class DistrictLine:
+    row: selectors.DashboardRow
+    alert: status.JobAlertState | None
+
+    @property
+    def where(self) -> str:
+        return self.row.district_name or "global"
+
+    @property
+    def success(self) -> str:
+        return f"{self.row.success_rate:.0%}" if self.row.success_rate is not None else ""
+
+
+def _failing(row: selectors.DashboardRow) -> bool:
+    return row.last_status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+
+
+@dataclass
+class JobLine:
+    slug: str
+    title: str
+    why: str
+    critical: bool
+    scope: str
+    rows: list[selectors.DashboardRow] = field(default_factory=list)
+    alert_states: dict[int | None, status.JobAlertState] = field(default_factory=dict)
+    lines: list[DistrictLine] = field(default_factory=list)  # the rows shown
+
+    def needs_attention(self, row: selectors.DashboardRow) -> bool:
+        return bool(row.overdue or _failing(row) or row.paused or row.district_id in self.alert_states)
+
+    def show(self, limit: int | None) -> None:
+        """The rows to show: those needing attention first, then by district name."""
+        ordered = sorted(self.rows, key=lambda r: not self.needs_attention(r))  # stable: names stay sorted
+        self.lines = [DistrictLine(r, self.alert_states.get(r.district_id)) for r in ordered[:limit]]
+
+    @property
+    def hidden(self) -> int:
+        return len(self.rows) - len(self.lines)
+
+    @property
+    def paused(self) -> int:
+        return sum(1 for r in self.rows if r.paused)
+
+    @property
+    def failing(self) -> int:
+        return sum(1 for r in self.rows if _failing(r))
+
+    @property
+    def overdue(self) -> int:
+        return sum(1 for r in self.rows if r.overdue)
+
+    @property
+    def alert_severity(self) -> str:
+        severities = {a.severity for a in self.alert_states.values()}
+        return "critical" if "critical" in severities else "warning" if severities else ""
+
+    @property
+    def alerts(self) -> int:
+        return len(self.alert_states)
+
+    @property
+    def crons(self) -> list[tuple[str, str]]:
+        """The distinct (cron, in words) of its schedules, most common first."""
+        counts: dict[tuple[str, str], int] = {}
+        for r in self.rows:
+            key = (r.cron or "", r.cron_text)
+            counts[key] = counts.get(key, 0) + 1
+        return sorted(counts, key=lambda k: -counts[k])
+
+    @property
+    def next_run(self) -> DistrictLine | None:
+        live = [r for r in self.rows if r.next_run_utc is not None]
+        if not live:
+            return None
+        row = min(live, key=lambda r: r.next_run_utc)
+        return DistrictLine(row, self.alert_states.get(row.district_id))
+
+    @property
+    def runs_30d(self) -> int:
+        return sum(r.runs_30d for r in self.rows)
+
+    @property
+    def success_rate(self) -> str:
+        executed = [(r.success_rate, r.runs_30d) for r in self.rows if r.success_rate is not None]
+        total = sum(n for _, n in executed)
+        return f"{sum(rate * n for rate, n in executed) / total:.0%}" if total else ""
+
+
+def job_lines(*, now: dt.datetime, job: str | None = None, district: str = "",
+              limit: int | None = ROWS_PER_JOB) -> list[JobLine]:
+    """One JobLine per job with its schedules (3 queries: rows, 30-day figures, alerts).
+
+    ``job``: only that job; ``district``: only districts whose name contains it; ``limit``:
+    how many district rows of each job to show (None: all).
+    """
+    alert_states = status.job_alert_states()
+    needle = district.strip().casefold()
+    jobs: OrderedDict[str, JobLine] = OrderedDict()
+    for row in selectors.dashboard_rows(now=now, job_slugs=[job] if job else None):
+        if needle and needle not in (row.district_name or "global").casefold():
+            continue
+        definition = row.job
+        line = jobs.get(row.job_slug)
+        if line is None:
+            line = jobs[row.job_slug] = JobLine(
+                slug=row.job_slug, title=definition.title if definition else f"{row.job_slug} (no longer registered)",
+                why=definition.why if definition else "", critical=bool(definition and definition.critical),
+                scope=definition.scope if definition else "district",
+            )
+        line.rows.append(row)
+        alert = alert_states.get((row.job_slug, row.district_id))
+        if alert is not None:
+            line.alert_states[row.district_id] = alert
+    for line in jobs.values():
+        line.show(limit)
+    return list(jobs.values())
+
+
+def change_diff(before: dict, after: dict) -> list[tuple[str, str, str]]:
+    """(field, before, after) for the fields a change altered, in a stable order; a field only
+    on one side (run now: after = {"run": ...}) shows with an empty other side."""
+    def text(value) -> str:
+        return "—" if value is None or value == "" else str(value)
+
+    before, after = before or {}, after or {}
+    keys = [k for k in (*before, *(k for k in after if k not in before)) if before.get(k) != after.get(k)]
+    return [(k.replace("_", " "), text(before.get(k)) if k in before else "", text(after.get(k))) for k in keys]
+
+
+def run_progress(run: JobRun) -> dict:
+    """{"done", "total", "percent"} for the run page's bar (percent None: not known yet)."""
+    done, total = run.progress_done, run.progress_total
+    if run.status == JobRun.Status.SUCCEEDED:
+        percent = 100
+    elif done is not None and total:
+        percent = min(100, int(done * 100 / total))
+    else:
+        percent = None
+    return {"done": done, "total": total, "percent": percent}

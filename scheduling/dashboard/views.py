@@ -1,0 +1,258 @@
+"""The dashboard's views: thin functions behind ``system_admin_required``. Reads come from
+scheduling.selectors and scheduling.monitoring.status; every change goes through
+scheduling.services (which writes the audit row); bad input is a form error or a message."""
+from __future__ import annotations
+
+import functools
+
+from django.contrib import admin, messages
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from scheduling import cron, registry, selectors, services
+from scheduling.dashboard import pages
+from scheduling.dashboard.charts import duration_chart
+from scheduling.dashboard.forms import CronForm, PauseForm
+from scheduling.dashboard.preview import cron_preview
+from scheduling.models import JobRun, JobSchedule
+from scheduling.monitoring import status
+from scheduling.templatetags.times_and_durations import local_text
+from students.roles import staff_of
+
+
+# -- who may see it ------------------------------------------------------------------------------
+def _context(request, **extra) -> dict:
+    """The admin's page chrome (site header, user links, theme); no app-list sidebar: the
+    tables need the width."""
+    return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **extra}
+
+
+def system_admin_required(view):
+    """The admin site's gate first (``admin_view``: anyone the admin refuses, anonymous users
+    included, goes to the admin login page; CSRF protection and never_cache), then the role:
+    staff who are not system admins get a 403 page in the admin's look, saying why."""
+    @functools.wraps(view)
+    def checked(request, *args, **kwargs):
+        if not staff_of(request.user).is_system_admin:
+            return render(request, "scheduling/dashboard/forbidden.html", _context(request, title="Not allowed"),
+                          status=403)
+        return view(request, *args, **kwargs)
+    return admin.site.admin_view(checked)
+
+
+# -- lookups -------------------------------------------------------------------------------------
+def _schedule_or_404(pk: int) -> JobSchedule:
+    schedule = JobSchedule.objects.select_related("district", "q_schedule", "paused_by", "last_run").filter(pk=pk).first()
+    if schedule is None:
+        raise Http404("No such schedule.")
+    return schedule
+
+
+def _run_or_404(pk: int) -> JobRun:
+    run = JobRun.objects.select_related("district", "triggered_by").filter(pk=pk).first()
+    if run is None:
+        raise Http404("No such run.")
+    return run
+
+
+def _job_title(slug: str) -> str:
+    job = registry.find(slug)
+    return job.title if job is not None else slug
+
+
+def _schedule_title(schedule: JobSchedule) -> str:
+    where = schedule.district.name if schedule.district_id else "global"
+    return f"{_job_title(schedule.job)} — {where}"
+
+
+def _back(request, schedule: JobSchedule) -> str:
+    """Back to where the action was clicked: the dashboard or the schedule's page."""
+    if request.POST.get("next") == "index":
+        return reverse("admin:scheduled_jobs") + f"#job-{schedule.job}"
+    return reverse("admin:scheduled_jobs_schedule", args=[schedule.pk])
+
+
+# -- pages ---------------------------------------------------------------------------------------
+@system_admin_required
+def index(request):
+    """All jobs (``?job=<slug>``: one job, every district; ``?district=<text>``: districts
+    whose name contains it). Unknown filters show an empty list, never an error."""
+    now = timezone.now()
+    job = (request.GET.get("job") or "").strip()[:100] or None
+    district = (request.GET.get("district") or "")[:100]
+    return render(request, "scheduling/dashboard/index.html", _context(
+        request, title="Scheduled jobs", now=now, system=status.system_status(now=now),
+        jobs=pages.job_lines(now=now, job=job, district=district, limit=None if job else pages.ROWS_PER_JOB),
+        job_filter=job, district_filter=district,
+    ))
+
+
+def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_code=200):
+    runs = selectors.run_history(job_slug=schedule.job, district_id=schedule.district_id, limit=25)
+    changes = schedule.changes.select_related("acting_user").order_by("-at", "-id")[:50]
+    q = schedule.q_schedule
+    return render(request, "scheduling/dashboard/schedule.html", _context(
+        request, title=_schedule_title(schedule), schedule=schedule, tz_name=schedule.zone_name,
+        job=registry.find(schedule.job), words=cron.describe(schedule.cron) if schedule.cron else "ad hoc (run on demand)",
+        next_run=q.next_run if (q is not None and not schedule.paused and q.repeats != 0) else None,
+        runs=list(runs), changes=[(c, pages.change_diff(c.before, c.after)) for c in changes],
+        chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id)),
+        pause_form=pause_form or PauseForm(),
+    ), status=status_code)
+
+
+@system_admin_required
+def schedule_detail(request, pk: int):
+    return _schedule_page(request, _schedule_or_404(pk))
+
+
+@system_admin_required
+def edit_cron(request, pk: int):
+    schedule = _schedule_or_404(pk)
+    if schedule.removed_at:
+        messages.error(request, "This schedule was deleted; its cron cannot change.")
+        return redirect("admin:scheduled_jobs_schedule", pk=pk)
+    preview, code = None, 200
+    if request.method != "POST":
+        form = CronForm(initial={"cron": schedule.cron})
+        if schedule.cron:
+            preview = cron_preview(schedule.cron, schedule.zone_name)
+    elif not (form := CronForm(request.POST)).is_valid():
+        code = 400
+    elif "_preview" in request.POST:
+        preview = cron_preview(form.cleaned_data["cron"], schedule.zone_name)
+    else:
+        try:
+            services.edit_cron(schedule=schedule, acting_user=request.user, cron_expr=form.cleaned_data["cron"])
+        except (services.ScheduleError, registry.UnknownJob) as exc:
+            form.add_error("cron", str(exc))
+            code = 400
+        else:
+            messages.success(request, f"Cron of {_schedule_title(schedule)} is now {form.cleaned_data['cron']!r}.")
+            return redirect("admin:scheduled_jobs_schedule", pk=pk)
+    return render(request, "scheduling/dashboard/edit_cron.html", _context(
+        request, title=f"Edit the cron of {_schedule_title(schedule)}", schedule=schedule,
+        tz_name=schedule.zone_name, form=form, preview=preview,
+    ), status=code)
+
+
+@system_admin_required
+@require_GET
+def preview(request, pk: int):
+    """The preview fragment (HTML) the edit page's script fetches as the cron is typed."""
+    schedule = _schedule_or_404(pk)
+    result = cron_preview((request.GET.get("cron") or "")[:100], schedule.zone_name)
+    return render(request, "scheduling/dashboard/_preview.html", {"preview": result},
+                  status=400 if result.error else 200)
+
+
+@system_admin_required
+def delete(request, pk: int):
+    schedule = _schedule_or_404(pk)
+    if request.method == "POST":
+        try:
+            services.delete_schedule(schedule=schedule, acting_user=request.user)
+        except services.ScheduleError as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:scheduled_jobs_schedule", pk=pk)
+        messages.success(request, f"Deleted {_schedule_title(schedule)}. Its run history is kept.")
+        return redirect("admin:scheduled_jobs")
+    return render(request, "scheduling/dashboard/delete.html", _context(
+        request, title=f"Delete {_schedule_title(schedule)}?", schedule=schedule,
+        run_count=JobRun.objects.filter(job=schedule.job, district_id=schedule.district_id).count(),
+    ))
+
+
+@system_admin_required
+def run_detail(request, pk: int):
+    run = _run_or_404(pk)
+    return render(request, "scheduling/dashboard/run.html", _context(
+        request, title=f"Run #{run.pk} — {_job_title(run.job)}", run=run, tz_name=run.zone_name,
+        schedule=JobSchedule.objects.filter(job=run.job, district_id=run.district_id).only("id").first(),
+        progress=pages.run_progress(run), finished=run.status in JobRun.FINISHED,
+        can_retry=run.status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT),
+        where=run.district.name if run.district_id else "global",
+        chart=duration_chart(selectors.recent_durations(job_slug=run.job, district_id=run.district_id),
+                             highlight=run.started_at),
+    ))
+
+
+@system_admin_required
+@require_GET
+def run_progress(request, pk: int):
+    """JSON the run page polls while the run is queued or running."""
+    run = _run_or_404(pk)
+    return JsonResponse({
+        "id": run.pk, "status": run.status, "status_label": run.get_status_display(),
+        "finished": run.status in JobRun.FINISHED, **pages.run_progress(run),
+    })
+
+
+# -- actions (POST) ------------------------------------------------------------------------------
+@system_admin_required
+@require_POST
+def run_now(request, pk: int):
+    schedule = _schedule_or_404(pk)
+    if schedule.removed_at:
+        messages.error(request, "This schedule was deleted; it cannot run.")
+        return redirect("admin:scheduled_jobs_schedule", pk=pk)
+    try:
+        run = services.run_now(job_slug=schedule.job, district=schedule.district, acting_user=request.user)
+    except services.QueueUnavailable as exc:  # saved, not sent: say so, never a 500
+        messages.warning(request, str(exc))
+        return redirect("admin:scheduled_jobs_run", pk=exc.run.pk)
+    except (services.ScheduleError, registry.UnknownJob) as exc:
+        messages.error(request, str(exc))
+        return redirect("admin:scheduled_jobs_schedule", pk=pk)
+    messages.success(request, f"Run #{run.pk} of {_schedule_title(schedule)} queued.")
+    return redirect("admin:scheduled_jobs_run", pk=run.pk)
+
+
+@system_admin_required
+@require_POST
+def pause(request, pk: int):
+    schedule = _schedule_or_404(pk)
+    form = PauseForm(request.POST)
+    if not form.is_valid():
+        return _schedule_page(request, schedule, pause_form=form, status_code=400)
+    try:
+        services.pause_schedule(schedule=schedule, acting_user=request.user, note=form.cleaned_data["note"])
+    except services.ScheduleError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Paused {_schedule_title(schedule)}.")
+    return redirect(_back(request, schedule))
+
+
+@system_admin_required
+@require_POST
+def resume(request, pk: int):
+    schedule = _schedule_or_404(pk)
+    try:
+        schedule = services.resume_schedule(schedule=schedule, acting_user=request.user)
+    except (services.ScheduleError, registry.UnknownJob) as exc:
+        messages.error(request, str(exc))
+    else:
+        q = schedule.q_schedule
+        when = f"; next run {local_text(q.next_run, schedule.zone_name)}" if q is not None and q.next_run else ""
+        messages.success(request, f"Resumed {_schedule_title(schedule)}{when}.")
+    return redirect(_back(request, schedule))
+
+
+@system_admin_required
+@require_POST
+def retry(request, pk: int):
+    run = _run_or_404(pk)
+    try:
+        new = services.retry_run(run=run, acting_user=request.user)
+    except services.QueueUnavailable as exc:  # saved, not sent: say so, never a 500
+        messages.warning(request, str(exc))
+        return redirect("admin:scheduled_jobs_run", pk=exc.run.pk)
+    except (services.ScheduleError, registry.UnknownJob) as exc:
+        messages.error(request, str(exc))
+        return redirect("admin:scheduled_jobs_run", pk=pk)
+    messages.success(request, f"Retry #{new.pk} (attempt {new.attempt}) of run #{run.pk} queued.")
+    return redirect("admin:scheduled_jobs_run", pk=new.pk)
