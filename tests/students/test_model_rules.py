@@ -10,14 +10,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from iep.models import IEPMeeting
-from interventions.models import Intervention
 from notifications.models import NotificationPreference
 from students.models import Grade, StaffProfile, Submission
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 
 
 def refused(instance) -> dict[str, list[str]]:
