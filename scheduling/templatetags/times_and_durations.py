@@ -15,7 +15,7 @@ from django import template
 from scheduling import cron
 
 register = template.Library()
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def utc_offset(value: dt.datetime) -> str:
