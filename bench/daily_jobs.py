@@ -121,8 +121,8 @@ def rolled_back():
 
 
 def bench_district(students: int, *, seed: int, as_of: dt.date):
-    from students.models import District
     from skillcore.seed import seed_district
+    from students.models import District
 
     name = f"Daily Jobs Bench {students}"
     district = District.objects.filter(name=name).first()

@@ -144,8 +144,8 @@ def _free_port() -> int:
 
 
 def _district(students: int, seed: int):
-    from students.models import District
     from skillcore.seed import seed_district
+    from students.models import District
 
     for name in (f"Load Bench {students}", f"Daily Jobs Bench {students}"):
         district = District.objects.filter(name=name).first()
@@ -329,9 +329,9 @@ def main(argv: list[str]) -> int:
             try:
                 urllib.request.urlopen(f"{base}/health", timeout=2)
                 break
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start; see var/bench-load-server.log")
+                    raise RuntimeError("the server did not start; see var/bench-load-server.log") from exc
                 time.sleep(0.5)
         # Warm-up, not measured: each gunicorn worker compiles the admin templates, opens its
         # database connection and fills its caches on its first requests, as a server that has

@@ -75,7 +75,7 @@ def main() -> None:
                 """
                 INSERT INTO scheduling_jobrun (job, district_id, trigger, slot, status, attempt, enqueued_at, started_at,
                     finished_at, duration_seconds, result, note, error, traceback, log, checkpoint, task_id, worker)
-                SELECT s.job, s.district_id, 'schedule', now() - make_interval(days => g), 
+                SELECT s.job, s.district_id, 'schedule', now() - make_interval(days => g),
                        CASE WHEN g %% 33 = 0 THEN 'missed' WHEN g %% 14 = 0 THEN 'failed' ELSE 'succeeded' END,
                        1, now() - make_interval(days => g), now() - make_interval(days => g),
                        now() - make_interval(days => g) + interval '1 minute', (g * 37 %% 600) + 1,

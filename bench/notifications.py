@@ -113,7 +113,7 @@ def _alerts(pairs, tag):
 def _grades(pairs):
     from notifications.services import NotificationRequest
 
-    for i, (guardian_id, student_id) in enumerate(pairs):
+    for guardian_id, student_id in pairs:
         yield NotificationRequest(
             recipient_id=guardian_id, category="grade-digest", channel="email", template="grade-posted",
             context={"course_name": "Algebra I", "assignment_title": "Quiz 3", "score": 17, "max_score": 20},
@@ -128,7 +128,7 @@ def run(n: int, ref_n: int) -> dict:
     from notifications.rendering import render_email
     from notifications.services import digests_assemble, notifications_enqueue
 
-    noon = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)  # inside the family window
+    noon = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)  # inside the family window
     t0 = time.perf_counter()
     _, pairs = _seed(n)
     results: dict = {"n": n, "ref_n": ref_n, "seed_seconds": round(time.perf_counter() - t0, 1)}

@@ -20,7 +20,7 @@ from io import StringIO
 from bench._django import setup
 
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "Australia/Adelaide"]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SYNC_AT = dt.datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 IDLE_AT = dt.datetime(2026, 12, 1, 15, 10, tzinfo=UTC)  # 10:10 in New York: nothing due
 BUSY_AT = dt.datetime(2026, 12, 1, 23, 30, 20, tzinfo=UTC)  # 18:30:20 in New York

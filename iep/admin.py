@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from iep.models import IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
 from skillcore.admin import CappedCountPaginator
-from students.scoped_admin import ScopedTabularInline, StudentRecordAdmin, school_filter
 from students.models import Role
+from students.scoped_admin import ScopedTabularInline, StudentRecordAdmin, school_filter
 
 SPED_STAFF = (Role.CASE_MANAGER, Role.SPED_COORDINATOR, Role.TEACHER, Role.PRINCIPAL, Role.COUNSELOR, Role.DISTRICT_ADMIN)
 

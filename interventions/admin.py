@@ -4,11 +4,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 
-from interventions.models import CounselorTask, Intervention
-from students.scoped_admin import StudentRecordAdmin, school_filter
-from students.models import Role
-from interventions.models import StudentAnalytics
+from interventions.models import CounselorTask, Intervention, StudentAnalytics
 from skillcore.admin import ReadOnlyMixin
+from students.models import Role
+from students.scoped_admin import StudentRecordAdmin, school_filter
 
 
 @admin.register(Intervention)

@@ -7,22 +7,19 @@ registered below by the notifications work.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
-
-from skillcore.admin import ReadOnlyMixin
-from notifications.models import NotificationPreference
-from students.scoped_admin import ScopedAdmin
-from django.utils.html import format_html
-from notifications import selectors, services
-from notifications.models import DigestItem, Notification, RecipientProfile, Status
-from notifications.rendering import RenderError, render_email, render_push
-from students.scoped_admin import StudentRecordAdmin
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.html import format_html
+
+from notifications import selectors, services
 from notifications.emergency import emergency_broadcast_send
+from notifications.models import DigestItem, Notification, NotificationPreference, RecipientProfile, Status
+from notifications.rendering import RenderError, render_email, render_push
 from scheduling.models import EmergencyBroadcast
+from skillcore.admin import ReadOnlyMixin
 from students.models import District, Role
 from students.roles import staff_of
+from students.scoped_admin import ScopedAdmin, StudentRecordAdmin
 
 
 @admin.register(NotificationPreference)

@@ -75,7 +75,7 @@ class DrainSummary:
     failed: int = 0
     reasons: dict = field(default_factory=dict)
 
-    def add(self, other: "DrainSummary") -> None:
+    def add(self, other: DrainSummary) -> None:
         self.claimed += other.claimed
         self.sent += other.sent
         self.retried += other.retried

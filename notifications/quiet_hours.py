@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _local_instant(day: dt.date, at: dt.time, zone: zoneinfo.ZoneInfo) -> dt.datetime:

@@ -483,7 +483,7 @@ def _unnest_insert(table: str, columns: tuple, rows: list[tuple], *, tail: str, 
     constants = constants or {}
     names = [c for c, _ in columns] + list(constants)
     params, selects = [], []
-    for index, (name, kind) in enumerate(columns):
+    for index, (_name, kind) in enumerate(columns):
         values = [row[index] for row in rows]
         if kind == "jsonb":
             params.append(json.dumps(values, cls=DjangoJSONEncoder))

@@ -5,25 +5,25 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import F
-from django.utils import timezone
-
-from scheduling import cron, selectors
-from scheduling import queue_admin  # noqa: F401  (registers django-q2's models, narrowed)
-from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat
-from skillcore.admin import ReadOnlyMixin
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+
+from scheduling import (
+    cron,
+    queue_admin,  # noqa: F401  (registers django-q2's models, narrowed)
+    selectors,
+)
 from scheduling import reports as report_lib
-from scheduling.models import Report
-from skillcore.access import access_trail, render_now
-from skillcore.csv_export import neutralized_csv
-from django.contrib import messages
+from scheduling.models import AlertDelivery, Incident, JobRun, JobSchedule, Report, ScheduleChange, SchedulerHeartbeat
 from scheduling.monitoring import alerting
-from scheduling.models import AlertDelivery, Incident
+from skillcore.access import access_trail, render_now
+from skillcore.admin import ReadOnlyMixin
+from skillcore.csv_export import neutralized_csv
 from students.roles import has_role
 
 

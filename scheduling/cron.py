@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from cronsim import CronSim, CronSimError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class BadCron(ValueError):

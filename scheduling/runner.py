@@ -26,9 +26,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from scheduling import registry, services
-from scheduling.monitoring import alerts
-from scheduling.monitoring import counters
 from scheduling.models import JobRun, JobSchedule
+from scheduling.monitoring import alerts, counters
 from skillcore.access import access_trail, current_trail
 
 logger = logging.getLogger(__name__)

@@ -20,10 +20,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from scheduling import cron, registry
-from scheduling.monitoring import alerts
-from scheduling.monitoring import counters
-from scheduling.templatetags.times_and_durations import duration_text
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
+from scheduling.monitoring import alerts, counters
+from scheduling.templatetags.times_and_durations import duration_text
 from students.models import District
 
 logger = logging.getLogger(__name__)

@@ -49,15 +49,24 @@ import re
 import time
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.db.models import Model
 
-from iep.models import ANNUAL_REVIEW_DAYS, IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
+from iep.models import (
+    ANNUAL_REVIEW_DAYS,
+    IEP,
+    Accommodation,
+    IEPMeeting,
+    IEPService,
+    IEPTeamMember,
+    Section504Plan,
+    ServiceLog,
+)
 from notifications.models import Category, Channel, Frequency, NotificationPreference
 from students.models import (
     AcademicSession,
@@ -80,7 +89,7 @@ from students.models import (
 from students.zones import zone_problem
 
 User = get_user_model()
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 STUDENTS_PER_SCHOOL = 500
 INSTRUCTIONAL_DAYS = 180
@@ -217,7 +226,7 @@ def session_year(as_of: dt.date) -> int:
 def district_calendar(year: int, rng: random.Random) -> list[tuple[dt.date, bool, str]]:
     """Weekdays from the day after Labor Day to the 180th instructional day, with the
     district's holidays and breaks (and one snow day) as non-instructional rows."""
-    mon, tue, thu = 0, 1, 3
+    mon, thu = 0, 3
     y1 = year + 1
     off: dict[dt.date, str] = {
         _nth_weekday(year, 10, mon, 2): "Indigenous Peoples' Day",
@@ -399,9 +408,9 @@ class _Seeder:
     def make_users(self, rows: list[tuple[str, str, str, str, bool]], role: str | None, joined: dt.date) -> list:
         """rows: (username, first, last, email, is_staff). Returns saved users with ids."""
         users = [
-            User(username=u, first_name=f, last_name=l, email=e, is_staff=s, password=UNUSABLE_PASSWORD,
+            User(username=u, first_name=f, last_name=last, email=e, is_staff=s, password=UNUSABLE_PASSWORD,
                  date_joined=self.at(joined, 8 * 3600))
-            for u, f, l, e, s in rows
+            for u, f, last, e, s in rows
         ]
         _bulk(User, users, self.counts)
         if role:
@@ -443,7 +452,7 @@ class _Seeder:
         plan = self.plan_schools(rng)
         places = rng.sample(PLACES, len(PLACES))
         schools = []
-        for i, (band, low, high, n) in enumerate(plan):
+        for i, (band, low, high, _n) in enumerate(plan):
             suffix, letter = next((b[3], b[4]) for b in BANDS if b[0] == band)
             number = sum(1 for p in plan[:i] if p[0] == band) + 1
             place = places[i % len(places)] + (f" {i // len(places) + 1}" if i >= len(places) else "")
@@ -474,7 +483,7 @@ class _Seeder:
     def plan_schools(self, rng: random.Random) -> list[tuple[str, int, int, int]]:
         """Split the students into bands by grade count, and each band into ~500-student schools."""
         n = self.spec.students
-        spans = [h - l + 1 for _, l, h, _, _ in BANDS]
+        spans = [high - low + 1 for _, low, high, _, _ in BANDS]
         per_band = [n * s // sum(spans) for s in spans]
         per_band[0] += n - sum(per_band)
         plan = []
@@ -729,7 +738,7 @@ class _Seeder:
             short = section_plan[s][0].split(" (")[0]
             assignments = []
             per_section.append(assignments)
-            for week_no, (monday, week_days) in enumerate(sorted(weeks.items()), start=1):
+            for week_no, (_monday, week_days) in enumerate(sorted(weeks.items()), start=1):
                 count = min(len(week_days), randint(2, 4))
                 for n, due in enumerate(sorted(rng.sample(week_days, count)), start=1):
                     kind, scores, major, _ = rng.choices(kinds, weights)[0]

@@ -7,20 +7,19 @@ FERPA trail through StudentRecordAdmin. Changelists select their related rows up
 """
 from __future__ import annotations
 
-from django.utils.html import format_html
-
-from skillcore.models import AccessLog
-
 import re
 
 from django import forms
-from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.html import format_html
 
-from skillcore.admin import CappedCountPaginator, IdsFirstPaginator
-from students.scoped_admin import ScopedAdmin, ScopedTabularInline, StudentRecordAdmin, grade_filter, related_only, school_filter, staff_filter
+from scheduling.models import RolloverRequest, UserLifecycleChange
+from skillcore.admin import CappedCountPaginator, IdsFirstPaginator, ReadOnlyMixin
+from skillcore.models import AccessLog
 from students import scoping
 from students.models import (
     AcademicSession,
@@ -40,12 +39,17 @@ from students.models import (
     Student,
     Submission,
 )
-from students.zones import usable_zones
-from django.contrib import messages
-from django.utils import timezone
-from scheduling.models import RolloverRequest, UserLifecycleChange
-from skillcore.admin import ReadOnlyMixin
 from students.roles import staff_of
+from students.scoped_admin import (
+    ScopedAdmin,
+    ScopedTabularInline,
+    StudentRecordAdmin,
+    grade_filter,
+    related_only,
+    school_filter,
+    staff_filter,
+)
+from students.zones import usable_zones
 
 # ---- districts ---------------------------------------------------------------------------------
 

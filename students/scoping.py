@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db.models import Model, Q
@@ -273,7 +272,6 @@ def _model_scopes() -> dict[str, Callable[..., Q]]:
         "students.behaviorincident": lambda u: student_q(u, "student"),
         "interventions.intervention": lambda u: student_q(u, "student"),
         "interventions.counselortask": lambda u: student_q(u, "student"),
-        "interventions.studentanalytics": lambda u: student_q(u, "student"),
         "interventions.studentanalytics": lambda u: student_q(u, "student"),
         "iep.iep": iep_q,
         "iep.iepteammember": lambda u: iep_q(u, "iep"),

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from students.models import (
-    AcademicSession, Assignment, CalendarDay, District, Grade, GuardianLink, SectionEnrollment, Submission,
+    AcademicSession,
+    Assignment,
+    CalendarDay,
+    District,
+    Grade,
+    GuardianLink,
+    SectionEnrollment,
+    Submission,
 )
 
 

@@ -7,7 +7,6 @@ from django.db import connection
 from students.models import Role
 from tests import factories as f
 
-
 # The TRUNCATE trigger on the access trail, switched off on the test database only.
 TRAIL_TRUNCATE_TRIGGER = "skillcore_accesslog_no_truncate"
 

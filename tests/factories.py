@@ -10,12 +10,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from interventions.models import CounselorTask, Intervention
 from iep.models import IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
+from interventions.models import CounselorTask, Intervention
 from notifications.models import NotificationPreference
 from skillcore.models import AccessLog
 from students.models import (
     AcademicSession,
+    Assignment,
     AttendanceRecord,
     BehaviorIncident,
     CalendarDay,
@@ -29,7 +30,6 @@ from students.models import (
     SectionEnrollment,
     StaffProfile,
     Student,
-    Assignment,
     Submission,
 )
 

@@ -280,9 +280,9 @@ def test_district_admin_sees_the_trail_of_own_district_staff(client, district_ad
 def test_counselor_sees_weekly_analytics_of_own_students_only(client, counselor, pupils):
     import datetime as dt
 
-    from interventions.models import StudentAnalytics
-
     from django.utils import timezone
+
+    from interventions.models import StudentAnalytics
 
     week = {"week_start": dt.date(2026, 9, 7), "week_end": dt.date(2026, 9, 13), "computed_at": timezone.now()}
     mine = StudentAnalytics.objects.create(student=pupils["mine"], **week)

@@ -93,7 +93,7 @@ def build(*, district, as_of: dt.date) -> dict:
     start, end = (dt.datetime.combine(d, dt.time.min, tzinfo=district.zone) for d in (first, last + dt.timedelta(days=1)))
     evidence = {
         "window": {"start": first.isoformat(), "end": last.isoformat(), "time_zone": district.time_zone,
-                   "utc_start": start.astimezone(dt.timezone.utc).isoformat(), "utc_end": end.astimezone(dt.timezone.utc).isoformat(),
+                   "utc_start": start.astimezone(dt.UTC).isoformat(), "utc_end": end.astimezone(dt.UTC).isoformat(),
                    "as_of": as_of.isoformat()},
         "inputs": inputs,
         # Who the HTML names (reviews, services, plans): viewing the report is a view of

@@ -54,6 +54,7 @@ The algorithm, per dataset (numbered because the order is the guarantee):
    the cutoff and the run), read it back and verify it.
 """
 from __future__ import annotations
+
 import datetime as dt
 import gzip
 import hashlib
@@ -61,18 +62,19 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import Q
+
 from interventions.models import CounselorTask, Intervention
 from notifications.models import Message, Notification, Status
+from scheduling.registry import Job
 from students.inactive_users import years_before
 from students.models import AttendanceRecord, District, Grade
-from datetime import timedelta
-from scheduling.registry import Job
-
 
 BATCH_SIZE = 10_000
 STORAGE_ALIAS = "archive"

@@ -115,7 +115,7 @@ def _requests(grades, *, guardians: dict[int, list[int]], thresholds: dict, unti
                     if percentage(g["score"], g["assignment__max_score"]) >= threshold:
                         continue
                     tally["low_alerts"] += 1
-                    posted = g["posted_at"].astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+                    posted = g["posted_at"].astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
                     yield NotificationRequest(
                         recipient_id=guardian_id, category=Category.PERFORMANCE_ALERT, channel=channel,
                         template="low-grade-alert", context={**g["line"], "threshold": _number(threshold)},
@@ -127,7 +127,7 @@ def _requests(grades, *, guardians: dict[int, list[int]], thresholds: dict, unti
 def run(ctx) -> dict:
     district = ctx.district
     after, until = window(ctx)
-    slot_key = until.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%MZ")
+    slot_key = until.astimezone(dt.UTC).strftime("%Y%m%dT%H%MZ")
 
     # 1. The students graded in the window (a subquery, counted once for progress), their
     #    guardians and the guardians' low-grade thresholds (one query each, whatever the

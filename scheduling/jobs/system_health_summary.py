@@ -35,20 +35,20 @@ Sources, each read with one grouped query:
 Nothing here reads student data.
 """
 from __future__ import annotations
+
 import datetime as dt
 import logging
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Avg, Count, Max, Q, Sum
+
 from notifications.models import Channel, Notification, Status
-from scheduling.models import JobRun, SchedulerHeartbeat
-from scheduling.models import RequestMetric
-import datetime
-from datetime import timedelta
+from scheduling.models import JobRun, RequestMetric, SchedulerHeartbeat
 from scheduling.registry import Job
 from scheduling.reports import bar_chart, pct, render_html, report_store, report_url, to_csv
-
 
 logger = logging.getLogger(__name__)
 METRIC_RETENTION_DAYS = 400
@@ -169,8 +169,8 @@ def notification_rates(start: dt.datetime, end: dt.datetime) -> dict:
 
 def build(*, first: dt.date, last: dt.date, now: dt.datetime) -> tuple[str, str, str, dict]:
     """(title, html, csv, evidence) for the month first..last (UTC days)."""
-    start = dt.datetime.combine(first, dt.time.min, tzinfo=dt.timezone.utc)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(first, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
     web, queue, slow, bus, notes = web_metrics(start, end), queue_metrics(start, end, now), slow_queries(), event_bus(), notification_rates(start, end)
     title = f"System health, {first:%B %Y}"
     headline = [
@@ -226,7 +226,7 @@ def run(ctx) -> dict:
     from notifications.services import NotificationRequest, notifications_enqueue
     from scheduling.models import Report
 
-    first, last = previous_month(ctx.scheduled_for.astimezone(datetime.timezone.utc).date())
+    first, last = previous_month(ctx.scheduled_for.astimezone(dt.UTC).date())
     title, html, csv_text, evidence = build(first=first, last=last, now=ctx.scheduled_for)
     stored = report_store(
         kind=Report.Kind.SYSTEM_HEALTH, district_id=None, school_id=None, period_start=first, period_end=last,

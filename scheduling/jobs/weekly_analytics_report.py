@@ -28,16 +28,19 @@ enrolled days), never by averaging averages, so a school of 900 students weighs 
 one student. A figure with nothing to divide by is None, printed as a dash, never NaN.
 """
 from __future__ import annotations
+
 import datetime as dt
 from dataclasses import dataclass, fields
-from decimal import Decimal
-from django.db.models import Count, Q
-from interventions.selectors import _local_bounds, attendance_risks, district_students, student_week_figures
-from students.models import District, School
-from students.selectors import current_session
 from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q
+
+from interventions.selectors import _local_bounds, attendance_risks, district_students, student_week_figures
 from scheduling.registry import Job
 from scheduling.reports import bar_chart, pct, render_html, report_store, report_url, to_csv
+from students.models import District, School
+from students.selectors import current_session
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Agg:
     iep: int = 0
     plan504: int = 0
 
-    def add(self, other: "Agg") -> None:
+    def add(self, other: Agg) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 

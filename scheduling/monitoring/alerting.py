@@ -56,9 +56,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduling import registry
+from scheduling.models import AlertDelivery, Incident, JobRun
 from scheduling.monitoring import counters
-from scheduling.models import AlertDelivery, Incident
-from scheduling.models import JobRun
+from scheduling.templatetags.times_and_durations import duration_text
 from skillcore.outbox import Outbox
 from students.models import District, Role
 
@@ -269,7 +269,7 @@ class WatchReport:
     long_running_closed: int = 0
     scheduler_down: bool = False
     overdue: int = 0
-    delivered: "DeliveryReport" = field(default_factory=lambda: DeliveryReport())
+    delivered: DeliveryReport = field(default_factory=lambda: DeliveryReport())
 
 
 def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchReport:
@@ -302,8 +302,8 @@ def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchRepor
             opened = incident_open(
                 kind=Kind.LONG_RUNNING, job_slug=run.job, district=run.district, run=run, now=now,
                 summary=(
-                    f"{job.title} for {_where(run.district)} has been running {_minutes(elapsed)} "
-                    f"(expected {_minutes(job.expected_duration)}; run #{run.pk}, progress "
+                    f"{job.title} for {_where(run.district)} has been running {duration_text(elapsed, whole=True)} "
+                    f"(expected {duration_text(job.expected_duration, whole=True)}; run #{run.pk}, progress "
                     f"{run.progress_done if run.progress_done is not None else '?'}/{run.progress_total or '?'})"
                 ),
                 details={"run": run.pk, "started_at": run.started_at.isoformat(), "elapsed_seconds": int(elapsed.total_seconds()),
@@ -337,11 +337,6 @@ def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchRepor
     if deliver:
         report.delivered = deliver_due(now=now, budget_seconds=WATCH_DELIVERY_BUDGET)
     return report
-
-
-def _minutes(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
 
 
 # -- building deliveries ---------------------------------------------------------------------

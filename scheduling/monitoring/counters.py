@@ -24,9 +24,7 @@ import datetime as dt
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from scheduling.models import AlertDelivery
-from scheduling.models import DURATION_BUCKETS, AlertDeliveryCounter, JobRunCounter, bucket_field
-from scheduling.models import JobRun
+from scheduling.models import DURATION_BUCKETS, AlertDelivery, AlertDeliveryCounter, JobRun, JobRunCounter, bucket_field
 from skillcore import counters as skillcore_counters
 
 S = JobRun.Status

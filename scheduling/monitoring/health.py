@@ -19,8 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from scheduling.monitoring import status
-from scheduling.monitoring import metrics
+from scheduling.monitoring import metrics, status
 
 LOCALHOST = ("127.0.0.1/32", "::1/128")
 

@@ -137,9 +137,7 @@ class JobMetricsCollector:
 
     def _fill(self, fam: dict) -> None:
         from scheduling import selectors
-        from scheduling.models import AlertDelivery, Incident
-        from scheduling.models import AlertDeliveryCounter
-        from scheduling.models import JobRun, JobSchedule
+        from scheduling.models import AlertDelivery, AlertDeliveryCounter, Incident, JobRun, JobSchedule
 
         now = timezone.now()
         S = JobRun.Status
@@ -164,7 +162,10 @@ class JobMetricsCollector:
         slugs = sorted({j.slug for j in registry.all_jobs()} | set(per_job) | {slug for slug, _ in live})
         for slug in slugs:
             row = per_job.get(slug)
-            get = (lambda key, row=row: row[key] if row else 0)
+
+            def get(key, row=row):
+                return row[key] if row else 0
+
             fam["executions"].add_metric([slug], get("executions"))
             fam["failures"].add_metric([slug], get("failures"))
             fam["timeouts"].add_metric([slug], get("timeouts"))

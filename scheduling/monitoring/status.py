@@ -13,8 +13,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from scheduling import registry, selectors
-from scheduling.models import Incident
-from scheduling.models import JobRun, JobSchedule
+from scheduling.models import Incident, JobRun, JobSchedule
 
 SEVERITY_RANK = {Incident.Severity.CRITICAL: 2, Incident.Severity.WARNING: 1}
 

@@ -41,15 +41,18 @@ def utc_text(value: dt.datetime | None) -> str:
 
 
 @register.filter("duration")
-def duration_text(value: float | dt.timedelta | None) -> str:
+def duration_text(value: float | dt.timedelta | None, *, whole: bool = False) -> str:
     """A duration for people: "45 ms", "3.0 s", "2.5 min", "3 h", "1.5 h", "2 d" ("" for None).
 
     Seconds keep their tenth (a run's time is read to the tenth); minutes and hours drop a
-    trailing ".0" ("catch-up window of 3 h"); whole days read as days.
+    trailing ".0" ("catch-up window of 3 h"); whole days read as days. ``whole`` rounds down
+    to whole seconds or minutes ("4 s", "12 min"), for messages read at a glance (alerts).
     """
     if value is None or value == "":
         return ""
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if whole and seconds < 7200:
+        return f"{int(seconds)} s" if seconds < 120 else f"{int(seconds) // 60} min"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:

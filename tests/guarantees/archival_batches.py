@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from scheduling.jobs import data_archival as archival
+
 archival.BATCH_SIZE = int(os.environ.get("ARCHIVAL_TEST_BATCH", str(archival.BATCH_SIZE)))
 
 JOBS: list = []

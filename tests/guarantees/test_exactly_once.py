@@ -33,9 +33,9 @@ import time_machine
 from django.db import transaction
 
 from scheduling import cron, registry, runner
-from students import rollover
 from scheduling.models import JobRun
 from skillcore.seed import seed_district
+from students import rollover
 from tests import factories as f
 from tests.guarantees import snapshots as snap
 from tests.jobs.slot_runs import run_slot
@@ -107,7 +107,7 @@ def _approved_rollover(world: World) -> None:
 
 def _inactive_users(world: World) -> None:
     """A teacher gone quiet three years ago and a student who transferred out in 2023."""
-    from students.models import Student, StaffProfile
+    from students.models import StaffProfile, Student
 
     teacher = StaffProfile.objects.filter(schools__district=world.district, user__groups__name="teacher").order_by("pk").first()
     type(teacher.user).objects.filter(pk=teacher.user_id).update(last_login=local(dt.date(2023, 9, 1)))
@@ -130,7 +130,7 @@ def _health_inputs(world: World) -> None:
 
     f.UserFactory(username="harness-it", is_staff=True, is_superuser=True, roles=["system-admin"])
     for hour in (local(dt.date(2026, 11, 3), 9), local(dt.date(2025, 6, 1), 9)):  # one in the month, one past 400 days
-        RequestMetric.objects.create(endpoint="admin:index", hour=hour.astimezone(dt.timezone.utc), requests=10, errors=1,
+        RequestMetric.objects.create(endpoint="admin:index", hour=hour.astimezone(dt.UTC), requests=10, errors=1,
                                      total_ms=500.0, max_ms=90.0)
 
 

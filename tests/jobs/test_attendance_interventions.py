@@ -130,7 +130,7 @@ def test_the_same_slot_twice_writes_and_sends_nothing_new(district, setting):
 def test_reaching_twenty_percent_escalates_to_tier_2_and_tells_the_counselor(district, school, counselor, setting):
     flagged, days = setting["flagged"], setting["days"]
     tier_1 = f.InterventionFactory(student=flagged, type="attendance", tier=1, owner=counselor,
-                                   opened_at=dt.datetime(2026, 9, 20, tzinfo=dt.timezone.utc))
+                                   opened_at=dt.datetime(2026, 9, 20, tzinfo=dt.UTC))
     AttendanceRecord.objects.filter(student=flagged, date=days[2]).update(status="absent-excused", fraction_present=0)
     # 4 of 20 days absent = 20% exactly.
     run = run_on(district, days[-1])
@@ -201,7 +201,7 @@ def _district_of(size: int, n: int):
     attend(flagged[1:], days, absent_on=set(days[10:13]))
     attend(fine, days, absent_on={days[0]})
     f.InterventionFactory(student=flagged[0], type="attendance", tier=1, owner=counselor,
-                          opened_at=dt.datetime(2026, 9, 5, tzinfo=dt.timezone.utc))
+                          opened_at=dt.datetime(2026, 9, 5, tzinfo=dt.UTC))
     return district, days
 
 

@@ -23,7 +23,7 @@ from tests import factories as f
 from tests.jobs.slot_runs import local_slot, run_slot
 
 SLUG = "compliance-audit-report"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def run_month(district, *, again=False) -> JobRun:

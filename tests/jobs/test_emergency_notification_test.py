@@ -17,9 +17,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
-from notifications import delivery
+from notifications import delivery, emergency
 from notifications.models import Category, Frequency, Notification, Status
-from notifications import emergency
 from scheduling.models import EmergencyBroadcast, JobRun, Report
 from students.models import Role
 from tests import factories as f

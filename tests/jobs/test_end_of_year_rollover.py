@@ -18,13 +18,13 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from interventions.models import Intervention
-from students import rollover
 from scheduling.models import JobRun, RolloverRequest
 from skillcore.models import AccessLog
+from students import rollover
 from students.models import AcademicSession, Role, Student
 from tests import factories as f
 
-NOW = dt.datetime(2027, 6, 25, 16, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2027, 6, 25, 16, 0, tzinfo=dt.UTC)
 ARGS = ["--to", "2027-2028", "--start", "2027-08-30", "--end", "2028-06-16"]
 
 
@@ -209,7 +209,7 @@ def test_admin_request_needs_a_second_admin_and_schedules_a_one_off_run(client, 
     req.refresh_from_db()
     assert req.status == "scheduled" and req.approved_by == second_admin
     q = Schedule.objects.get(name=f"skillcore:rollover:{req.pk}")
-    assert q.schedule_type == Schedule.ONCE and q.next_run == req.run_at == dt.datetime(2027, 6, 30, 18, tzinfo=dt.timezone.utc)
+    assert q.schedule_type == Schedule.ONCE and q.next_run == req.run_at == dt.datetime(2027, 6, 30, 18, tzinfo=dt.UTC)
     assert q.func == rollover.RUN_FUNC
     # The schedule fires: the task runs the job through the runner.
     with time_machine.travel(req.run_at + dt.timedelta(seconds=20), tick=False):

@@ -167,7 +167,7 @@ def test_look_back_is_capped(district, klass):
     grade(klass, evening(district, D2) - dt.timedelta(days=20))
     run = run_at(district, evening(district, D2))
     assert run.result["grades"] == 0
-    assert run.result["window_after"] == (evening(district, D2).astimezone(dt.timezone.utc) - dt.timedelta(days=14)).astimezone(district.zone).isoformat()
+    assert run.result["window_after"] == (evening(district, D2).astimezone(dt.UTC) - dt.timedelta(days=14)).astimezone(district.zone).isoformat()
 
 
 def test_digest_lines_carry_class_assignment_score_maximum_and_percentage(district, klass):

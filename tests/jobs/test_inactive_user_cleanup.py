@@ -14,9 +14,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from students.inactive_users import years_before
 from scheduling.models import JobRun, UserLifecycleChange
 from skillcore.models import AccessLog
+from students.inactive_users import years_before
 from students.models import Role, StaffProfile, Student
 from tests import factories as f
 from tests.jobs.slot_runs import local_slot, run_slot

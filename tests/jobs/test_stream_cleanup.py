@@ -54,7 +54,7 @@ def _old(client, event_type: str, ms: int, n: int = 1) -> None:
 # -- publishing ----------------------------------------------------------------------------------
 
 def test_publish_to_the_table_in_one_insert_and_durable_events_to_the_store(django_assert_num_queries):
-    moment = dt.datetime(2026, 11, 2, 18, 30, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2026, 11, 2, 18, 30, tzinfo=dt.UTC)
     with django_assert_num_queries(2):
         events.publish_many("intervention.opened", [{"intervention_id": i, "on": dt.date(2026, 11, 2)} for i in range(3)],
                             durable=True, occurred_at=moment)
@@ -158,7 +158,7 @@ def test_a_key_prefix_with_glob_characters_matches_only_itself(bus, settings):
 # -- the job on the table ----------------------------------------------------------------------------
 
 def test_table_entries_older_than_the_retention_are_deleted_and_the_store_is_kept(settings):
-    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     cutoff = slot - dt.timedelta(days=30)
     for moment, event_type, n in [
         (cutoff - dt.timedelta(days=3), "intervention.opened", 4),
@@ -186,7 +186,7 @@ def test_table_entries_older_than_the_retention_are_deleted_and_the_store_is_kep
 
 
 def test_table_deletes_go_in_batches(django_assert_num_queries):
-    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     with time_machine.travel(now - dt.timedelta(days=40), tick=False):
         events.publish_many("attendance.recorded", [{"id": i} for i in range(10)])
     with time_machine.travel(now, tick=False):
@@ -202,7 +202,7 @@ def test_table_deletes_go_in_batches(django_assert_num_queries):
 def test_stored_events_and_heartbeats_past_their_retention_are_deleted_a_day_either_side():
     """A durable event one day inside the 7 years stays, one day outside goes; a heartbeat
     silent 29 days stays, 31 days goes; the newest heartbeat stays however old."""
-    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     store_cutoff = slot - dt.timedelta(days=events.EVENT_STORE_RETENTION_DAYS)
     assert store_cutoff == slot.replace(year=2019)  # 7 calendar years (2020 and 2024 were leap years)
     for moment, ident in [(store_cutoff - dt.timedelta(days=1), "outside"), (store_cutoff + dt.timedelta(days=1), "inside"),
@@ -229,7 +229,7 @@ def test_stored_events_and_heartbeats_past_their_retention_are_deleted_a_day_eit
 
 
 def test_the_store_purge_deletes_by_id_range_in_batches(django_assert_num_queries):
-    cutoff = dt.datetime(2019, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    cutoff = dt.datetime(2019, 11, 29, 2, 0, tzinfo=dt.UTC)
     events.publish_many("attendance.recorded", [{"id": i} for i in range(5)], durable=True,
                         occurred_at=cutoff - dt.timedelta(days=2))
     # A late publisher's event inside the window, with an id among the old ones: kept.
@@ -246,7 +246,7 @@ def test_the_store_purge_deletes_by_id_range_in_batches(django_assert_num_querie
 
 
 def test_heartbeats_prune_in_id_ranges_and_keeps_the_newest(django_assert_num_queries):
-    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     for i in range(7):
         SchedulerHeartbeat.objects.create(name=f"h:{i}", last_beat=now - dt.timedelta(days=40 + i), passes=1)
     # The newest row, the stale id range, then DELETEs of 3 ids: 3 + 3 (one of them kept).
@@ -257,7 +257,7 @@ def test_heartbeats_prune_in_id_ranges_and_keeps_the_newest(django_assert_num_qu
 
 def test_the_retention_is_a_setting(settings):
     settings.EVENT_STREAM_RETENTION_DAYS = 7
-    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
+    slot = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     with time_machine.travel(slot - dt.timedelta(days=8), tick=False):
         events.publish("notification.sent", {"id": 1})
     with time_machine.travel(slot - dt.timedelta(days=6), tick=False):
@@ -285,7 +285,7 @@ def test_a_drained_batch_announces_the_messages_it_sent(counselor):
     from notifications.models import Notification
     from notifications.services import NotificationRequest, notifications_enqueue
 
-    noon = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)
+    noon = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)
     with time_machine.travel(noon, tick=False):
         notifications_enqueue([
             NotificationRequest(recipient_id=counselor.pk, category="system", channel="email", template="system",

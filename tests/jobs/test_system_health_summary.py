@@ -13,16 +13,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from notifications.models import Category, Notification, Status
-from scheduling.monitoring import request_metrics
 from scheduling.models import JobRun, Report, RequestMetric
+from scheduling.monitoring import request_metrics
 from skillcore.models import EventBusEntry
 from students.models import Role
 from tests import factories as f
 from tests.jobs.slot_runs import run_slot
 
 SLUG = "system-health-summary"
-SLOT = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
-UTC = dt.timezone.utc
+SLOT = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+UTC = dt.UTC
 
 
 def run_health(*, trigger=JobRun.Trigger.SCHEDULE):

@@ -14,7 +14,7 @@ from skillcore.models import AccessLog
 from students.models import Role
 from tests import factories as f
 
-NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)
+NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)
 CHANGELIST = "admin:notifications_notification_changelist"
 
 

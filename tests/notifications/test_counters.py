@@ -11,13 +11,13 @@ import time_machine
 from django.apps import apps
 
 from notifications import services
-from notifications.delivery import LEASE, MAX_ATTEMPTS, _settle, backoff, claim_batch, drain_batch, DrainSummary
+from notifications.delivery import LEASE, MAX_ATTEMPTS, DrainSummary, _settle, backoff, claim_batch, drain_batch
 from notifications.mail import Outcome
 from notifications.models import Notification, NotificationCounter, Status
 from notifications.services import NotificationRequest, notifications_enqueue, notifications_resend
 from tests import factories as f
 
-NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)
+NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(autouse=True)

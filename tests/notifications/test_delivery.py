@@ -17,7 +17,7 @@ from students.models import DeviceToken
 from tests import factories as f
 from tests.notifications.conftest import fcm_error
 
-NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)
+NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(autouse=True)

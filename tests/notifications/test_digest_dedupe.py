@@ -10,11 +10,16 @@ import time_machine
 from django.db import connection, connections, transaction
 
 from notifications.models import DigestDedupeKey, DigestItem, Notification, NotificationPreference
-from notifications.services import NotificationRequest, digest_dedupe_keys_prune, digests_assemble, notifications_enqueue
+from notifications.services import (
+    NotificationRequest,
+    digest_dedupe_keys_prune,
+    digests_assemble,
+    notifications_enqueue,
+)
 from students.models import Role
 from tests import factories as f
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY1 = dt.datetime(2026, 10, 14, 16, 0, tzinfo=UTC)  # Wednesday noon in New York
 NEXT_MORNING = dt.datetime(2026, 10, 15, 4, 5, tzinfo=UTC)  # Thursday 00:05 EDT
 

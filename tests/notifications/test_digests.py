@@ -13,7 +13,7 @@ from notifications.rendering import render_email, render_push
 from notifications.services import NotificationRequest, digests_assemble, notifications_enqueue
 from tests import factories as f
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY1 = dt.datetime(2026, 10, 14, 16, 0, tzinfo=UTC)  # Wednesday noon in New York
 
 

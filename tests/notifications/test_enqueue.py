@@ -11,7 +11,7 @@ from notifications.services import NotificationRequest, Reason, default_frequenc
 from students.models import Role
 from tests import factories as f
 
-NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc)  # 12:00 in New York: inside the window
+NOON = dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC)  # 12:00 in New York: inside the window
 
 
 def req(recipient, *, key="k1", category="assignment-reminder", channel="email", student=None, **kw):
@@ -88,7 +88,7 @@ def test_age_uses_the_districts_local_date(family):
         recipient_id=family["guardian"].pk, category="emergency", channel="email", template="emergency",
         context={"headline": "x", "message": "y"}, dedupe_key="e1", student_id=s.pk,
     )
-    with time_machine.travel(dt.datetime(2026, 10, 15, 2, 0, tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(dt.datetime(2026, 10, 15, 2, 0, tzinfo=dt.UTC), tick=False):
         notifications_enqueue([emergency])
     assert Notification.objects.get().status == Status.PENDING
 

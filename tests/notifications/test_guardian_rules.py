@@ -13,8 +13,8 @@ from notifications.services import NotificationRequest, Reason, notifications_en
 from students.models import GuardianLink, age_on
 
 # 12:00 in New York on 2026-02-28 (a non-leap year) and on 2026-03-01.
-FEB_28 = dt.datetime(2026, 2, 28, 17, 0, tzinfo=dt.timezone.utc)
-MAR_1 = dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.timezone.utc)
+FEB_28 = dt.datetime(2026, 2, 28, 17, 0, tzinfo=dt.UTC)
+MAR_1 = dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)
 
 CASES = [
     # (when, birth date, revoked, consents, dependent, bar)

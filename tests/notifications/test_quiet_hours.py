@@ -13,7 +13,7 @@ from notifications.models import Notification, Status
 from notifications.services import NotificationRequest, notifications_enqueue
 
 NY = zoneinfo.ZoneInfo("America/New_York")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SEVEN, NINE_PM = dt.time(7), dt.time(21)
 
 

@@ -9,10 +9,8 @@ from django.core import mail
 from django.utils import timezone
 
 from scheduling import registry, runner, services
-from scheduling.monitoring import alerts
-from scheduling.monitoring import alerting
-from scheduling.models import AlertDelivery, Incident
-from scheduling.models import JobRun
+from scheduling.models import AlertDelivery, Incident, JobRun
+from scheduling.monitoring import alerting, alerts
 from scheduling.registry import Job
 from students.models import Role
 from tests import factories as f
@@ -212,9 +210,9 @@ def test_an_alerting_error_never_fails_or_rolls_back_the_run(obs_jobs, lakeside,
 def test_missed_slots_page_once_and_the_catch_up_run_resolves(only_obs_jobs, lakeside, endpoints,
                                                               django_capture_on_commit_callbacks):
     accept(endpoints)
-    start = dt.datetime(2026, 10, 5, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 10, 5, 12, tzinfo=dt.UTC)
     services.sync_schedules(now=start)
-    slot = dt.datetime(2026, 10, 6, 10, tzinfo=dt.timezone.utc)  # 06:00 in New York (EDT)
+    slot = dt.datetime(2026, 10, 6, 10, tzinfo=dt.UTC)  # 06:00 in New York (EDT)
     now = slot + dt.timedelta(days=2, hours=1)  # the scheduler was down two days; latest slot 1 h late
     with django_capture_on_commit_callbacks(execute=True):
         run = services.claim_slot(job_slug="obs-ok", district_id=lakeside.pk, slot=slot, now=now)
@@ -239,9 +237,9 @@ def test_missed_slots_page_once_and_the_catch_up_run_resolves(only_obs_jobs, lak
 def test_overlap_skips_alert_but_a_paused_schedules_skips_do_not(only_obs_jobs, lakeside, endpoints,
                                                                  django_capture_on_commit_callbacks):
     accept(endpoints)
-    start = dt.datetime(2026, 10, 5, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 10, 5, 12, tzinfo=dt.UTC)
     services.sync_schedules(now=start)
-    slot = dt.datetime(2026, 10, 6, 12, tzinfo=dt.timezone.utc)  # obs-fail: 07:00 in New York (critical)
+    slot = dt.datetime(2026, 10, 6, 12, tzinfo=dt.UTC)  # obs-fail: 07:00 in New York (critical)
     JobRun.objects.create(job="obs-fail", district=lakeside, trigger="manual", slot=slot - dt.timedelta(hours=5),
                           status="running", started_at=slot - dt.timedelta(minutes=1), deadline=slot + dt.timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=True):

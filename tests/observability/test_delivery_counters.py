@@ -14,10 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from notifications import counters as notification_counters
 from notifications.models import Notification, NotificationCounter
 from notifications.services import notifications_resend
-from scheduling.monitoring import alerting
-from scheduling.monitoring import metrics
-from scheduling.models import AlertDelivery
-from scheduling.models import AlertDeliveryCounter
+from scheduling.models import AlertDelivery, AlertDeliveryCounter
+from scheduling.monitoring import alerting, metrics
 from tests import factories as f
 from tests.observability.conftest import received
 from tests.observability.test_alerting import SLACK, accept, closed_port_url

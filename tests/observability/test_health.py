@@ -8,12 +8,10 @@ from django.db import connection
 from django.utils import timezone
 
 from scheduling import services
-from scheduling.monitoring import status
-from scheduling.monitoring import alerting
-from scheduling.models import Incident
-from scheduling.models import JobRun
+from scheduling.models import Incident, JobRun
+from scheduling.monitoring import alerting, status
 
-START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.timezone.utc)  # 10:00 in New York
+START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.UTC)  # 10:00 in New York
 
 
 def test_health_is_ok_with_a_fresh_heartbeat_and_nothing_overdue(only_obs_jobs, lakeside, client):

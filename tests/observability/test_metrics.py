@@ -16,10 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from notifications import counters as notification_counters
 from notifications.models import Notification
 from scheduling import services
-from scheduling.monitoring import counters
-from scheduling.monitoring import metrics
-from scheduling.models import Incident
-from scheduling.models import JobRun, SchedulerHeartbeat
+from scheduling.models import Incident, JobRun, SchedulerHeartbeat
+from scheduling.monitoring import counters, metrics
 from tests import factories as f
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +129,7 @@ def test_an_overdue_schedule_has_a_negative_next_execution(only_obs_jobs, lakesi
 @pytest.mark.parametrize("districts", [2, 25])
 def test_a_scrape_is_a_constant_number_of_queries(only_obs_jobs, districts, django_assert_num_queries, db):
     now = timezone.now()
-    for i in range(districts):
+    for _i in range(districts):
         district = f.DistrictFactory()
         _run("obs-ok", district, "succeeded", 1.0)
         _run("obs-fail", district, "failed", 2.0)

@@ -13,13 +13,12 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scheduling import registry, runner, services
-from scheduling.monitoring import counters
-from scheduling.monitoring import metrics
 from scheduling.models import JobRun, JobRunCounter, JobSchedule
+from scheduling.monitoring import counters, metrics
 from tests import factories as f
 from tests.observability.test_metrics import _run, samples
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(*args) -> dt.datetime:

@@ -11,14 +11,13 @@ import time_machine
 from django.core.management import call_command
 
 from scheduling import services
+from scheduling.models import Incident, JobRun, JobSchedule
 from scheduling.monitoring import alerting
-from scheduling.models import Incident
-from scheduling.models import JobRun, JobSchedule
 from tests.observability.conftest import received
 from tests.scheduling.conftest import drain_queue
 
 PD = "/v2/enqueue"
-START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.timezone.utc)  # 10:00 in New York
+START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.UTC)  # 10:00 in New York
 
 
 @pytest.fixture(autouse=True)

@@ -11,15 +11,16 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from scheduling import cron, services
-from scheduling.models import JobRun, JobSchedule, ScheduleChange
-from scheduling.models import RolloverRequest
+from scheduling.models import JobRun, JobSchedule, RolloverRequest, ScheduleChange
 from students.models import AcademicSession, District, School, Student
 
 SETTINGS = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 CRON_PARTS = ["*", "0", "5", "59", "60", "23", "24", "*/15", "*/0", "1-5", "5-1", "MON", "mon-fri", "JAN", "L", "?", "#",
               "5#2", "1,2,3", ",", "-1", "99999999999999999999", "1/2", "@daily", "0x1", "½", "", "*/", "W", "15W"]

@@ -106,7 +106,7 @@ def test_two_clusters_on_one_redis_broker_run_each_slot_of_a_week_once(rel_jobs,
                        tz=districts[day % DISTRICTS].time_zone, scheduled_for=slot.isoformat(), broker=redis_broker)
             want = DISTRICTS * (day + 1)
             try:
-                wait(lambda: JobRun.objects.filter(job="rel-daily", status="succeeded").count() >= want, 40, f"day {day + 1}'s runs")
+                wait(lambda want=want: JobRun.objects.filter(job="rel-daily", status="succeeded").count() >= want, 40, f"day {day + 1}'s runs")
             except AssertionError:
                 print("runs", JobRun.objects.filter(job="rel-daily").count(), "errors", errors, "queue",
                       redis.from_url(REDIS_URL).llen("django_q:skillcore:q"), "threads alive", [t.is_alive() for t in threads],

@@ -19,7 +19,7 @@ from scheduling.models import JobRun, JobSchedule, ScheduleChange
 from tests.scheduling import jobs_for_tests
 
 NY = ZoneInfo("America/New_York")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 pytestmark = pytest.mark.django_db
 
 
@@ -97,7 +97,7 @@ def test_run_exits_1_when_the_job_fails_and_does_not_auto_retry(only_test_jobs, 
 def test_pause_resume_and_history(only_test_jobs, new_york, adelaide):
     jobs("sync")
     assert jobs("pause", "t-daily", "--note", "district closed for the holidays") == "paused 2 schedule(s) of t-daily\n"
-    assert refused("pause", "t-daily", "--district", str(new_york.pk), "--note", "again") == "t-daily is already paused in district %d" % new_york.pk
+    assert refused("pause", "t-daily", "--district", str(new_york.pk), "--note", "again") == f"t-daily is already paused in district {new_york.pk}"
     assert jobs("resume", "t-daily", "--district", str(adelaide.pk)) == "resumed 1 schedule(s) of t-daily\n"
     assert JobSchedule.objects.get(job="t-daily", district=new_york).paused
     assert not JobSchedule.objects.get(job="t-daily", district=adelaide).paused

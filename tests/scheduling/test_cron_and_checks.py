@@ -10,7 +10,7 @@ from django.core.management import call_command
 from scheduling import checks, cron
 from scheduling.models import JobRun
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NY = ZoneInfo("America/New_York")
 
 

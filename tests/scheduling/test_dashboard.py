@@ -15,13 +15,12 @@ from django.urls import reverse
 
 from scheduling import cron, runner, services
 from scheduling.dashboard import forms, pages
-from scheduling.models import Incident
-from scheduling.models import JobRun, JobSchedule, ScheduleChange
+from scheduling.models import Incident, JobRun, JobSchedule, ScheduleChange
 from tests import factories as f
 from tests.scheduling import jobs_for_tests
 from tests.scheduling.conftest import drain_queue
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 10, 27, 14, 0, tzinfo=UTC)  # five days before New York's fall-back
 pytestmark = pytest.mark.django_db
 
@@ -116,14 +115,14 @@ def test_dashboard_shows_each_job_with_its_districts_figures_and_status_card(syn
         page = admin_client.get(url("")).content.decode()
     assert 'id="system-status"' in page and "Scheduler heartbeat" in page and "Overdue schedules" in page
     assert 'id="job-t-daily"' in page and "Test daily" in page
-    ny_row = re.search(r'<tr id="schedule-%d".*?</tr>' % daily(synced, new_york).pk, page, re.S).group(0)
+    ny_row = re.search(rf'<tr id="schedule-{daily(synced, new_york).pk}".*?</tr>', page, re.S).group(0)
     assert "At 02:00 every day" in ny_row and "America/New_York" in ny_row
     # The next slot, 02:00 EDT on 28 October, in local time with its offset, and in UTC.
     assert "Wed 2026-10-28 02:00 EDT (UTC\u221204:00)" in ny_row and "2026-10-28 06:00Z" in ny_row
     assert "3.0 s" in ny_row and "50%" in ny_row and ">2<" in ny_row  # average, success rate, runs
     assert "failed" in ny_row and '<span class="sj-badge critical" title="t-daily failed">critical</span>' in ny_row
     assert "Failing</h3>\n    <div class=\"big\">1<" in page  # the status card counts the open failure
-    adelaide_row = re.search(r'<tr id="schedule-%d".*?</tr>' % daily(synced, adelaide).pk, page, re.S).group(0)
+    adelaide_row = re.search(rf'<tr id="schedule-{daily(synced, adelaide).pk}".*?</tr>', page, re.S).group(0)
     assert "paused" in adelaide_row and "winter break" in adelaide_row and "Australia/Adelaide" in adelaide_row
 
 

@@ -14,9 +14,9 @@ from django_q.models import Schedule
 from scheduling import services
 from scheduling.models import JobRun, JobSchedule
 from tests.scheduling import jobs_for_tests
-from tests.scheduling.conftest import drain_queue, scheduler_pass
+from tests.scheduling.conftest import scheduler_pass
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NY = ZoneInfo("America/New_York")
 
 
@@ -186,7 +186,7 @@ def test_a_bad_row_does_not_stall_the_pass(only_test_jobs, new_york):
         services.sync_schedules()
         # A zone that no longer exists in the row (e.g. hand-edited): the pass goes on.
         Schedule.objects.filter(name__startswith="skillcore:t-monthly").update(
-            kwargs="{'job': 't-monthly', 'district': %d, 'tz': 'Mars/Olympus'}" % new_york.pk,
+            kwargs=f"{{'job': 't-monthly', 'district': {new_york.pk}, 'tz': 'Mars/Olympus'}}",
             next_run=dt.datetime(2026, 12, 1, 5, 0, tzinfo=UTC),
         )
         traveller.move_to(dt.datetime(2026, 12, 1, 2, 0, 30, tzinfo=NY))

@@ -12,7 +12,7 @@ from scheduling import selectors, services
 from scheduling.models import JobRun, JobSchedule, SchedulerHeartbeat
 from tests import factories as f
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 12, 10, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.django_db
 

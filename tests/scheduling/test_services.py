@@ -13,11 +13,10 @@ from django_q.models import OrmQ, Schedule
 
 from scheduling import runner, services
 from scheduling.models import JobRun, JobSchedule, ScheduleChange
-from tests import factories as f
 from tests.scheduling import jobs_for_tests
 from tests.scheduling.conftest import drain_queue, scheduler_pass
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NY = ZoneInfo("America/New_York")
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,11 @@ import sys
 
 import pytest
 from django.test import RequestFactory, override_settings
-from django.views.debug import SafeExceptionReporterFilter, get_default_exception_reporter_filter, technical_500_response
+from django.views.debug import (
+    SafeExceptionReporterFilter,
+    get_default_exception_reporter_filter,
+    technical_500_response,
+)
 
 from skillcore.error_reports import SecretsHiddenFilter
 

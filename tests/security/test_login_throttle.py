@@ -31,7 +31,7 @@ def _post(client, username, password, addr="10.0.0.5"):
 @pytest.mark.django_db
 def test_failures_lock_the_username_even_for_the_right_password_then_the_lock_expires(client, school):
     f.StaffFactory(username="principal", roles=[Role.PRINCIPAL], schools=[school])
-    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         for guess in ("a", "b", "c"):
             assert _post(client, "principal", guess).status_code == 200  # the form's own error
@@ -206,7 +206,7 @@ def test_axes_reset_failure_logs_prunes_the_attempt_log_by_age(client):
     from axes.models import AccessFailureLog
     from django.core.management import call_command
 
-    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         _post(client, "old", "wrong")
         clock.shift(dt.timedelta(days=40))

@@ -128,7 +128,7 @@ def test_every_changelist_and_add_page(persona, people):
     wrong = []
     for label, (changelist, add) in sorted(registered_admin_urls().items()):
         can_view, can_add = EXPECTED[label]
-        for url, allowed in ((changelist, can_view), (add, can_add)):
+        for url, _allowed in ((changelist, can_view), (add, can_add)):
             response = client.get(url)
             want = expected_status(persona, can_view if url == changelist else can_add)
             if response.status_code != want:

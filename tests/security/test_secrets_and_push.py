@@ -19,8 +19,7 @@ from notifications.push import build_message
 from notifications.rendering import render_push
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling import runner
-from scheduling.models import AlertDelivery
-from scheduling.models import JobRun
+from scheduling.models import AlertDelivery, JobRun
 from students.models import DeviceToken, Role
 from tests import factories as f
 from tests.notifications.conftest import fcm  # noqa: F401  (a local FCM and token endpoint)
@@ -58,7 +57,7 @@ def test_failing_email_push_and_alert_deliveries_never_log_or_store_a_secret(
     httpserver.expect_request(f"/services/T0/B0/{MARKERS['SLACK_WEBHOOK_PATH']}").respond_with_data("invalid_token", status=403)
     fcm.behaviour["a" * 152] = (503, {"error": {"code": 503, "status": "UNAVAILABLE", "message": "down"}})
     caplog.set_level(logging.DEBUG)
-    traveller = time_machine.travel(dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.timezone.utc), tick=True)  # outside quiet hours
+    traveller = time_machine.travel(dt.datetime(2026, 10, 14, 16, 0, tzinfo=dt.UTC), tick=True)  # outside quiet hours
     traveller.start()
 
     school = f.SchoolFactory(district=lakeside)

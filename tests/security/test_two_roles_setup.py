@@ -90,7 +90,7 @@ def test_the_documented_two_role_setup_leaves_the_application_unable_to_touch_th
         assert "allow_truncate" not in as_owner.execute(
             "SELECT prosrc FROM pg_proc WHERE proname = 'skillcore_accesslog_append_only'").fetchone()[0]
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with _connect(app, database) as as_app:
         as_app.execute(
             "INSERT INTO skillcore_accesslog (at, job_run_id, actor_label, purpose, model, operation, query_count,"

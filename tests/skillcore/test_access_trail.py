@@ -256,9 +256,8 @@ def test_an_autocommit_write_and_its_trail_row_commit_together(school, monkeypat
 
 def _job_context(school):
     from scheduling import registry
-    from scheduling.runner import JobContext
-
     from scheduling.models import JobRun
+    from scheduling.runner import JobContext
 
     run = JobRun.objects.create(job="data-archival", district=school.district, slot=timezone.now(), status="running")
     return JobContext(run=run, job=registry.get("data-archival"))

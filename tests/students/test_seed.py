@@ -22,6 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from iep.models import IEP, IEPService, Section504Plan, ServiceLog
 from notifications.models import NotificationPreference
 from skillcore import seed as seed_module
+from skillcore.seed import district_digest
 from students.models import (
     ABSENT_STATUSES,
     AcademicSession,
@@ -38,7 +39,6 @@ from students.models import (
     Student,
     Submission,
 )
-from skillcore.seed import district_digest
 from tests import factories as f
 
 User = get_user_model()
@@ -176,7 +176,7 @@ def test_sections_grades_and_coursework(district):
     grades = Grade.objects.filter(student__school__district=district)
     assert grades.count() > 1000
     assert not grades.filter(posted_at__date__lte=F("assignment__due_date")).exists()
-    assert not grades.filter(posted_at__gt=dt.datetime(2026, 11, 21, 6, tzinfo=dt.timezone.utc)).exists()
+    assert not grades.filter(posted_at__gt=dt.datetime(2026, 11, 21, 6, tzinfo=dt.UTC)).exists()
     assert not grades.filter(score__gt=F("assignment__max_score")).exists()
     assert Submission.objects.filter(is_exempt=True, submitted_at__isnull=True).exists()
 
@@ -222,7 +222,7 @@ def test_birth_dates_fit_the_grade(district):
 @pytest.mark.django_db
 def test_as_of_defaults_to_today_in_the_district_zone():
     # 03:00 UTC on 15 October is still the 14th in Los Angeles.
-    with time_machine.travel(dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC), tick=False):
         seed("--students", "30", "--seed", "2", "--timezone", "America/Los_Angeles", "--name", "Today")
     last = AttendanceRecord.objects.filter(student__school__district__name="Today").order_by("-date").first()
     assert last.date == dt.date(2026, 10, 14)

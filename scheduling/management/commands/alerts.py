@@ -13,8 +13,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduling.monitoring import status
-from scheduling.monitoring import alerting
+from scheduling.monitoring import alerting, status
 
 
 class Command(BaseCommand):

@@ -14,9 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from scheduling import cron, registry, runner, selectors, services
-from skillcore.cli import one_line_errors
 from scheduling.models import JobRun, JobSchedule
 from scheduling.templatetags.times_and_durations import duration_text
+from skillcore.cli import one_line_errors
 from students.models import District
 from students.zones import zone_problem
 

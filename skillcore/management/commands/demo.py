@@ -23,8 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from skillcore.management.commands.seed_district import Progress, parse_count
-from students.models import District, Role
 from skillcore.seed import seed_district
+from students.models import District, Role
 
 DEMO_DISTRICT = "Demo Unified School District"
 DEMO_TIME_ZONE = "America/New_York"

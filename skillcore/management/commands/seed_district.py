@@ -23,7 +23,7 @@ def parse_count(value: str, option: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise CommandError(f"{option} must be a whole number, not {value!r}.", returncode=2)
+        raise CommandError(f"{option} must be a whole number, not {value!r}.", returncode=2) from None
     if number < 1 or number > MAX_STUDENTS:
         raise CommandError(f"{option} must be from 1 to {MAX_STUDENTS:,}, not {number}.", returncode=2)
     return number
@@ -33,7 +33,7 @@ def parse_date(value: str, option: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise CommandError(f"{option} must be a date as YYYY-MM-DD, not {value!r}.", returncode=2)
+        raise CommandError(f"{option} must be a date as YYYY-MM-DD, not {value!r}.", returncode=2) from None
 
 
 class Progress:
@@ -83,7 +83,7 @@ class Command(BaseCommand):
         try:
             seed = int(options["seed"])
         except (TypeError, ValueError):
-            raise CommandError(f"--seed must be a whole number, not {options['seed']!r}.", returncode=2)
+            raise CommandError(f"--seed must be a whole number, not {options['seed']!r}.", returncode=2) from None
         zone = options["timezone"]
         if zone_problem(zone):  # the districts' rule (no "localtime" or "Factory")
             raise CommandError(f"--timezone {zone_problem(zone)}.", returncode=2)
@@ -95,7 +95,7 @@ class Command(BaseCommand):
         try:
             result = seed_district(name=name, students=students, seed=seed, time_zone=zone, as_of=as_of, progress=progress)
         except SeedError as e:
-            raise CommandError(str(e), returncode=2)
+            raise CommandError(str(e), returncode=2) from None
         finally:
             progress.done()
         self.report(result)

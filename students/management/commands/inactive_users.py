@@ -14,9 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from scheduling import runner
-from students import inactive_users
 from scheduling.models import JobRun
 from skillcore.access import access_trail
+from students import inactive_users
 from students.models import District
 
 SLUG = "inactive-user-cleanup"

@@ -21,10 +21,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from students import rollover
 from scheduling.models import RolloverRequest
 from skillcore.access import access_trail
 from skillcore.cli import one_line_errors
+from students import rollover
 
 
 class Command(BaseCommand):
