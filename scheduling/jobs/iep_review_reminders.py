@@ -12,7 +12,7 @@ date, otherwise the meeting is flagged (IEPMeeting.notice_flagged_late) and the 
 and coordinator are told. A missed day is caught up: the next run sends the offset crossed
 most recently, never an earlier one after a later one (iep.selectors.due_offset). Overdue
 IEPs (past due, no review recorded) alert the coordinator once per local day. Priority is
-high from 14 days on. The IEP records the last reminder (time, offset) and the count.
+high from 30 days on (the 30-day rung and every later one). The IEP records the last reminder (time, offset) and the count.
 
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
@@ -40,7 +40,7 @@ from scheduling.registry import Job
 
 PROPOSE_AT = 14  # days before due: a meeting is proposed from this offset on
 CONFIRM_AT = 7  # days before due: the meeting and the guardians' notice are checked
-HIGH_PRIORITY_AT = 14
+HIGH_PRIORITY_AT = 30  # days before due: from the 30-day rung on, reminders are high priority
 
 
 def _email(recipient_id: int, template: str, context: dict, key: str, *, high: bool, student_id: int) -> NotificationRequest:

@@ -92,11 +92,11 @@ def test_no_reminder_before_ninety_days(district, team):
     assert Notification.objects.count() == 0
 
 
-def test_priority_is_high_from_fourteen_days(district, team):
-    run_on(district, DUE - dt.timedelta(days=30))
-    run_on(district, DUE - dt.timedelta(days=14))
-    priorities = dict(Notification.objects.filter(recipient=team["teacher"]).values_list("dedupe_key", "priority"))
-    assert {k.split(":")[3]: p for k, p in priorities.items()} == {"30": "normal", "14": "high"}
+def test_priority_is_high_from_the_thirty_day_rung(district, team):
+    for offset in (60, 30, 14):
+        run_on(district, DUE - dt.timedelta(days=offset))
+    priorities = dict(Notification.objects.filter(recipient=team["manager"]).values_list("dedupe_key", "priority"))
+    assert {k.split(":")[3]: p for k, p in priorities.items()} == {"60": "normal", "30": "high", "14": "high"}
 
 
 def test_leap_year_due_date_is_365_days_not_the_anniversary(district, school, team):
