@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Greatest
 
 from students.models import (
     AcademicSession,
@@ -138,7 +139,8 @@ def missing_work_recipients(*, district: District, dates, major_only_dates=(), d
     by the district).
 
     One row per (assignment due on ``dates``, active student enrolled in its section on
-    ``day`` (started, not ended) with no submission and no exemption for it, guardian link):
+    ``day`` (started, not ended) with no submission and no exemption for it, and due on or
+    after the day the student joined the section and the district, guardian link):
     ``(assignment id, due date, title, section id, course name, student id, student's user
     id, guardian user id)``. The guardian links are a LEFT JOIN, so a student
     without a guardian still has one row (guardian None); revoked links are included (the
@@ -151,11 +153,15 @@ def missing_work_recipients(*, district: District, dates, major_only_dates=(), d
         Q(submitted_at__isnull=False) | Q(is_exempt=True)
     )
     # One filter() call: every condition is on the same enrollment-assignment join row.
+    # Work due before the student was there is not theirs to have missed: the due date must
+    # be on or after both the start of this section enrolment and the student's entry into
+    # the district (a column comparison in the same statement, so the query count is unchanged).
     return (
         SectionEnrollment.objects.filter(
             Q(end_date__isnull=True) | Q(end_date__gte=day),
             _due_q("section__assignments__", dates=dates, major_only_dates=major_only_dates),
             section__school__district=district, start_date__lte=day, student__is_active=True,
+            section__assignments__due_date__gte=Greatest(F("start_date"), F("student__enrollment_date")),
         )
         .annotate(
             assignment_id=F("section__assignments__id"), due_date=F("section__assignments__due_date"),

@@ -318,3 +318,48 @@ def test_query_count_grows_only_with_outbox_chunks_of_messages_written(district,
         counts[chunk] = statements(ctx.captured_queries)
     outbox_chunk = counts[6] - counts[12]  # one more chunk of messages: its fixed set of queries
     assert 0 < outbox_chunk <= 16
+
+
+# Work due before the student was there: the example that went wrong was a student
+# enrolled 11/13 told "overdue 14 days" about work due 11/06. Evening of 11/20: work due
+# 11/06 is 14 days overdue, 11/12 is 8, 11/13 is 7.
+ARRIVED = dt.date(2026, 11, 13)
+EVENING = dt.date(2026, 11, 20)
+
+
+def _newcomer(school, section, *, district_entry: dt.date, section_start: dt.date):
+    user = f.UserFactory(username="newcomer", roles=[Role.STUDENT])
+    f.DeviceTokenFactory(user=user)
+    student = f.StudentFactory(school=school, user=user, enrollment_date=district_entry)
+    f.SectionEnrollmentFactory(section=section, student=student, start_date=section_start)
+    return student
+
+
+def _work(section, *days: dt.date):
+    return [f.AssignmentFactory(section=section, due_date=d, is_major=True) for d in days]
+
+
+@pytest.mark.parametrize(
+    ("district_entry", "section_start"),
+    [(dt.date(2026, 8, 31), ARRIVED), (ARRIVED, ARRIVED), (ARRIVED, dt.date(2026, 11, 1))],
+    ids=["joined-the-section-late", "joined-the-district-late", "section-dated-before-district-entry"],
+)
+def test_work_due_before_the_student_arrived_is_not_reminded(district, school, klass, district_entry, section_start):
+    before, on_the_day, after = _work(klass["section"], ARRIVED - dt.timedelta(days=1), ARRIVED, dt.date(2026, 11, 17))
+    week_old = _work(klass["section"], dt.date(2026, 11, 6))[0]
+    _newcomer(school, klass["section"], district_entry=district_entry, section_start=section_start)
+    run = run_on(district, EVENING, 19)
+    # The day before arrival: not the newcomer's; the arrival day and later: theirs.
+    assert reminded(week_old) == {"overdue-14": {"leo:push", "dad:email"}}
+    assert reminded(before) == {"overdue-8": {"leo:push", "dad:email"}}
+    assert reminded(on_the_day) == {"overdue-7": {"leo:push", "dad:email", "newcomer:push"}}
+    assert reminded(after) == {"overdue-3": {"leo:push", "dad:email", "newcomer:push"}}
+    assert run.result["overdue"] == 6 and run.result["assignments_checked"] == 4
+
+
+def test_upcoming_work_of_a_new_student_is_reminded(district, school, klass):
+    # Enrolled today with work due in 3 days: the due date is after arrival, reminded.
+    soon = due(klass, 3)
+    _newcomer(school, klass["section"], district_entry=TODAY, section_start=TODAY)
+    run_on(district, TODAY, 19)
+    assert reminded(soon) == {"3": {"leo:push", "dad:email", "newcomer:push"}}
