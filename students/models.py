@@ -113,6 +113,11 @@ class School(models.Model):
     code = models.CharField(max_length=20, help_text="State school code.")
     lowest_grade = models.SmallIntegerField(default=0, help_text="0 = kindergarten.")
     highest_grade = models.SmallIntegerField(default=12)
+    feeds_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="fed_by",
+        help_text="The school of this district its students go to after its highest grade (an elementary "
+                  "school's middle school): the end-of-year rollover enrols them there.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -128,6 +133,25 @@ class School(models.Model):
     def clean(self) -> None:
         if self.lowest_grade is not None and self.highest_grade is not None and self.lowest_grade > self.highest_grade:
             raise ValidationError({"highest_grade": "The highest grade is below the lowest grade."})
+        if self.feeds_into_id is not None:
+            self._clean_feeds_into()
+
+    def _clean_feeds_into(self) -> None:
+        # The rollover moves a school's top grade into this school as grade highest + 1,
+        # so that grade must be taught there; a cycle is impossible since each hop goes up.
+        feeder = self.feeds_into
+        if self.pk is not None and feeder.pk == self.pk:
+            raise ValidationError({"feeds_into": "A school cannot feed into itself."})
+        if feeder.district_id != self.district_id:
+            raise ValidationError({"feeds_into": f"{feeder} is in another district."})
+        if self.highest_grade is None:
+            return
+        if self.highest_grade >= 12:
+            raise ValidationError({"feeds_into": "A school that ends at grade 12 graduates its students; it feeds no school."})
+        nxt = self.highest_grade + 1
+        if not (feeder.lowest_grade <= nxt <= feeder.highest_grade):
+            raise ValidationError({"feeds_into": f"{feeder} teaches grades {feeder.lowest_grade} to {feeder.highest_grade}, "
+                                                 f"not grade {nxt} (the grade after this school's highest)."})
 
 
 class AcademicSession(models.Model):
