@@ -630,6 +630,7 @@ class AssembleSummary:
     items: int = 0
     duplicates: int = 0
     dropped_revoked: int = 0
+    dropped_no_consent: int = 0  # the student came of age since, without consenting (FERPA 99.5)
 
 
 def digest_dedupe_key(*, frequency: str, period_start: dt.date, recipient_id: int, channel: str) -> str:
@@ -688,23 +689,41 @@ def _assemble_pass(*, frequency, district, cutoff, now, job_run_id, after_recipi
         return after_recipient, True
     # A range, not an id list: the walk index serves it whatever the table statistics say.
     this_pass = open_items.filter(recipient_id__lte=recipients[-1])
-    revoked = GuardianLink.objects.filter(guardian_id=OuterRef("recipient_id"), student_id=OuterRef("student_id"), access_revoked=True)
+    # Who may be told is decided again at assembly, on the day the digest goes out: a link
+    # revoked, or a student who turned 18 without consenting, since the item was queued
+    # (up to a week for a weekly digest) drops the item. GuardianLink.notice_bar is the rule;
+    # its facts come with the rows (three EXISTS and two student columns, no query per row).
+    link = GuardianLink.objects.filter(guardian_id=OuterRef("recipient_id"), student_id=OuterRef("student_id"))
     rows = (
-        this_pass.annotate(revoked=Exists(revoked))
+        this_pass.annotate(
+            revoked=Exists(link.filter(access_revoked=True)), guardian=Exists(link),
+            dependent=Exists(link.filter(is_dependent_claim=True)),
+        )
         .order_by("recipient_id", "channel", "period_start", "student_id", "category", "updated_at", "id")
         .values_list(
             "recipient_id", "channel", "period_start", "student_id", "student__first_name", "category",
-            "template", "context", "language", "quiet_hours", "revoked",
+            "template", "context", "language", "quiet_hours", "revoked", "guardian", "dependent",
+            "student__birth_date", "student__consents_to_guardian_access",
         )
     )
+    today = (now.astimezone(district.zone) if district is not None else now).date()
+
+    def bar(g) -> str | None:
+        if not g[11]:  # not this student's guardian (staff, the student): the family rule does not apply
+            return None
+        return GuardianLink.notice_bar(access_revoked=g[10], is_dependent_claim=g[12], birth_date=g[13],
+                                       student_consents=g[14], day=today)
+
     window = None
     if district is not None:
         window = (district.zone, district.notify_window_start, district.notify_window_end)
     outbox: list[tuple] = []
     for (recipient_id, channel, period), group in itertools.groupby(rows, key=lambda r: (r[0], r[1], r[2])):
         group = list(group)
-        kept = [g for g in group if not g[10]]
-        summary.dropped_revoked += len(group) - len(kept)
+        bars = [bar(g) for g in group]
+        kept = [g for g, why in zip(group, bars) if why is None]
+        summary.dropped_revoked += bars.count(GuardianLink.REVOKED)
+        summary.dropped_no_consent += bars.count(GuardianLink.ADULT_NO_CONSENT)
         if not kept:
             continue
         children = []

@@ -16,4 +16,5 @@ def drain_outbox(batch_size: int = 100, max_batches: int | None = 50) -> dict:
 
 def assemble_digests(frequency: str = "daily", job_run_id: int | None = None) -> dict:
     s = services.digests_assemble(frequency=frequency, job_run_id=job_run_id)
-    return {"digests": s.digests, "items": s.items, "dropped_revoked": s.dropped_revoked}
+    return {"digests": s.digests, "items": s.items, "dropped_revoked": s.dropped_revoked,
+            "dropped_no_consent": s.dropped_no_consent}

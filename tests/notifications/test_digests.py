@@ -116,6 +116,23 @@ def test_items_about_a_child_whose_guardian_was_revoked_since_are_dropped(family
     assert [c["first_name"] for c in Notification.objects.get().context["children"]] == ["Luis"]
 
 
+@pytest.mark.parametrize("consents, kept", [(False, 0), (True, 1)])
+def test_items_about_a_child_who_turned_18_since_without_consent_are_dropped(family, consents, kept):
+    """Rights pass to the student at 18 (FERPA 99.5): an item queued the day before the
+    birthday is not sent in the digest assembled on it, unless the student consents."""
+    maria, g = family["student"], family["guardian"]
+    maria.birth_date = dt.date(2008, 10, 15)  # 18 on the assembly day, 2026-10-15
+    maria.consents_to_guardian_access = consents
+    maria.save()
+    with time_machine.travel(DAY1, tick=False):
+        notifications_enqueue([grade(g, maria, grade_id=1, score=12)])
+    assert DigestItem.objects.count() == 1  # queued while she was 17
+    with time_machine.travel(DAY1 + dt.timedelta(days=1), tick=False):
+        s = digests_assemble(frequency="daily")
+    assert (s.digests, s.items, s.dropped_no_consent, s.dropped_revoked) == (kept, kept, 1 - kept, 0)
+    assert Notification.objects.count() == kept and not DigestItem.objects.exists()
+
+
 def test_an_assembled_digest_is_delivered(family, smtp_server):
     g = family["guardian"]
     with time_machine.travel(DAY1, tick=False):
@@ -145,6 +162,6 @@ def test_the_tasks_assemble_and_drain(family, smtp_server):
     with time_machine.travel(DAY1, tick=False):
         notifications_enqueue([grade(family["guardian"], family["student"], grade_id=1, score=12)])
     with time_machine.travel(dt.datetime(2026, 10, 15, 12, 0, tzinfo=UTC), tick=False):  # 08:00 EDT
-        assert assemble_digests("daily") == {"digests": 1, "items": 1, "dropped_revoked": 0}
+        assert assemble_digests("daily") == {"digests": 1, "items": 1, "dropped_revoked": 0, "dropped_no_consent": 0}
         assert drain_outbox()["sent"] == 1
     assert len(smtp_server.messages) == 1

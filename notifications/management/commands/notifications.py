@@ -38,4 +38,4 @@ class Command(BaseCommand):
             if frequency not in ("daily", "weekly"):
                 raise CommandError(f"--frequency must be daily or weekly, not {frequency!r}", returncode=2)
             s = services.digests_assemble(frequency=frequency)
-            self.stdout.write(f"digests={s.digests} items={s.items} dropped_revoked={s.dropped_revoked}")
+            self.stdout.write(f"digests={s.digests} items={s.items} dropped_revoked={s.dropped_revoked} dropped_no_consent={s.dropped_no_consent}")
