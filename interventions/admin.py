@@ -10,10 +10,32 @@ from students.models import Role
 from students.scoped_admin import StudentRecordAdmin, school_filter
 
 
+class ReadyToReviewFilter(admin.SimpleListFilter):
+    """Active attendance interventions the job marked: the student has recovered over the
+    last 30 instructional days and the counselor may review (and close) them."""
+
+    title = "ready to review"
+    parameter_name = "ready_to_review"
+    field = "ready_to_review_since"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Ready to review"), ("no", "Not ready")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == "no"})
+        return queryset
+
+
+class TaskReadyToReviewFilter(ReadyToReviewFilter):
+    field = "intervention__ready_to_review_since"
+
+
 @admin.register(Intervention)
 class InterventionAdmin(StudentRecordAdmin):
-    list_display = ["student", "school", "type", "tier", "status", "opened_at", "closed_at", "owner"]
-    list_filter = ["type", "tier", "status", school_filter("student__school"), ("owner", RelatedOnly)]
+    list_display = ["student", "school", "type", "tier", "status", "opened_at", "closed_at", "ready_to_review_since",
+                    "owner"]
+    list_filter = ["type", "tier", "status", ReadyToReviewFilter, school_filter("student__school"), ("owner", RelatedOnly)]
     list_select_related = ["student__school", "owner"]
     search_fields = ["student__last_name", "student__first_name", "=student__local_id", "reason"]
     autocomplete_fields = ["student", "escalated_from"]
@@ -27,13 +49,18 @@ class InterventionAdmin(StudentRecordAdmin):
 
 @admin.register(CounselorTask)
 class CounselorTaskAdmin(StudentRecordAdmin):
-    list_display = ["student", "kind", "status", "due_date", "counselor", "created_at"]
-    list_filter = ["kind", "status", ("counselor", RelatedOnly), school_filter("student__school")]
-    list_select_related = ["student", "counselor"]
+    list_display = ["student", "kind", "status", "ready_to_review", "due_date", "counselor", "created_at"]
+    list_filter = ["kind", "status", TaskReadyToReviewFilter, ("counselor", RelatedOnly), school_filter("student__school")]
+    list_select_related = ["student", "counselor", "intervention"]
     search_fields = ["student__last_name", "=student__local_id", "note"]
     autocomplete_fields = ["student", "intervention"]
     date_hierarchy = "due_date"
     person_roles = {"counselor": (Role.COUNSELOR,)}
+
+    @admin.display(description="Ready to review since", ordering="intervention__ready_to_review_since")
+    def ready_to_review(self, obj):
+        # On the priority list: the intervention's student has recovered (set by attendance-interventions).
+        return obj.intervention.ready_to_review_since if obj.intervention else None
 
 
 

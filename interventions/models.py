@@ -42,6 +42,12 @@ class Intervention(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="escalated_to"
     )
     opened_by_run_id = models.BigIntegerField(null=True, blank=True, help_text="The job run that opened it, if any.")
+    # Set and cleared by attendance-interventions only, never closes anything: the counselor decides.
+    ready_to_review_since = models.DateField(
+        null=True, blank=True,
+        help_text="Attendance: the first local day the student's last 30 instructional days were under the "
+                  "district threshold with no 3 absent days in a row (cleared when the student slips again).",
+    )
 
     class Meta:
         ordering = ["-opened_at"]

@@ -8,12 +8,12 @@ from fractions import Fraction
 
 from django.db import connection
 
-from students.models import ABSENT_STATUSES, AcademicSession, District
+from students.models import ABSENT_FRACTION_MAX, ABSENT_STATUSES, AcademicSession, District
 from students.selectors import instructional_calendars
 
 WINDOW_DAYS = 30  # "the last 30 instructional days"
 ABSENCE_COUNT_LIMIT = 10  # "10 or more absences this session"
-STREAK_LIMIT = 3  # "3 or more consecutive absent instructional days"
+STREAK_LIMIT = 3  # "3 or more consecutive absent instructional days", anywhere in the session
 TIER_2_RATE = Fraction(1, 5)  # an active Tier 1 is escalated when the session rate reaches 20%
 
 
@@ -26,8 +26,24 @@ class AttendanceRisk:
     absences: int
     window_days: int
     window_absences: int
-    streak: int
+    streak: int  # the longest run of absent instructional days this session
     criteria: tuple[str, ...]
+    window_streak: int = 0  # the longest run ending in the last 30 instructional days
+    last_absence: dt.date | None = None  # the latest absent day counted
+    last_run_end: dt.date | None = None  # the last day of the latest run of 3 or more
+
+    def has_evidence_after(self, day: dt.date) -> bool:
+        """Whether a rule that holds rests on an absence dated after ``day``.
+
+        A counselor closed the student's intervention on ``day``: what was known then does
+        not reopen it. A rate or the absence count holds on every absence, so one absent
+        day after ``day`` is new evidence; a run of 3 counts only when it ends after ``day``
+        (a run in September closed in October is the evidence the counselor already weighed).
+        """
+        counted = {"session-rate", "30-day-rate", "10-absences"}.intersection(self.criteria)
+        if counted and self.last_absence is not None and self.last_absence > day:
+            return True
+        return "3-in-a-row" in self.criteria and self.last_run_end is not None and self.last_run_end > day
 
     @property
     def rate(self) -> Fraction:
@@ -48,7 +64,8 @@ class AttendanceRisk:
 # One statement for the whole district, returning only the at-risk students with their
 # counts. Absent days are read through the partial index attendance_absent_idx; only days on
 # the student's school calendar, inside the session, inside the student's enrollment and on
-# or before the as-of date count. Streaks are "gaps and islands" over the school's
+# or before the as-of date count. A day is absent by status or when the student missed at least
+# half of it (fraction present <= 0.5). Streaks are "gaps and islands" over the school's
 # instructional-day index, so a weekend or holiday (no calendar row) neither breaks nor
 # extends a streak, while a present day does. Enrolled days: a whole-session student's are
 # the school's day count; only mid-year entries and exits are counted on the calendar index.
@@ -68,23 +85,24 @@ _CALENDAR_SQL = """
 _RISKS_SQL = """
 WITH cal AS ({calendar}),
 absent AS (
-    SELECT a.student_id, cal.idx, cal.n,
+    SELECT a.student_id, cal.idx, cal.n, cal.date,
            cal.idx - ROW_NUMBER() OVER (PARTITION BY a.student_id ORDER BY cal.idx) AS island
     FROM students_attendancerecord a
     JOIN students_student s ON s.id = a.student_id
     JOIN cal ON cal.school_id = s.school_id AND cal.date = a.date
     WHERE s.is_active
       AND a.date >= s.enrollment_date AND (s.exit_date IS NULL OR a.date <= s.exit_date)
-      AND (a.status IN ({absent_statuses}) OR a.fraction_present < 0.5)
+      AND (a.status IN ({absent_statuses}) OR a.fraction_present <= {half})
 ),
 islands AS (
-    SELECT student_id, COUNT(*) AS length, MAX(idx) AS last_idx, MAX(n) AS n,
+    SELECT student_id, COUNT(*) AS length, MAX(idx) AS last_idx, MAX(n) AS n, MAX(date) AS last_date,
            SUM(CASE WHEN idx > n - {window} THEN 1 ELSE 0 END) AS in_window
     FROM absent GROUP BY student_id, island
 ),
 per AS (
     SELECT student_id, SUM(length) AS absences, SUM(in_window) AS window_absences,
-           MAX(CASE WHEN last_idx > n - {window} THEN length ELSE 0 END) AS streak
+           MAX(length) AS streak, MAX(CASE WHEN last_idx > n - {window} THEN length ELSE 0 END) AS window_streak,
+           MAX(last_date) AS last_absence, MAX(CASE WHEN length >= {streak} THEN last_date END) AS last_run_end
     FROM islands GROUP BY student_id
 ),
 sch AS (
@@ -93,7 +111,7 @@ sch AS (
 ),
 spans AS (
     SELECT p.student_id, s.school_id, s.counselor_id, p.absences, p.window_absences, p.streak,
-           sch.n, sch.window_start,
+           p.window_streak, p.last_absence, p.last_run_end, sch.n, sch.window_start,
            CASE WHEN s.enrollment_date > %(first)s THEN s.enrollment_date ELSE %(first)s END AS lo,
            CASE WHEN s.exit_date IS NOT NULL AND s.exit_date < %(last)s THEN s.exit_date ELSE %(last)s END AS hi
     FROM per p JOIN students_student s ON s.id = p.student_id JOIN sch ON sch.school_id = s.school_id
@@ -111,11 +129,12 @@ days AS (
         ) END AS window_days
     FROM spans sp
 )
-SELECT student_id, school_id, counselor_id, enrolled, absences, window_days, window_absences, streak
+SELECT student_id, school_id, counselor_id, enrolled, absences, window_days, window_absences, streak,
+       window_streak, last_absence, last_run_end
 FROM days
 WHERE absences >= {count_limit} OR streak >= {streak}
-   OR (enrolled >= %(minimum)s AND (absences * %(den)s >= %(num)s * enrolled
-                                    OR (window_days > 0 AND window_absences * %(den)s >= %(num)s * window_days)))
+   OR (enrolled >= %(minimum)s AND absences * %(den)s >= %(num)s * enrolled)
+   OR (window_days > 0 AND window_absences * %(den)s >= %(num)s * window_days)
 ORDER BY student_id
 """
 
@@ -124,19 +143,31 @@ def _date(value) -> dt.date:
     return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def attendance_risks(*, district: District, session: AcademicSession, as_of: dt.date) -> tuple[int, list[AttendanceRisk]]:
+@dataclass(frozen=True)
+class AttendanceEvidence:
+    checked: int  # active students of the district
+    risks: list[AttendanceRisk]
+    # Students whose last 30 instructional days are at or over the threshold or hold a run of
+    # 3 (enrolled days or not): everyone else with an active intervention is ready to review.
+    slipping: frozenset[int]
+
+
+def attendance_evidence(*, district: District, session: AcademicSession, as_of: dt.date) -> AttendanceEvidence:
     """The district's chronically absent students as of a local date, with the rules that hold.
 
-    A student is at risk when any holds (rates are absent days / enrolled instructional days):
+    A day is absent by status (``students.models.ABSENT_STATUSES``) or when the student
+    missed at least half of it (fraction present <= 0.5). A student is at risk when any
+    holds (rates are absent days / enrolled instructional days):
     1. session rate >= the district threshold (inclusive), with at least the district's
        minimum enrolled days;
     2. rate over the last 30 instructional days >= the threshold (same minimum: a student
        enrolled for two days is not flagged by a rate);
     3. 10 or more absences this session;
-    4. 3 or more consecutive absent instructional days ending in the last 30.
-    The statement selects on these rules; the criteria named on each risk are derived from
-    the same counts here. Returns (active students checked, risks). Two queries whatever the
-    district's size.
+    4. 3 or more consecutive absent instructional days anywhere in the session.
+    The statement selects on these rules and on "slipping" (the last 30 instructional days
+    at or over the threshold, whatever the enrolled days, or a run of 3 ending in them); the
+    criteria named on each risk are derived from the same counts here. Two queries whatever
+    the district's size.
     """
     from students.models import Student
 
@@ -144,13 +175,15 @@ def attendance_risks(*, district: District, session: AcademicSession, as_of: dt.
     first = session.start_date
     checked = Student.objects.filter(school__district=district, is_active=True).count()
     if last < first:
-        return checked, []
+        return AttendanceEvidence(checked=checked, risks=[], slipping=frozenset())
     threshold = Fraction(Decimal(district.chronic_absence_threshold))
     minimum = district.min_enrolled_days
     statuses = {f"s{i}": str(s) for i, s in enumerate(ABSENT_STATUSES)}
     sql = _RISKS_SQL.format(
         calendar=_CALENDAR_SQL, window=int(WINDOW_DAYS), count_limit=int(ABSENCE_COUNT_LIMIT), streak=int(STREAK_LIMIT),
         absent_statuses=", ".join(f"%({name})s" for name in statuses),
+        # A literal, so that PostgreSQL matches the partial index attendance_absent_idx's predicate.
+        half=str(Decimal(ABSENT_FRACTION_MAX)),
     )
     params = {"district": district.pk, "first": first, "last": last, "minimum": minimum,
               "num": threshold.numerator, "den": threshold.denominator, **statuses}
@@ -159,13 +192,18 @@ def attendance_risks(*, district: District, session: AcademicSession, as_of: dt.
         rows = cursor.fetchall()
 
     risks: list[AttendanceRisk] = []
-    for student_id, school_id, counselor_id, enrolled, absences, window_days, window_absences, streak in rows:
+    slipping: set[int] = set()
+    for (student_id, school_id, counselor_id, enrolled, absences, window_days, window_absences, streak,
+         window_streak, last_absence, last_run_end) in rows:
         enrolled, absences, window_days = int(enrolled), int(absences), int(window_days)
-        window_absences, streak = int(window_absences or 0), int(streak or 0)
+        window_absences, streak, window_streak = int(window_absences or 0), int(streak or 0), int(window_streak or 0)
+        window_high = bool(window_days) and window_absences >= threshold * window_days
+        if window_high or window_streak >= STREAK_LIMIT:
+            slipping.add(student_id)
         criteria = []
         if enrolled >= minimum and absences >= threshold * enrolled:
             criteria.append("session-rate")
-        if enrolled >= minimum and window_days and window_absences >= threshold * window_days:
+        if enrolled >= minimum and window_high:
             criteria.append("30-day-rate")
         if absences >= ABSENCE_COUNT_LIMIT:
             criteria.append("10-absences")
@@ -177,9 +215,17 @@ def attendance_risks(*, district: District, session: AcademicSession, as_of: dt.
                     student_id=student_id, school_id=school_id, counselor_id=counselor_id,
                     enrolled_days=enrolled, absences=absences, window_days=window_days,
                     window_absences=window_absences, streak=streak, criteria=tuple(criteria),
+                    window_streak=window_streak, last_absence=_date(last_absence) if last_absence else None,
+                    last_run_end=_date(last_run_end) if last_run_end else None,
                 )
             )
-    return checked, risks
+    return AttendanceEvidence(checked=checked, risks=risks, slipping=frozenset(slipping))
+
+
+def attendance_risks(*, district: District, session: AcademicSession, as_of: dt.date) -> tuple[int, list[AttendanceRisk]]:
+    """(active students checked, at-risk students) as of a local date: ``attendance_evidence``'s rules."""
+    evidence = attendance_evidence(district=district, session=session, as_of=as_of)
+    return evidence.checked, evidence.risks
 
 
 def needs_tier_2(risk: AttendanceRisk, *, minimum_days: int) -> bool:
@@ -195,7 +241,7 @@ class StudentWeek:
     grade_sum: float = 0.0  # sum of score / max_score * 100 over the grades posted
     grade_count: int = 0
     enrolled_days: int = 0  # instructional days of the school inside the student's enrolment
-    absences: int = 0  # of those, days that count as absent (students.models.ABSENT_STATUSES, < 50% present)
+    absences: int = 0  # of those, days that count as absent (students.models.ABSENT_STATUSES, <= 50% present)
     due: int = 0  # published assignments of enrolled sections due that week (exemptions left out)
     submitted: int = 0
     incidents: int = 0
@@ -333,7 +379,7 @@ def student_week_figures(
     from django.db.models import Q
 
     absent = AttendanceRecord.objects.filter(
-        Q(status__in=[str(x) for x in ABSENT_STATUSES]) | Q(fraction_present__lt=Decimal("0.5")),
+        Q(status__in=[str(x) for x in ABSENT_STATUSES]) | Q(fraction_present__lte=ABSENT_FRACTION_MAX),
         **in_range, date__gte=first, date__lte=last,
     ).values_list("student_id", "date")
     for sid, day in absent:
@@ -408,7 +454,7 @@ def intervention_effects(
     calendars = instructional_calendars(school_ids={students[r[1]].school_id for r in rows}, first=first, last=as_of)
     absent: dict[int, set[dt.date]] = {}
     for sid, day in AttendanceRecord.objects.filter(
-        Q(status__in=[str(x) for x in ABSENT_STATUSES]) | Q(fraction_present__lt=Decimal("0.5")),
+        Q(status__in=[str(x) for x in ABSENT_STATUSES]) | Q(fraction_present__lte=ABSENT_FRACTION_MAX),
         student_id__in={r[1] for r in rows}, date__gte=first, date__lte=as_of,
     ).values_list("student_id", "date"):
         absent.setdefault(sid, set()).add(day)

@@ -5,10 +5,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Max
 
 from interventions.models import CounselorTask, Intervention
 from interventions.selectors import AttendanceRisk
 from skillcore import events
+from students.models import District
 
 ATTENDANCE_STRATEGIES = ["Parent conference", "Attendance contract", "Transportation support"]
 TIER_2_STRATEGIES = ["Attendance team referral", "Daily check-in/check-out", "Home visit"]
@@ -20,6 +22,8 @@ class AttendanceOutcome:
     created: list[Intervention] = field(default_factory=list)
     escalated: list[Intervention] = field(default_factory=list)
     tasks_created: int = 0
+    # At risk, but on evidence the counselor had when closing their last intervention.
+    closed_by_counselor: list[int] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -36,6 +40,11 @@ def attendance_interventions_apply(
     (by this call or by an earlier attempt of it), so a re-run or a retry of the slot
     leaves it as it is instead of escalating its own work.
 
+    A counselor's closing is respected: a student whose last attendance intervention was
+    closed on local day C opens a new one only on evidence dated after C
+    (``AttendanceRisk.has_evidence_after``): an absence on C does not reopen it, an absence
+    on C + 1 that keeps the student at risk does.
+
     Idempotent per slot: ``opened_at`` is the job's slot, so a retry of the same slot finds
     the rows it opened (and returns them again, for notifications keyed by intervention),
     and the one-active-per-type constraint means a second active intervention never exists,
@@ -44,8 +53,8 @@ def attendance_interventions_apply(
     1. Read the district's active attendance interventions (one query).
     2. Escalate: active Tier 1 rows opened before this slot, of students in ``escalate``,
        become "escalated" and a Tier 2 row opens, linked through ``escalated_from``.
-    3. Open Tier 2 (in ``escalate``) or Tier 1 for at-risk students with none active
-       (ON CONFLICT DO NOTHING).
+    3. Open Tier 2 (in ``escalate``) or Tier 1 for at-risk students with none active and
+       no counselor's closing that the evidence predates (ON CONFLICT DO NOTHING).
     4. Return the rows opened at this slot (fresh or from an earlier attempt of it) and put
        each on the counselor's list with a proposed parent conference.
     """
@@ -78,8 +87,18 @@ def attendance_interventions_apply(
             for row in to_escalate
         ])
 
-    # 3. New interventions, at the tier the evidence supports.
-    new = [r for r in risks if r.student_id not in active]
+    # 3. New interventions, at the tier the evidence supports, unless a counselor closed the
+    # student's last one on or after the day of the latest evidence. One grouped read.
+    zone = District.objects.get(pk=district_id).zone
+    last_closed = {
+        row["student_id"]: row["last"].astimezone(zone).date()
+        for row in Intervention.objects.filter(
+            type=Intervention.Type.ATTENDANCE, status=Intervention.Status.CLOSED,
+            student__school__district_id=district_id,
+        ).values("student_id").annotate(last=Max("closed_at")).order_by()
+    }
+    candidates = [r for r in risks if r.student_id not in active]
+    new = [r for r in candidates if r.student_id not in last_closed or r.has_evidence_after(last_closed[r.student_id])]
     Intervention.objects.bulk_create(
         [
             Intervention(
@@ -102,6 +121,7 @@ def attendance_interventions_apply(
     outcome = AttendanceOutcome(
         created=[i for i in opened if i.escalated_from_id is None],
         escalated=[i for i in opened if i.escalated_from_id is not None],
+        closed_by_counselor=sorted({r.student_id for r in candidates} - {r.student_id for r in new}),
     )
     # Events for the rows written by this call only (a retry of the slot re-reads the rows
     # of its earlier attempt but announces nothing twice). One batch per event type.
@@ -136,6 +156,36 @@ def attendance_interventions_apply(
     CounselorTask.objects.bulk_create(tasks, ignore_conflicts=True)
     outcome.tasks_created = slot_tasks.count() - before
     return outcome
+
+
+@dataclass(frozen=True)
+class ReviewMarks:
+    marked: int  # newly ready to review
+    cleared: int  # no longer: the student slipped again
+    ready: int  # active attendance interventions ready to review after this call
+
+
+@transaction.atomic
+def attendance_review_marks_apply(*, slipping: frozenset[int], local_date: dt.date, district_id: int) -> ReviewMarks:
+    """Mark the district's active attendance interventions ready to review, or clear the mark.
+
+    Ready: the student is not in ``slipping`` (their last 30 instructional days are under
+    the threshold with no run of 3 absent days ending in them). The mark keeps the first day
+    it held; it is cleared as soon as the student slips again. Nothing is ever closed here:
+    the counselor reviews and decides. Three statements whatever the district's size; a
+    re-run of the slot finds the marks as they are.
+    """
+    active = Intervention.objects.filter(
+        type=Intervention.Type.ATTENDANCE, status=Intervention.Status.ACTIVE, student__school__district_id=district_id,
+    )
+    slipping_ids = sorted(slipping)
+    marked = active.filter(ready_to_review_since__isnull=True).exclude(student_id__in=slipping_ids).update(
+        ready_to_review_since=local_date
+    )
+    cleared = active.filter(ready_to_review_since__isnull=False, student_id__in=slipping_ids).update(
+        ready_to_review_since=None
+    )
+    return ReviewMarks(marked=marked, cleared=cleared, ready=active.filter(ready_to_review_since__isnull=False).count())
 
 
 @transaction.atomic

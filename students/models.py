@@ -489,12 +489,14 @@ class AttendanceStatus(models.TextChoices):
 
 
 # Statuses that count as an absent day for chronic absence (ED EDFacts FS195): in-school
-# suspension and tardy do not. A day with less than half present counts as absent too.
+# suspension and tardy do not. A day the student missed at least half of counts as absent
+# too: fraction present <= 0.5 (CRDC: "absent ... at least 50 percent of the school day").
 ABSENT_STATUSES = (
     AttendanceStatus.ABSENT_EXCUSED,
     AttendanceStatus.ABSENT_UNEXCUSED,
     AttendanceStatus.OUT_OF_SCHOOL_SUSPENSION,
 )
+ABSENT_FRACTION_MAX = Decimal("0.5")  # fraction_present <= this is an absent day
 
 
 class AttendanceRecord(models.Model):
@@ -526,7 +528,7 @@ class AttendanceRecord(models.Model):
             # few percent of the table and turns its scan into an index-only range read.
             models.Index(
                 fields=["student", "date"],
-                condition=Q(status__in=["absent-excused", "absent-unexcused", "oss"]) | Q(fraction_present__lt=Decimal("0.5")),
+                condition=Q(status__in=["absent-excused", "absent-unexcused", "oss"]) | Q(fraction_present__lte=Decimal("0.5")),
                 name="attendance_absent_idx",
             ),
         ]
@@ -539,7 +541,7 @@ class AttendanceRecord(models.Model):
 
     @property
     def counts_as_absent(self) -> bool:
-        return self.status in ABSENT_STATUSES or self.fraction_present < Decimal("0.5")
+        return self.status in ABSENT_STATUSES or self.fraction_present <= ABSENT_FRACTION_MAX
 
 
 class BehaviorIncident(models.Model):

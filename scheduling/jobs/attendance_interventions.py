@@ -5,17 +5,29 @@ Why then: 18:30 local: the school day's attendance is final (teachers' late corr
 What it does, for the district's current session as of the slot's local date (today's
 attendance included):
 1. Selects the chronically absent students in one set-based pass
-   (``interventions.selectors.attendance_risks``: session rate >= the district threshold
+   (``interventions.selectors.attendance_evidence``: session rate >= the district threshold
    with the minimum enrolled days, the same over the last 30 instructional days, 10+
-   absences, 3+ absent instructional days in a row).
+   absences, 3+ absent instructional days in a row anywhere in the session). A day is
+   absent by status (excused, unexcused, out-of-school suspension: ED EDFacts FS195) or
+   when the student missed at least half of it, fraction present <= 0.5 (CRDC chronic
+   absenteeism: "absent ... at least 50 percent of the school day"); exactly half present
+   is absent.
 2. Opens an attendance intervention for each at-risk student without an active one, at
-   the tier the evidence supports: Tier 2 directly when the session rate is 20% or more
+   the tier the evidence supports (a counselor's closing is respected: a student whose
+   last intervention was closed on local day C reopens only on evidence dated after C,
+   ``interventions.selectors.AttendanceRisk.has_evidence_after``): Tier 2 directly when the session rate is 20% or more
    with the minimum enrolled days (``interventions.selectors.needs_tier_2``), Tier 1
    otherwise; and escalates an active Tier 1 opened at an EARLIER slot to Tier 2 when the
    session rate reaches 20% (``interventions.services.attendance_interventions_apply``).
    Each opened row puts the student on the counselor's priority list and proposes a
    parent conference.
-3. Tells each intervention's counselor (its owner) by email and push, high priority.
+3. Marks each active attendance intervention "ready to review"
+   (``Intervention.ready_to_review_since``, ``interventions.services.attendance_review_marks_apply``)
+   when the student's last 30 instructional days are under the district threshold with no
+   3-day run ending in them, and clears the mark when the student slips again. Nothing is
+   closed automatically: the counselor reviews (MTSS: a Tier 1/2 support is faded on a
+   team's decision from progress data, not by a rule).
+4. Tells each intervention's counselor (its owner) by email and push, high priority.
 No current session (summer): nothing is written and the summary says so.
 
 Idempotency key: the slot. Interventions opened by a slot carry ``opened_at = slot``, so a
@@ -26,20 +38,22 @@ any step, interventions already committed) finds the same evidence and leaves it
 they are, so running a slot twice gives the same rows as running it once. Notifications
 are keyed ``attendance-intervention:<intervention>:<recipient>:<channel>``, so a retry sends
 nothing new. A later slot finds the interventions active and opens nothing; it escalates a
-Tier 1 only when the rate has since reached 20%.
+Tier 1 only when the rate has since reached 20%. The review marks are set and cleared by
+two UPDATEs on the slot's evidence: a retry finds them as the first attempt left them.
 
 Student data read: students (school, counselor, enrollment dates), the school calendars,
 attendance records of the session, active attendance interventions. All of it runs inside
 the run's FERPA access trail.
 
 Summary: checked (active students), at_risk, created (opened at Tier 1 or 2), escalated (Tier 1 -> 2),
-tasks_created, notifications_queued, notifications_not_queued (suppressed by the recipient's
+closed_by_counselor (at risk on evidence the counselor's closing predates: not reopened),
+ready_to_review (active interventions marked after the run), review_marked, review_cleared, tasks_created, notifications_queued, notifications_not_queued (suppressed by the recipient's
 preferences or missing address/device, or already queued), without_counselor.
 """
 from datetime import timedelta
 
-from interventions.selectors import attendance_risks, needs_tier_2
-from interventions.services import attendance_interventions_apply
+from interventions.selectors import attendance_evidence, needs_tier_2
+from interventions.services import attendance_interventions_apply, attendance_review_marks_apply
 from notifications.models import Category, Channel, Priority
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling.registry import Job
@@ -54,7 +68,8 @@ def _percent(risk) -> str:
 
 def run(ctx) -> dict:
     district = ctx.district
-    summary = {"checked": 0, "at_risk": 0, "created": 0, "escalated": 0, "tasks_created": 0,
+    summary = {"checked": 0, "at_risk": 0, "created": 0, "escalated": 0, "closed_by_counselor": 0,
+               "ready_to_review": 0, "review_marked": 0, "review_cleared": 0, "tasks_created": 0,
                "notifications_queued": 0, "notifications_not_queued": 0, "without_counselor": 0}
     session = current_session(district)
     if session is None:
@@ -63,7 +78,8 @@ def run(ctx) -> dict:
     local_date = ctx.scheduled_for.astimezone(district.zone).date()
 
     # 1. Who is at risk, as of the slot's local date.
-    checked, risks = attendance_risks(district=district, session=session, as_of=local_date)
+    evidence = attendance_evidence(district=district, session=session, as_of=local_date)
+    checked, risks = evidence.checked, evidence.risks
     summary.update(checked=checked, at_risk=len(risks))
     ctx.progress(0, checked)
     ctx.logger.info("%s of %s active students at risk as of %s (%s)", len(risks), checked, local_date, session.name)
@@ -75,9 +91,14 @@ def run(ctx) -> dict:
         risks=risks, escalate=escalate, opened_at=ctx.scheduled_for, local_date=local_date,
         job_run_id=ctx.run.id, district_id=district.id,
     )
-    summary.update(created=len(outcome.created), escalated=len(outcome.escalated), tasks_created=outcome.tasks_created)
+    summary.update(created=len(outcome.created), escalated=len(outcome.escalated), tasks_created=outcome.tasks_created,
+                   closed_by_counselor=len(outcome.closed_by_counselor))
+    # 3. Review marks, after opening: an intervention opened today on old evidence (a run in September) is
+    # ready to review at once when the last 30 days are fine.
+    marks = attendance_review_marks_apply(slipping=evidence.slipping, local_date=local_date, district_id=district.id)
+    summary.update(ready_to_review=marks.ready, review_marked=marks.marked, review_cleared=marks.cleared)
 
-    # 3. The counselor of each intervention opened at this slot, by email and by push.
+    # 4. The counselor of each intervention opened at this slot, by email and by push.
     by_student = {r.student_id: r for r in risks}
     requests = []
     for intervention in [*outcome.created, *outcome.escalated]:

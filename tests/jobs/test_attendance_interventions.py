@@ -78,6 +78,8 @@ def test_it_opens_tier_1_lists_the_student_and_tells_the_counselor(district, cou
     assert run.result == {
         "checked": 2, "at_risk": 1, "created": 1, "escalated": 0, "tasks_created": 2,
         "notifications_queued": 2, "notifications_not_queued": 0, "without_counselor": 0,
+        # Slipping: 3 absences in the last 20 days (15%) and a run of 3 in them.
+        "closed_by_counselor": 0, "ready_to_review": 0, "review_marked": 0, "review_cleared": 0,
     }
     intervention = Intervention.objects.get()
     assert (intervention.student, intervention.tier, intervention.status, intervention.owner) == (flagged, 1, "active", counselor)
