@@ -456,11 +456,15 @@ class RolloverRequestAdmin(admin.ModelAdmin):
 class UserLifecycleChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """inactive-user-cleanup's audit: system admins see every district's, district admins their own."""
 
-    list_display = ("at", "district", "action", "rule", "user", "student", "actor_label", "job_run_id")
+    list_display = ("at", "district", "action", "rule", "user", "student", "duties", "actor_label", "job_run_id")
     list_filter = ("action", "rule")
     date_hierarchy = "at"
     list_select_related = ("district", "user", "student")
     readonly_fields = ("at", "district", "action", "rule", "user", "student", "before", "after", "job_run_id", "actor_label")
+
+    @admin.display(description="current duties (reassign before deactivating)")
+    def duties(self, obj):
+        return "; ".join(obj.after.get("duties", []))
 
     def _district_id(self, request):
         from students.models import Role

@@ -13,6 +13,13 @@ calendar date two years earlier, 28 February for a 29 February):
    D minus 2 years: deactivated.
 4. Other staff (any other staff role, or none) inactive on or before D minus 1 year:
    flagged for review (``StaffProfile.flagged_for_review_at``), never deactivated.
+5. A teacher of rule 1 who holds a current duty (``current_duties``: teaches a section of a
+   current session, counselor of an active student, case manager or member of an active IEP
+   team, coordinator or implementer of an active 504 plan, in a district's emergency test
+   group, one of the last two system admins who approve each other's rollovers) is not
+   deactivated: flagged for review instead, once, with each duty named in the audit row.
+   Deactivating them would silently take a class, a caseload or a team seat away from
+   students; an admin reassigns the duty first, and the next run deactivates.
 Never touched: superusers and system admins, and (rules 2-3) anyone with a staff profile.
 Nothing is deleted.
 """
@@ -23,11 +30,12 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from iep.models import IEP, Accommodation, IEPTeamMember, Section504Plan
 from scheduling.models import UserLifecycleChange
-from students.models import District, GuardianLink, Role, StaffProfile, Student
+from students.models import District, GuardianLink, Role, Section, StaffProfile, Student
 
 User = get_user_model()
 OTHER_STAFF_ROLES = [str(r) for r in (Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER)]
@@ -37,6 +45,10 @@ RULE_STUDENT = "student-left-2y"
 RULE_STUDENT_ACCOUNT = "student-account-left-2y"
 RULE_GUARDIAN = "guardian-children-left-2y"
 RULE_STAFF = "staff-inactive-1y"
+RULE_TEACHER_DUTIES = "teacher-inactive-2y-holds-duties"
+# Two-person approval of a rollover needs a requester and a different approving system
+# admin (a superuser): with two or fewer left, each one is needed.
+APPROVERS_NEEDED = 2
 
 
 def years_before(day: dt.date, years: int) -> dt.date:
@@ -59,6 +71,7 @@ class Change:
     user_id: int | None = None
     student_id: int | None = None
     before: dict = field(default_factory=dict, compare=False)
+    duties: tuple[str, ...] = field(default=(), compare=False)  # flags: the current duties held
 
 
 def _never_touched() -> Q:
@@ -68,6 +81,65 @@ def _never_touched() -> Q:
 def _users(qs: QuerySet) -> QuerySet:
     """Candidates once each (``pk__in``: a join through groups or links would repeat them)."""
     return User.objects.filter(pk__in=qs.values("pk")).annotate(last_activity=Coalesce("last_login", "date_joined")).order_by("pk")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def current_duties(users: QuerySet) -> dict[int, list[str]]:
+    """user id -> the current duties each of ``users`` holds, named for an admin (users with
+    none are left out). A fixed number of queries (one per kind of duty), whatever the
+    number of users: each kind is one grouped read over ``users`` as a subquery.
+
+    Current means: a section of a session marked current; an active, unarchived student;
+    an active IEP or 504 plan; a membership of any district's emergency test group; an
+    active superuser while no more than two are active (two-person rollover approval).
+    """
+    ids = users.values("pk")
+    duties: dict[int, list[str]] = {}
+
+    def add(user_id: int, text: str) -> None:
+        duties.setdefault(user_id, []).append(text)
+
+    sections: dict[int, list[str]] = {}
+    for teacher_id, course, period, session in (
+        Section.objects.filter(teacher_id__in=ids, session__is_current=True)
+        .order_by("teacher_id", "course_name", "period", "pk").values_list("teacher_id", "course_name", "period", "session__name")
+    ):
+        sections.setdefault(teacher_id, []).append(f"{course} ({period}, {session})" if period else f"{course} ({session})")
+    for teacher_id, names in sections.items():
+        add(teacher_id, f"teaches current-session sections: {', '.join(names)}")
+    # (rows, user column, what is counted, wording): one grouped count per kind.
+    counted = [
+        (Student.objects.filter(counselor_id__in=ids, is_active=True, archived_at__isnull=True), "counselor_id", "pk",
+         "counselor of", "active student"),
+        (IEP.objects.filter(case_manager_id__in=ids, status=IEP.Status.ACTIVE), "case_manager_id", "pk",
+         "case manager of", "active IEP"),
+        (IEPTeamMember.objects.filter(user_id__in=ids, iep__status=IEP.Status.ACTIVE), "user_id", "pk",
+         "member of", "active IEP team"),
+        (Section504Plan.objects.filter(coordinator_id__in=ids, status=Section504Plan.Status.ACTIVE), "coordinator_id", "pk",
+         "coordinator of", "active 504 plan"),
+        # Plans, not accommodations: one plan has several.
+        (Accommodation.implementers.through.objects.filter(user_id__in=ids, accommodation__plan__status=Section504Plan.Status.ACTIVE),
+         "user_id", "accommodation__plan_id", "implements accommodations of", "active 504 plan"),
+    ]
+    for qs, column, unit, what, noun in counted:
+        for user_id, n in qs.values_list(column).annotate(n=Count(unit, distinct=True)).order_by(column):
+            add(user_id, f"{what} {_plural(n, noun)}")
+    groups: dict[int, list[str]] = {}
+    for user_id, district_name in (
+        District.emergency_test_group.through.objects.filter(user_id__in=ids)
+        .order_by("user_id", "district__name").values_list("user_id", "district__name")
+    ):
+        groups.setdefault(user_id, []).append(district_name)
+    for user_id, names in groups.items():
+        add(user_id, f"in the emergency test group of {', '.join(names)}")
+    approvers = list(User.objects.filter(is_active=True, is_superuser=True).values_list("pk", flat=True)[: APPROVERS_NEEDED + 1])
+    if len(approvers) <= APPROVERS_NEEDED:
+        for user_id in users.filter(pk__in=approvers).values_list("pk", flat=True):
+            add(user_id, f"one of the last {APPROVERS_NEEDED} system admins (two-person rollover approval)")
+    return duties
 
 
 def inactive_users_plan(*, district: District, as_of: dt.date) -> list[Change]:
@@ -80,12 +152,24 @@ def inactive_users_plan(*, district: District, as_of: dt.date) -> list[Change]:
     others = User.objects.filter(groups__name__in=OTHER_STAFF_ROLES).values("pk")
     changes: list[Change] = []
 
-    # 1. Teachers only (teacher role, no other staff role), inactive 2+ years.
+    # 1. Teachers only (teacher role, no other staff role), inactive 2+ years; 5. those who
+    #    hold a current duty are flagged (once) instead. Other staff of rule 4 get their
+    #    duties named too: one read of the duties for both sets.
     teachers = User.objects.filter(active, in_district, groups__name=str(Role.TEACHER)).exclude(pk__in=others)
     teachers = teachers.alias(activity=activity).filter(activity__lt=_end_of(two_years, zone))
-    for u in _users(teachers):
-        changes.append(Change(UserLifecycleChange.Action.DEACTIVATE, RULE_TEACHER, f"teacher {u.get_username()}", user_id=u.pk,
-                              before={"is_active": True, "last_activity": u.last_activity.isoformat()}))
+    teacher_only = User.objects.filter(groups__name=str(Role.TEACHER)).exclude(pk__in=others).values("pk")
+    staff = User.objects.filter(active, in_district, staff_profile__flagged_for_review_at__isnull=True).exclude(pk__in=teacher_only)
+    staff = staff.alias(activity=activity).filter(activity__lt=_end_of(one_year, zone))
+    duties = current_duties(User.objects.filter(Q(pk__in=teachers.values("pk")) | Q(pk__in=staff.values("pk"))))
+    for u in _users(teachers).annotate(flagged_at=F("staff_profile__flagged_for_review_at")):
+        before = {"is_active": True, "last_activity": u.last_activity.isoformat()}
+        if u.pk not in duties:
+            changes.append(Change(UserLifecycleChange.Action.DEACTIVATE, RULE_TEACHER, f"teacher {u.get_username()}",
+                                  user_id=u.pk, before=before))
+        elif u.flagged_at is None:
+            changes.append(Change(UserLifecycleChange.Action.FLAG, RULE_TEACHER_DUTIES,
+                                  f"teacher {u.get_username()} (holds: {'; '.join(duties[u.pk])})", user_id=u.pk,
+                                  before={**before, "flagged_for_review_at": None}, duties=tuple(duties[u.pk])))
 
     # 2. Students who left 2+ years ago: archived, and their login deactivated.
     left = Q(graduated_on__lte=two_years) | Q(transferred_on__lte=two_years)
@@ -113,13 +197,11 @@ def inactive_users_plan(*, district: District, as_of: dt.date) -> list[Change]:
         changes.append(Change(UserLifecycleChange.Action.DEACTIVATE, RULE_GUARDIAN, f"guardian {u.get_username()}", user_id=u.pk,
                               before={"is_active": True, "last_activity": u.last_activity.isoformat()}))
 
-    # 4. Other staff inactive 1+ year: flagged for review once.
-    teacher_only = User.objects.filter(groups__name=str(Role.TEACHER)).exclude(pk__in=others).values("pk")
-    staff = User.objects.filter(active, in_district, staff_profile__flagged_for_review_at__isnull=True).exclude(pk__in=teacher_only)
-    staff = staff.alias(activity=activity).filter(activity__lt=_end_of(one_year, zone))
+    # 4. Other staff inactive 1+ year: flagged for review once, with any duties named.
     for u in _users(staff):
         changes.append(Change(UserLifecycleChange.Action.FLAG, RULE_STAFF, f"staff {u.get_username()}", user_id=u.pk,
-                              before={"flagged_for_review_at": None, "last_activity": u.last_activity.isoformat()}))
+                              before={"flagged_for_review_at": None, "last_activity": u.last_activity.isoformat()},
+                              duties=tuple(duties.get(u.pk, ()))))
     return changes
 
 
@@ -155,7 +237,8 @@ def inactive_users_apply(
     UserLifecycleChange.objects.bulk_create([
         UserLifecycleChange(
             at=at, district=district, user_id=c.user_id, student_id=c.student_id, action=c.action, rule=c.rule,
-            before=c.before, after=after[c.action], job_run_id=job_run_id, actor_label=actor_label[:150],
+            before=c.before, after={**after[c.action], **({"duties": list(c.duties)} if c.duties else {})},
+            job_run_id=job_run_id, actor_label=actor_label[:150],
         )
         for c in changes
     ], batch_size=1000)
@@ -165,7 +248,8 @@ def inactive_users_apply(
 def summarize(changes: list[Change]) -> dict:
     counts = {RULE_TEACHER: 0, RULE_STUDENT: 0, RULE_STUDENT_ACCOUNT: 0, RULE_GUARDIAN: 0, RULE_STAFF: 0}
     for c in changes:
-        counts[c.rule] += 1
+        # A teacher kept for their duties is flagged staff; the audit's rule tells them apart.
+        counts[RULE_STAFF if c.rule == RULE_TEACHER_DUTIES else c.rule] += 1
     return {
         "teachers_deactivated": counts[RULE_TEACHER], "students_archived": counts[RULE_STUDENT],
         "student_accounts_deactivated": counts[RULE_STUDENT_ACCOUNT], "guardians_deactivated": counts[RULE_GUARDIAN],

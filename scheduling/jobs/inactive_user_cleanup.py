@@ -2,11 +2,13 @@
 
 Why then: Sunday 02:00 local: deactivating accounts when nobody is signed in avoids cutting off someone mid-session.
 
-The rules are in scheduling/lifecycle.py (as of the slot's local date): teachers inactive 2+
+The rules are in students/inactive_users.py (as of the slot's local date): teachers inactive 2+
 years are deactivated; students who graduated or transferred 2+ years ago are archived
 (and their login deactivated); guardians whose children all left 2+ years ago are
-deactivated; other staff inactive 1+ year are flagged for review, not deactivated.
-Superusers and system admins are never touched; nothing is deleted; every change writes a
+deactivated; other staff inactive 1+ year are flagged for review, not deactivated. A
+teacher who still holds a current duty (students.inactive_users.current_duties) is flagged
+for review with each duty named instead of deactivated, and deactivated by the first run
+after the duty is reassigned. Superusers and system admins are never touched; nothing is deleted; every change writes a
 scheduling.UserLifecycleChange row (before / after, rule, run).
 
 Dry run: ``manage.py inactive_users --district ID [--as-of DATE] --dry-run`` lists what this
