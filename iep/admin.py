@@ -2,17 +2,28 @@
 
 Who sees an IEP is narrower than who sees the student (students.scoping.iep_q): the team,
 the case manager, the school's principal and the district's coordinators. Team, services
-and meetings are edited inline on the IEP; accommodations inline on the 504 plan.
+and meetings are edited inline on the IEP; a meeting's minutes inline on the meeting;
+accommodations inline on the 504 plan.
 """
 from __future__ import annotations
 
 import datetime as dt
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
 from django.utils import timezone
 
-from iep.models import IEP, Accommodation, IEPMeeting, IEPService, IEPTeamMember, Section504Plan, ServiceLog
+from iep.models import (
+    IEP,
+    Accommodation,
+    IEPMeeting,
+    IEPMeetingMinutes,
+    IEPService,
+    IEPTeamMember,
+    Section504Plan,
+    ServiceLog,
+)
 from skillcore.admin import CappedCountPaginator
 from students.models import Role
 from students.scoped_admin import ScopedTabularInline, StudentRecordAdmin, school_filter
@@ -54,7 +65,8 @@ class ServiceInline(ScopedTabularInline):
 
 class MeetingInline(ScopedTabularInline):
     model = IEPMeeting
-    fields = ["purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
+    fields = ["purpose", "status", "scheduled_for", "location", "guardian_notice_sent_on", "notice_flagged_late"]
+    readonly_fields = ["guardian_notice_sent_on"]
 
 
 @admin.register(IEP)
@@ -65,7 +77,10 @@ class IEPAdmin(StudentRecordAdmin):
     search_fields = ["student__last_name", "student__first_name", "=student__local_id"]
     autocomplete_fields = ["student"]
     date_hierarchy = "next_review_due"
-    readonly_fields = ["next_review_due", "last_reminder_sent_at", "last_reminder_offset", "reminders_sent_count"]
+    readonly_fields = [
+        "next_review_due", "last_reminder_sent_at", "last_reminder_offset", "reminders_sent_count",
+        "reevaluation_due", "last_reevaluation_reminder_sent_at", "last_reevaluation_reminder_offset",
+    ]
     person_roles = {"case_manager": (Role.CASE_MANAGER, Role.SPED_COORDINATOR)}
     inlines = [TeamInline, ServiceInline, MeetingInline]
 
@@ -85,10 +100,41 @@ class IEPTeamMemberAdmin(StudentRecordAdmin):
     person_roles = {"user": SPED_STAFF}
 
 
+class MinutesFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        # The meeting form skipped its "held needs minutes" check (the minutes are saved after
+        # it); this is that check, on the minutes submitted with it.
+        if self.instance.status != IEPMeeting.Status.HELD:
+            return
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if not kept:
+            raise forms.ValidationError("A meeting is recorded as held only with its minutes.")
+
+
+class MinutesInline(ScopedTabularInline):
+    model = IEPMeetingMinutes
+    formset = MinutesFormSet
+    template = "admin/edit_inline/stacked.html"
+    fields = ["attendees", "decisions", "next_steps", "author", "written_at"]
+    person_roles = {"author": SPED_STAFF}
+    max_num = 1
+    can_delete = False
+
+
+class MeetingForm(forms.ModelForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.minutes_checked_by_form = True  # MinutesFormSet.clean checks held meetings
+
+
 @admin.register(IEPMeeting)
 class IEPMeetingAdmin(StudentRecordAdmin):
     student_path = "iep__student"
-    list_display = ["iep", "purpose", "status", "scheduled_for", "guardian_notice_sent_on", "notice_flagged_late"]
+    form = MeetingForm
+    inlines = [MinutesInline]
+    readonly_fields = ["guardian_notice_sent_on"]
+    list_display = ["iep", "purpose", "status", "scheduled_for", "location", "guardian_notice_sent_on", "notice_flagged_late"]
     list_filter = ["purpose", "status", "notice_flagged_late", school_filter("iep__student__school")]
     list_select_related = ["iep__student"]
     search_fields = ["iep__student__last_name", "=iep__student__local_id"]

@@ -1,7 +1,9 @@
 """IEPs (IDEA) and Section 504 plans.
 
 An IEP's annual review is due "not less than annually" (34 CFR 300.324(b)(1)): the due
-date is the last review plus 365 days, not the same calendar date (leap years).
+date is the last review plus 365 days, not the same calendar date (leap years). A
+reevaluation is due at least once every 3 years (34 CFR 300.303(b)(2)): the last evaluation
+plus 3 calendar years, a 29 February evaluation falling due on 28 February.
 """
 from __future__ import annotations
 
@@ -12,10 +14,20 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from students.models import Student
 
 ANNUAL_REVIEW_DAYS = 365
+REEVALUATION_YEARS = 3
+
+
+def reevaluation_due_after(evaluated: dt.date) -> dt.date:
+    """``evaluated`` + 3 years; 29 February goes to 28 February (never later than allowed)."""
+    try:
+        return evaluated.replace(year=evaluated.year + REEVALUATION_YEARS)
+    except ValueError:
+        return evaluated.replace(year=evaluated.year + REEVALUATION_YEARS, day=28)
 
 
 class IEP(models.Model):
@@ -31,13 +43,21 @@ class IEP(models.Model):
     disability_category = models.CharField(max_length=80, blank=True)
     last_annual_review = models.DateField()
     next_review_due = models.DateField(editable=False, help_text="Last annual review + 365 days.")
-    last_reevaluation = models.DateField(null=True, blank=True)
+    last_reevaluation = models.DateField(
+        null=True, blank=True, help_text="Date of the last (re)evaluation; empty means the initial one (eligibility date)."
+    )
+    reevaluation_due = models.DateField(
+        null=True, editable=False, help_text="Last evaluation (or eligibility date) + 3 years (34 CFR 300.303)."
+    )
     case_manager = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="iep_caseload"
     )
     last_reminder_sent_at = models.DateTimeField(null=True, blank=True)
     last_reminder_offset = models.SmallIntegerField(null=True, blank=True, help_text="Days before due of the latest reminder sent.")
     reminders_sent_count = models.PositiveIntegerField(default=0)
+    # The reevaluation runs the same ladder on its own due date, so it keeps its own bookkeeping.
+    last_reevaluation_reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    last_reevaluation_reminder_offset = models.SmallIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "IEP"
@@ -60,6 +80,11 @@ class IEP(models.Model):
     def save(self, *args, **kwargs):
         # Derived, never typed: the legal due date follows from the last review.
         self.next_review_due = self.last_annual_review + dt.timedelta(days=ANNUAL_REVIEW_DAYS)
+        evaluated = self.last_reevaluation or self.eligibility_date
+        self.reevaluation_due = reevaluation_due_after(evaluated) if evaluated else None
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"last_annual_review", "last_reevaluation", "eligibility_date"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "next_review_due", "reevaluation_due"}
         super().save(*args, **kwargs)
 
 
@@ -100,7 +125,9 @@ class IEPMeeting(models.Model):
     purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.ANNUAL_REVIEW)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROPOSED)
     scheduled_for = models.DateTimeField(null=True, blank=True)
-    guardian_notice_sent_on = models.DateField(null=True, blank=True)
+    location = models.CharField(max_length=200, blank=True, help_text="Where the meeting takes place (told to the family).")
+    # Recorded by the reminder job on the day it sends the notice (34 CFR 300.322(b)): never typed.
+    guardian_notice_sent_on = models.DateField(null=True, blank=True, editable=False)
     notice_flagged_late = models.BooleanField(default=False)
 
     class Meta:
@@ -111,9 +138,58 @@ class IEPMeeting(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} meeting ({self.get_status_display().lower()})"
+
+    def has_minutes(self) -> bool:
+        return self.pk is not None and IEPMeetingMinutes.objects.filter(meeting_id=self.pk).exists()
+
     def clean(self) -> None:
-        if self.status == self.Status.SCHEDULED and not self.scheduled_for:
+        if self.status in (self.Status.SCHEDULED, self.Status.HELD) and not self.scheduled_for:
             raise ValidationError({"scheduled_for": "A scheduled meeting needs a date and time."})
+        # A meeting is recorded as held only with its minutes. The admin sets
+        # ``minutes_checked_by_form`` because its minutes inline is validated (and saved)
+        # after this form: the inline formset makes the same check on what was submitted.
+        # Checked when a meeting becomes held: a row held before minutes existed stays editable.
+        becoming_held = self.status == self.Status.HELD and getattr(self, "_loaded_status", None) != self.Status.HELD
+        if becoming_held and not getattr(self, "minutes_checked_by_form", False) and not self.has_minutes():
+            raise ValidationError({"status": "A meeting is recorded as held only with its minutes."})
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
+
+
+class IEPMeetingMinutes(models.Model):
+    """What was decided at a held meeting and who was there (one record per meeting).
+
+    ``attendees`` is a list of {"name": ..., "role": ...}: the people present, team or not
+    (a parent, an interpreter, the student)."""
+
+    meeting = models.OneToOneField(IEPMeeting, on_delete=models.CASCADE, related_name="minutes")
+    attendees = models.JSONField(default=list, help_text='A list of {"name": ..., "role": ...}.')
+    decisions = models.TextField()
+    next_steps = models.TextField(blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="iep_minutes_written")
+    written_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "meeting minutes"
+        verbose_name_plural = "meeting minutes"
+
+    def __str__(self) -> str:
+        return f"Minutes of {self.meeting}" if self.meeting_id else "Minutes"
+
+    def clean(self) -> None:
+        attendees = self.attendees
+        if not isinstance(attendees, list) or not attendees or not all(
+            isinstance(a, dict) and str(a.get("name", "")).strip() and str(a.get("role", "")).strip() for a in attendees
+        ):
+            raise ValidationError({"attendees": 'List who attended, each as {"name": ..., "role": ...}.'})
+        if not (self.decisions or "").strip():
+            raise ValidationError({"decisions": "Minutes record the decisions taken."})
 
 
 class IEPService(models.Model):

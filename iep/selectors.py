@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from iep.models import IEP, IEPMeeting, IEPTeamMember
-from students.models import District, Role
+from students.models import AGE_OF_RIGHTS_TRANSFER, District, GuardianLink, Role, age_on
 
 # Who is told at each offset (days before the review is due). Offsets a district adds
 # beyond these get the widest audience of the nearest standard offset at or above it.
@@ -169,3 +169,106 @@ def reminder_recipients(*, district: District, reminders: list[ReminderDue]) -> 
             "team": team.get(r.iep_id, set()),
         }
     return result
+
+
+def inactive_team_members(*, iep_ids: list[int]) -> dict[int, list[dict]]:
+    """For each IEP, its team members and case manager whose accounts are inactive:
+    ``{"name", "role"}``, in the order they joined. They receive no reminder (an inactive
+    account is never told), so the reminder names them for the case manager to reassign:
+    a team never loses a member without anyone being told. Two queries for any number of IEPs.
+    """
+    out: dict[int, list[dict]] = {}
+    seen: set[tuple[int, int]] = set()
+    for iep_id, user_id, first, last, username, role in IEPTeamMember.objects.filter(
+        iep_id__in=iep_ids, user__is_active=False
+    ).order_by("iep_id", "id").values_list("iep_id", "user_id", "user__first_name", "user__last_name", "user__username", "role"):
+        seen.add((iep_id, user_id))
+        out.setdefault(iep_id, []).append({"name": f"{first} {last}".strip() or username,
+                                           "role": IEPTeamMember.TeamRole(role).label})
+    for iep_id, user_id, first, last, username in IEP.objects.filter(id__in=iep_ids, case_manager__is_active=False).values_list(
+        "id", "case_manager_id", "case_manager__first_name", "case_manager__last_name", "case_manager__username"
+    ):
+        if (iep_id, user_id) not in seen:
+            out.setdefault(iep_id, []).insert(0, {"name": f"{first} {last}".strip() or username,
+                                                  "role": IEPTeamMember.TeamRole.CASE_MANAGER.label})
+    return out
+
+
+@dataclass(frozen=True)
+class MeetingNotice:
+    """A scheduled meeting whose family notice has not gone out, with what the notice says."""
+
+    meeting_id: int
+    iep_id: int
+    student_id: int
+    school_id: int
+    student_name: str
+    purpose: str
+    starts_at: dt.datetime
+    location: str
+    review_due: dt.date
+    recipients: tuple[int, ...]  # guardians who may be told, and the student once 18
+    attendees: tuple[dict, ...]  # {"name", "role"}: the IEP team and the case manager
+
+
+def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNotice]:
+    """Scheduled meetings of the district's active IEPs, on ``today`` (local) or later, whose
+    notice has not been sent. Four queries whatever the number of meetings.
+
+    Who is told (34 CFR 300.322(b), 300.520): every guardian the family rule
+    (``GuardianLink.notice_bar``) lets be told on ``today``, and the student once 18, when the
+    rights have transferred (the parents keep getting notices only if the student consents
+    or is their tax dependent, which is the same rule). Enqueue applies it again, with
+    preferences, channels and quiet hours.
+    """
+    zone = district.zone
+    start_of_today = dt.datetime.combine(today, dt.time.min, tzinfo=zone)
+    rows = list(
+        IEPMeeting.objects.filter(
+            status=IEPMeeting.Status.SCHEDULED, scheduled_for__gte=start_of_today, guardian_notice_sent_on__isnull=True,
+            iep__status=IEP.Status.ACTIVE, iep__student__is_active=True, iep__student__school__district=district,
+        ).order_by("scheduled_for", "id").values_list(
+            "id", "iep_id", "iep__student_id", "iep__student__school_id", "iep__student__first_name",
+            "iep__student__last_name", "purpose", "scheduled_for", "location", "iep__next_review_due",
+            "iep__student__user_id", "iep__student__birth_date", "iep__student__consents_to_guardian_access",
+            "iep__case_manager__first_name", "iep__case_manager__last_name", "iep__case_manager__username",
+        )
+    )
+    if not rows:
+        return []
+    student_ids = {r[2] for r in rows}
+    iep_ids = {r[1] for r in rows}
+    guardians: dict[int, list[tuple]] = {}
+    for student_id, guardian_id, revoked, dependent in GuardianLink.objects.filter(
+        student_id__in=student_ids, guardian__is_active=True
+    ).values_list("student_id", "guardian_id", "access_revoked", "is_dependent_claim"):
+        guardians.setdefault(student_id, []).append((guardian_id, revoked, dependent))
+    team: dict[int, list[dict]] = {}
+    for iep_id, first, last, username, role in IEPTeamMember.objects.filter(iep_id__in=iep_ids).order_by("id").values_list(
+        "iep_id", "user__first_name", "user__last_name", "user__username", "role"
+    ):
+        team.setdefault(iep_id, []).append({"name": f"{first} {last}".strip() or username, "role": role})
+    out = []
+    for (meeting_id, iep_id, student_id, school_id, first, last, purpose, starts_at, location, review_due,
+         student_user, birth_date, consents, cm_first, cm_last, cm_username) in rows:
+        told = [
+            g for g, revoked, dependent in guardians.get(student_id, [])
+            if GuardianLink.notice_bar(access_revoked=revoked, is_dependent_claim=dependent, birth_date=birth_date,
+                                       student_consents=consents, day=today) is None
+        ]
+        if student_user and age_on(birth_date, today) >= AGE_OF_RIGHTS_TRANSFER:
+            told.append(student_user)
+        attendees = list(team.get(iep_id, []))
+        manager = f"{cm_first or ''} {cm_last or ''}".strip() or cm_username
+        if manager and not any(a["role"] == IEPTeamMember.TeamRole.CASE_MANAGER and a["name"] == manager for a in attendees):
+            attendees.insert(0, {"name": manager, "role": IEPTeamMember.TeamRole.CASE_MANAGER})
+        out.append(MeetingNotice(
+            meeting_id, iep_id, student_id, school_id, f"{first} {last}".strip(), purpose, starts_at, location or "",
+            review_due, tuple(sorted(set(told))), tuple(attendees),
+        ))
+    return out
+
+
+def notice_late(*, sent_on: dt.date, meeting_day: dt.date, lead_days: int) -> bool:
+    """A notice sent on ``sent_on`` is late when fewer than ``lead_days`` days remain."""
+    return not notice_on_time(notice_sent_on=sent_on, meeting_day=meeting_day, lead_days=lead_days)

@@ -60,3 +60,13 @@ def iep_reminders_record(*, sent: dict[int, list[int]], at: dt.datetime) -> int:
                 last_reminder_sent_at=at, last_reminder_offset=offset, reminders_sent_count=F("reminders_sent_count") + 1,
             )
     return updated
+
+
+@transaction.atomic
+def iep_meetings_record_notice(*, meeting_ids: Iterable[int], sent_on: dt.date) -> int:
+    """Record the day the family notice went out (the run's local date), only where none is
+    recorded: the date is the sending, never typed, and a re-run changes nothing."""
+    meeting_ids = list(meeting_ids)
+    if not meeting_ids:
+        return 0
+    return IEPMeeting.objects.filter(id__in=meeting_ids, guardian_notice_sent_on__isnull=True).update(guardian_notice_sent_on=sent_on)

@@ -11,12 +11,17 @@ must have gone out at least ``District.meeting_notice_lead_days`` before the mee
 date, otherwise the meeting is flagged (IEPMeeting.notice_flagged_late) and the case manager
 and coordinator are told. A missed day is caught up: the next run sends the offset crossed
 most recently, never an earlier one after a later one (iep.selectors.due_offset). Overdue
-IEPs (past due, no review recorded) alert the coordinator once per local day. Priority is
+IEPs (past due, no review recorded) alert the coordinator once per local day. A scheduled
+meeting's family notice (34 CFR 300.322(b)) goes out on the first run after it is scheduled,
+to the guardians the family rule lets be told and to the student at 18 (300.520), in their
+language, by email and push; the run's local date is recorded as the notice date, and a
+meeting fewer than the lead days away is flagged to the case manager and coordinator at once. Priority is
 high from 30 days on (the 30-day rung and every later one). The IEP records the last reminder (time, offset) and the count.
 
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
-cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``
+cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``,
+``iep-meeting-notice:<meeting>:<recipient>:<channel>``
 and ``iep-notice-late:<meeting>:<recipient>:email``. Everything the run writes (messages,
 meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
 re-run of the slot finds the offset recorded and sends nothing new.
@@ -64,10 +69,51 @@ def run(ctx) -> dict:
     ).count()
     total = len(due) + len(overdue)
     ctx.progress(0, total)
-    recipients = selectors.reminder_recipients(district=district, reminders=due + overdue)
+    # Family notices of scheduled meetings (34 CFR 300.322(b)): sent on the first run after
+    # the meeting is scheduled; one that cannot leave the lead time is flagged at once.
+    notices = [n for n in selectors.meetings_to_notice(district=district, today=today) if n.recipients]
+    late_notices = [
+        n for n in notices
+        if selectors.notice_late(sent_on=today, meeting_day=n.starts_at.astimezone(zone).date(), lead_days=lead_days)
+    ]
+    staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0) for n in late_notices]
+    recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + staff_for)
+    # Inactive accounts are never told; the reminder names them instead ("reassign").
+    inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due])
 
     with transaction.atomic():
-        # 2. Meetings: propose one from 14 days on, then confirm the guardians' notice from 7.
+        # 2a. The notices first, so the confirmation below sees them recorded (same transaction).
+        requests: list[NotificationRequest] = []
+        for n in notices:
+            local = n.starts_at.astimezone(zone)
+            context = {
+                "iep_id": n.iep_id, "meeting_id": n.meeting_id, "student_name": n.student_name, "purpose": n.purpose,
+                "meeting_date": local.date().isoformat(), "meeting_time": local.strftime("%H:%M"),
+                "location": n.location, "attendees": list(n.attendees),
+            }
+            requests += [
+                NotificationRequest(
+                    recipient_id=u, category=Category.IEP_REMINDER, channel=channel, template="iep-meeting-notice",
+                    context=context, dedupe_key=f"iep-meeting-notice:{n.meeting_id}:{u}:{channel}",
+                    priority=Priority.HIGH, student_id=n.student_id,
+                )
+                for u in n.recipients for channel in (Channel.EMAIL, Channel.PUSH)
+            ]
+        noticed = services.iep_meetings_record_notice(meeting_ids=[n.meeting_id for n in notices], sent_on=today)
+        flagged_at_once = services.iep_meetings_flag_late_notice(meeting_ids=[n.meeting_id for n in late_notices])
+        for n in late_notices:
+            context = {
+                "iep_id": n.iep_id, "meeting_id": n.meeting_id, "student_name": n.student_name,
+                "review_due": n.review_due.isoformat(), "meeting_date": n.starts_at.astimezone(zone).date().isoformat(),
+                "lead_days": lead_days,
+            }
+            who = recipients[n.iep_id]
+            requests += [
+                _email(u, "iep-notice-late", context, f"iep-notice-late:{n.meeting_id}", high=True, student_id=n.student_id)
+                for u in sorted(who["case-manager"] | who["coordinator"])
+            ]
+
+        # 2b. Meetings: propose one from 14 days on, then confirm the guardians' notice from 7.
         proposed = services.iep_meetings_propose(iep_ids=[r.iep_id for r in due if r.offset <= PROPOSE_AT])
         meetings: dict[int, tuple] = {}
         for row in selectors.annual_review_meetings(iep_ids=[r.iep_id for r in due if r.offset <= CONFIRM_AT]).values_list(
@@ -90,7 +136,6 @@ def run(ctx) -> dict:
         flagged = services.iep_meetings_flag_late_notice(meeting_ids=[m for _, m, _ in late])
 
         # 3. The messages, by audience (set-based: the recipients were read in 4 queries).
-        requests: list[NotificationRequest] = []
         per_offset: Counter = Counter()
         sent: dict[int, list[int]] = {}
         for r in due:
@@ -102,6 +147,7 @@ def run(ctx) -> dict:
                 "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
                 "days_until_due": r.days_until_due, "offset": r.offset,
                 "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.days_until_due == 0,
+                "inactive_members": inactive.get(r.iep_id, []),
             }
             key = f"iep-reminder:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
             requests += [
@@ -142,7 +188,8 @@ def run(ctx) -> dict:
         "reminders_sent": dict(per_offset),
         "overdue": len(overdue),
         "meetings_proposed": len(proposed),
-        "notices_flagged": flagged,
+        "notices_flagged": flagged + flagged_at_once,
+        "meeting_notices_sent": noticed,
         "notifications_queued": queued.inserted,
         "digest_items": queued.digested,
     }
