@@ -10,10 +10,12 @@ What it builds, and the decisions behind it:
    0-2 per-school professional-development days are rows with ``is_instructional=False`` and
    a note, so a school has 178-180 instructional days.
 2. Schools of about 500 students in three grade bands (elementary K-5, middle 6-8, high
-   9-12); staff as Django users in the role groups with a StaffProfile: a principal and
-   counselors (one per 400 students) per school, teachers (one per homeroom, or one per five
-   secondary sections), case managers (one per 15 IEPs), and district-level staff
-   (district admin, special-education coordinators, psychologists, speech pathologists).
+   9-12), each elementary school feeding a middle school and each middle school a high school
+   (``School.feeds_into``, where the rollover enrols their top grade); staff as Django users
+   in the role groups with a StaffProfile: a principal and counselors (one per 400 students)
+   per school, teachers (one per homeroom, or one per five secondary sections), case managers
+   (one per 15 IEPs), and district-level staff (district admin, special-education
+   coordinators, psychologists, speech pathologists).
 3. Students with birth dates that fit their grade (age grade+5 on 1 September; a few
    retained a year, so some seniors are 18 at the start), some mid-year entries and
    transfers, counselors by alphabet, 1-2 guardians (siblings share them) with mixed
@@ -459,6 +461,7 @@ class _Seeder:
             schools.append(School(district=self.district, name=f"{place} {suffix}", code=f"{letter}{number:02d}",
                                   lowest_grade=low, highest_grade=high))
         _bulk(School, schools, self.counts)
+        self.link_feeders(schools)
 
         # District-level staff (special education is run from the district office).
         n_schools = len(schools)
@@ -479,6 +482,23 @@ class _Seeder:
             rows = sum(self.counts.values())
             self.progress(done, total, f"{index + 1}/{len(schools)} schools, {done:,}/{total:,} students, {rows:,} rows")
         return self.district
+
+    @staticmethod
+    def link_feeders(schools: list[School]) -> None:
+        """Each elementary school feeds a middle school and each middle school a high school
+        (School.feeds_into, the rollover's move), spread evenly in order: with 4 elementary
+        and 2 middle schools, the first two feed the first middle school."""
+        by_band: dict[int, list[School]] = {}
+        for school in schools:
+            by_band.setdefault(school.lowest_grade, []).append(school)
+        changed = []
+        for school in schools:
+            nxt = by_band.get(school.highest_grade + 1, [])
+            if nxt:
+                mine = by_band[school.lowest_grade]
+                school.feeds_into = nxt[mine.index(school) * len(nxt) // len(mine)]
+                changed.append(school)
+        School.objects.bulk_update(changed, ["feeds_into"])
 
     def plan_schools(self, rng: random.Random) -> list[tuple[str, int, int, int]]:
         """Split the students into bands by grade count, and each band into ~500-student schools."""
@@ -984,7 +1004,7 @@ def _digest_specs(district: District, prefix: str) -> Iterable[tuple[str, object
     stu = "student__school__code", "student__local_id"
     yield "district", District.objects.filter(pk=district.pk), ("name", "time_zone", "state", "it_contact_email")
     yield "session", AcademicSession.objects.filter(district=district), ("name", "start_date", "end_date", "is_current")
-    yield "school", School.objects.filter(district=district), ("code", "name", "lowest_grade", "highest_grade")
+    yield "school", School.objects.filter(district=district), ("code", "name", "lowest_grade", "highest_grade", "feeds_into__code")
     yield "calendar", CalendarDay.objects.filter(school__district=district), ("school__code", "date", "is_instructional", "note")
     yield "user", users, ("username", "first_name", "last_name", "email", "is_staff", "date_joined")
     yield "group", User.groups.through.objects.filter(user__in=users), ("user__username", "group__name")

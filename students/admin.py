@@ -111,9 +111,12 @@ class DistrictAdmin(ScopedAdmin):
 
 @admin.register(School)
 class SchoolAdmin(ScopedAdmin):
-    list_display = ["name", "code", "district", "lowest_grade", "highest_grade"]
+    # feeds_into: the school the rollover enrols this school's top grade in next year; its
+    # choices are the user's schools (ScopedAdmin), School.clean() keeps it in the district
+    # and on the next grade.
+    list_display = ["name", "code", "district", "lowest_grade", "highest_grade", "feeds_into"]
     list_filter = [("district", RelatedOnly)]
-    list_select_related = ["district"]
+    list_select_related = ["district", "feeds_into"]
     search_fields = ["name", "code"]
 
 

@@ -11,12 +11,16 @@ unfinished step and a finished rollover re-run changes nothing:
    retained: graduated_on and exit_date = the closing session's end, inactive, archived,
    not re-enrolled.
 4. ``promote``: every other active enrollment moves up one grade, except retained students
-   (Student.retain_next_year), who keep their grade; the flag is cleared for next year.
-   Students at the top grade of a school that ends below 12 (a middle school's 8th
-   graders) are promoted in place (grade 9 at the middle school) and listed in
-   ``counts["feeder_transfer_student_ids"]`` for staff to transfer to the feeder school:
-   the data does not say which school feeds which, so the rollover does not guess.
-   Transfers (transferred_on set) and inactive or archived students are not rolled.
+   (Student.retain_next_year), who keep their grade and school; the flag is cleared for
+   next year. A promoted student whose next grade is above their school's highest grade
+   (an elementary school's 5th graders) is enrolled in the school it feeds into
+   (School.feeds_into: the middle school), in that next grade, and listed in
+   ``counts["moved_to_feeder_student_ids"]``; their counselor stays only if on the new
+   school's staff. Where the school names no feeder (or the feeder does not teach that
+   grade, or already has a student with that student number), the student is promoted in
+   place and listed in ``counts["feeder_transfer_student_ids"]`` for staff to transfer by
+   hand; the dry run names those schools first. Transfers (transferred_on set) and
+   inactive or archived students are not rolled.
 5. ``sessions-current``: the old session stops being current and the new one becomes
    current. The attendance jobs count per current session, so this resets their counters.
 6. ``close-interventions``: every active intervention closes with reason "end of year".
@@ -29,14 +33,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Count, F, Q, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from interventions.models import Intervention
 from interventions.services import interventions_close_all
 from scheduling.models import RolloverRequest
-from students.models import AcademicSession, District, Student
+from students.models import AcademicSession, District, School, StaffProfile, Student
 
 STEPS = ("snapshot", "new-session", "graduate", "promote", "sessions-current", "close-interventions")
 END_OF_YEAR = "end of year"
@@ -110,8 +114,37 @@ def _rolling(district: District):
     return _enrolled(district).filter(retain_next_year=False, grade_level__lt=12)
 
 
-def _feeder(district: District):
+def _leaving(district: District):
+    """Promoted past their school's highest grade (below 12: a 12-ending school graduates)."""
     return _rolling(district).filter(school__highest_grade__lt=12, grade_level__gte=F("school__highest_grade"))
+
+
+def _to_feeder(district: District):
+    """Leaving, and their school's feeder can take them: same district, teaches the next
+    grade, and no student there (or arriving there from another school) has their student
+    number, which is unique per school — a clash stays behind, listed, rather than failing
+    the step."""
+    clash = Student.objects.filter(local_id=OuterRef("local_id"), school__district_id=district.id).exclude(
+        pk=OuterRef("pk")).filter(Q(school_id=OuterRef("school__feeds_into_id"))
+                                  | Q(school__feeds_into_id=OuterRef("school__feeds_into_id")))
+    return _leaving(district).filter(
+        school__feeds_into__district_id=district.id,
+        school__feeds_into__lowest_grade__lte=F("grade_level") + 1,
+        school__feeds_into__highest_grade__gte=F("grade_level") + 1,
+    ).exclude(Exists(clash))
+
+
+def _feeder(district: District):
+    """Leaving and staying: promoted in place, listed for staff to transfer."""
+    return _leaving(district).exclude(pk__in=_to_feeder(district).values("pk"))
+
+
+def _no_feeder_schools(district: District) -> list[dict]:
+    """The schools whose leaving students would stay (no feeder, or one that cannot take them)."""
+    rows = (_feeder(district).values("school_id", "school__name", "school__highest_grade", "school__feeds_into__name")
+            .annotate(n=Count("id")).order_by("school__name", "school_id"))
+    return [{"school_id": r["school_id"], "school": r["school__name"], "highest_grade": r["school__highest_grade"],
+             "feeds_into": r["school__feeds_into__name"], "students": r["n"]} for r in rows]
 
 
 def _not_rolled(district: District):
@@ -147,6 +180,7 @@ def plan(target: Target) -> dict:
         "not_rolled": _not_rolled(d).count(),
         "interventions_closed": Intervention.objects.filter(student__school__district_id=d.id,
                                                             status=Intervention.Status.ACTIVE).count(),
+        "moved_to_feeder": _to_feeder(d).count(), "no_feeder_schools": _no_feeder_schools(d),
     }
 
 
@@ -210,7 +244,17 @@ def execute(*, request: RolloverRequest, now: dt.datetime, job_run_id: int | Non
             retain_next_year=False)
 
     def promote(req):
+        # Who stays and who moves is read before anything moves: the move changes their school.
         req.counts["feeder_transfer_student_ids"] = list(_feeder(district).order_by("id").values_list("id", flat=True))
+        req.counts["no_feeder_schools"] = _no_feeder_schools(district)
+        moving = _to_feeder(district)
+        req.counts["moved_to_feeder_student_ids"] = list(moving.order_by("id").values_list("id", flat=True))
+        # A counselor who is not on the feeder's staff no longer serves the student: cleared
+        # (the new school assigns one) before the move, while the old school still names the feeder.
+        on_feeder_staff = StaffProfile.schools.through.objects.filter(
+            staffprofile__user_id=OuterRef("counselor_id"), school_id=OuterRef("school__feeds_into_id"))
+        moving.filter(counselor__isnull=False).exclude(Exists(on_feeder_staff)).update(counselor=None)
+        moving.update(school=Subquery(School.objects.filter(pk=OuterRef("school_id")).values("feeds_into_id")[:1]))
         req.counts["promoted"] = _rolling(district).update(grade_level=F("grade_level") + 1)
         # Retained students keep their grade; the flag is for one rollover only.
         req.counts["retained"] = _enrolled(district).filter(retain_next_year=True).update(retain_next_year=False)
@@ -234,6 +278,8 @@ def execute(*, request: RolloverRequest, now: dt.datetime, job_run_id: int | Non
     return {"request": request.pk, "steps_run": ran, "steps_skipped": [s for s in STEPS if s not in ran],
             "graduated": counts.get("graduated", 0), "promoted": counts.get("promoted", 0),
             "retained": counts.get("retained", 0), "feeder_transfer": len(counts.get("feeder_transfer_student_ids", [])),
+            "moved_to_feeder": len(counts.get("moved_to_feeder_student_ids", [])),
+            "no_feeder_schools": counts.get("no_feeder_schools", []),
             "interventions_closed": counts.get("interventions_closed", 0), "new_session_id": counts.get("new_session_id"),
             "closing_active_students": request.snapshot.get("active_students")}
 

@@ -8,11 +8,11 @@ schedule at that time; the schedule runs this job for the district (or ``jobs ru
 end-of-year-rollover --district ID`` runs the approved request now). ``manage.py rollover``
 is the direct command-line path (with --dry-run for exact counts).
 
-Rules (scheduling/rollover.py), in order: snapshot the closing year; create the new
+Rules (students/rollover.py), in order: snapshot the closing year; create the new
 session; graduate the top grade (12) — graduated, inactive, archived, not re-enrolled;
-promote every other active enrollment one grade, retained students keep theirs (the
-middle school's top grade is promoted in place and listed for transfer to the feeder
-school); transfers and inactive students are not rolled; the new session becomes current
+promote every other active enrollment one grade, retained students keep theirs; a
+school's top grade is enrolled in the school it feeds into (School.feeds_into), or, where
+it names none, promoted in place and listed for transfer; transfers and inactive students are not rolled; the new session becomes current
 (the attendance jobs' counters restart); every active intervention closes with reason
 "end of year".
 

@@ -21,7 +21,7 @@ from interventions.models import Intervention
 from scheduling.models import JobRun, RolloverRequest
 from skillcore.models import AccessLog
 from students import rollover
-from students.models import AcademicSession, Role, Student
+from students.models import AcademicSession, Role, School, Student
 from tests import factories as f
 
 NOW = dt.datetime(2027, 6, 25, 16, 0, tzinfo=dt.UTC)
@@ -347,3 +347,198 @@ def test_admin_post_to_a_filed_request_is_a_form_error_not_a_500(client, distric
         assert "cannot be changed" in " ".join(form.non_field_errors())
         assert b"cannot be changed" in response.content
     assert world_state() == before
+
+
+# -- feeder schools: the top grade moves to the school it feeds ----------------------------------
+@pytest.fixture
+def feeders(district):
+    """Elementary (K-5) -> middle (6-8) -> high (9-12), and a middle school that names no feeder."""
+    high = f.SchoolFactory(district=district, name="Lakeside High", lowest_grade=9, highest_grade=12)
+    middle = f.SchoolFactory(district=district, name="Hillcrest Middle", lowest_grade=6, highest_grade=8, feeds_into=high)
+    elementary = f.SchoolFactory(district=district, name="Maple Elementary", lowest_grade=0, highest_grade=5,
+                                 feeds_into=middle)
+    westside = f.SchoolFactory(district=district, name="Westside Middle", lowest_grade=6, highest_grade=8)
+    closing = f.AcademicSessionFactory(district=district, name="2026-2027", start_date=dt.date(2026, 8, 31),
+                                       end_date=dt.date(2027, 6, 18), is_current=True)
+    elem_counselor = f.StaffFactory(roles=[Role.COUNSELOR], schools=[elementary])
+    both_counselor = f.StaffFactory(roles=[Role.COUNSELOR], schools=[elementary, middle])
+    S = f.StudentFactory
+    return {
+        "closing": closing, "high": high, "middle": middle, "elementary": elementary, "westside": westside,
+        "elem_counselor": elem_counselor, "both_counselor": both_counselor,
+        "e5": S(school=elementary, grade_level=5, counselor=elem_counselor),
+        "e5_both": S(school=elementary, grade_level=5, counselor=both_counselor),
+        "e5_retained": S(school=elementary, grade_level=5, retain_next_year=True, counselor=elem_counselor),
+        "e5_transferred": S(school=elementary, grade_level=5, transferred_on=dt.date(2027, 3, 1)),
+        "e5_inactive": S(school=elementary, grade_level=5, is_active=False),
+        "e4": S(school=elementary, grade_level=4, counselor=elem_counselor),
+        "m8": S(school=middle, grade_level=8),
+        "m7": S(school=middle, grade_level=7),
+        "w8": S(school=westside, grade_level=8),
+        "h12": S(school=high, grade_level=12),
+    }
+
+
+def placed():
+    return {pk: (school, grade) for pk, school, grade in Student.objects.values_list("id", "school_id", "grade_level")}
+
+
+def test_the_top_grade_is_enrolled_in_the_school_it_feeds_in_the_next_grade(district, feeders):
+    w = feeders
+    approve(district)
+    result = json.loads(rollover_cmd(district).strip().splitlines()[-1])
+    now = {k: Student.objects.get(pk=v.pk) for k, v in w.items() if isinstance(v, Student)}
+    assert (now["e5"].school, now["e5"].grade_level) == (w["middle"], 6)  # 5th grader: 6th at the middle school
+    assert (now["e5_both"].school, now["e5_both"].grade_level) == (w["middle"], 6)
+    assert (now["m8"].school, now["m8"].grade_level) == (w["high"], 9)  # and the 8th grader: 9th at the high school
+    assert (now["e4"].school, now["e4"].grade_level) == (w["elementary"], 5)
+    assert (now["m7"].school, now["m7"].grade_level) == (w["middle"], 8)
+    # Same rules as before for the retained (stays, in grade 5, at the elementary), transfers and inactive.
+    assert (now["e5_retained"].school, now["e5_retained"].grade_level, now["e5_retained"].retain_next_year) == (
+        w["elementary"], 5, False)
+    for k in ("e5_transferred", "e5_inactive"):
+        assert (now[k].school, now[k].grade_level) == (w["elementary"], 5)
+    # No feeder: promoted in place and listed, as before.
+    assert (now["w8"].school, now["w8"].grade_level) == (w["westside"], 9)
+    assert now["h12"].graduated_on == dt.date(2027, 6, 18)
+    # The elementary counselor does not follow the student; one on the middle school's staff does.
+    assert now["e5"].counselor is None and now["e5_both"].counselor == w["both_counselor"]
+    assert now["e4"].counselor == w["elem_counselor"] and now["e5_retained"].counselor == w["elem_counselor"]
+    req = RolloverRequest.objects.get()
+    assert req.counts["moved_to_feeder_student_ids"] == sorted([w["e5"].pk, w["e5_both"].pk, w["m8"].pk])
+    assert req.counts["feeder_transfer_student_ids"] == [w["w8"].pk]
+    assert result == {**result, "moved_to_feeder": 3, "feeder_transfer": 1, "promoted": 6, "retained": 1, "graduated": 1,
+                      "no_feeder_schools": [{"school_id": w["westside"].pk, "school": "Westside Middle", "highest_grade": 8,
+                                             "feeds_into": None, "students": 1}]}
+
+
+def test_dry_run_lists_the_schools_without_a_usable_feeder(district, feeders):
+    before = placed()
+    out = rollover_cmd(district, "--dry-run")
+    assert "moved_to_feeder 3" in out and "feeder_transfer 1" in out and "nothing written" in out
+    assert (f"school Westside Middle (id {feeders['westside'].pk}, highest grade 8) names no feeder school: "
+            "1 student(s) would be promoted in place and listed for transfer") in out
+    assert "Maple Elementary" not in out and "Hillcrest Middle" not in out  # they have a feeder that takes them
+    assert placed() == before and not RolloverRequest.objects.exists()
+    # A feeder that does not teach the next grade (set around School.clean()) is no feeder either.
+    School.objects.filter(pk=feeders["middle"].pk).update(lowest_grade=7)
+    out = rollover_cmd(district, "--dry-run")
+    assert "moved_to_feeder 1" in out and "feeder_transfer 3" in out
+    assert "school Maple Elementary" in out and "feeds into Hillcrest Middle, which cannot take them" in out
+    assert "2 student(s) would be promoted in place" in out
+
+
+def test_dry_run_counts_equal_the_real_runs(district, feeders):
+    f.StudentFactory(school=feeders["middle"], grade_level=8, local_id="clash-1")
+    f.StudentFactory(school=feeders["high"], grade_level=10, local_id="clash-1")  # this student number is taken there
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                   end=dt.date(2028, 6, 16))
+        planned = rollover.plan(target)
+    approve(district)
+    with time_machine.travel(NOW, tick=False):
+        result = rollover.execute(request=RolloverRequest.objects.get(), now=NOW)
+    keys = ("graduated", "promoted", "retained", "feeder_transfer", "moved_to_feeder", "interventions_closed",
+            "no_feeder_schools")
+    assert {k: planned[k] for k in keys} == {k: result[k] for k in keys}
+    assert planned["moved_to_feeder"] == 3 and planned["feeder_transfer"] == 2
+    assert planned["active_students"] == result["closing_active_students"]
+    # The clash stays at the middle school (grade 9), listed, instead of failing the step.
+    assert Student.objects.get(school=feeders["middle"], local_id="clash-1").grade_level == 9
+
+
+def test_feeder_rerun_and_redelivery_change_nothing(district, feeders):
+    req = approve(district)
+    rollover_cmd(district)
+    before = (placed(), list(Student.objects.order_by("id").values_list("id", "counselor_id")),
+              RolloverRequest.objects.get().counts)
+    assert "already done; nothing changed" in rollover_cmd(district)
+    with time_machine.travel(NOW + dt.timedelta(minutes=5), tick=False):
+        assert rollover.run_approved(request_id=req.pk).result == {"requests": 0}
+    assert (placed(), list(Student.objects.order_by("id").values_list("id", "counselor_id")),
+            RolloverRequest.objects.get().counts) == before
+    assert Student.objects.get(pk=feeders["e5"].pk).grade_level == 6  # moved and promoted once
+
+
+@pytest.mark.django_db
+def test_feeder_moves_keep_the_query_count_flat():
+    def statements(n):
+        d = f.DistrictFactory()
+        middle = f.SchoolFactory(district=d, lowest_grade=6, highest_grade=8)
+        elementary = f.SchoolFactory(district=d, lowest_grade=0, highest_grade=5, feeds_into=middle)
+        counselor = f.StaffFactory(roles=[Role.COUNSELOR], schools=[elementary])
+        for _ in range(n):
+            f.StudentFactory(school=elementary, grade_level=5, counselor=counselor)
+            f.StudentFactory(school=middle, grade_level=8)
+        f.AcademicSessionFactory(district=d, name="2026-2027", is_current=True)
+        approve(d)
+        with CaptureQueriesContext(connection) as ctx:
+            rollover_cmd(d)
+        assert Student.objects.filter(school=middle, grade_level=6).count() == n
+        return len(ctx.captured_queries)
+
+    assert statements(2) == statements(15)
+
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change, error", [
+    (lambda w: {"feeds_into": w["elementary"]}, "cannot feed into itself"),
+    (lambda w: {"feeds_into": f.SchoolFactory(lowest_grade=6, highest_grade=8)}, "is in another district"),
+    (lambda w: {"feeds_into": w["high"]}, "not grade 6"),  # elementary -> high skips grade 6
+    (lambda w: {"highest_grade": 12, "feeds_into": w["middle"]}, "graduates its students"),
+])
+def test_a_feeder_is_in_the_district_and_teaches_the_next_grade(district, feeders, change, error):
+    from django.core.exceptions import ValidationError
+
+    school = School.objects.get(pk=feeders["elementary"].pk)
+    for k, v in change(feeders).items():
+        setattr(school, k, v)
+    with pytest.raises(ValidationError) as exc:
+        school.full_clean()
+    assert error in " ".join(exc.value.message_dict["feeds_into"])
+    # A feeder whose span covers the next grade (6-12 secondary) is fine; so is none.
+    school = School.objects.get(pk=feeders["elementary"].pk)
+    school.feeds_into = f.SchoolFactory(district=district, code="S612", lowest_grade=5, highest_grade=12)
+    school.full_clean()
+    school.feeds_into = None
+    school.full_clean()
+
+
+def test_district_admin_sets_the_feeder_in_the_admin(client, district, feeders):
+    admin_user = f.StaffFactory(username="feeder_admin", roles=[Role.DISTRICT_ADMIN], schools=[feeders["westside"]])
+    client.force_login(admin_user)
+    url = f"/admin/students/school/{feeders['westside'].pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    choices = {c for c, _ in page.context["adminform"].form.fields["feeds_into"].choices if c}
+    other = f.SchoolFactory(lowest_grade=9, highest_grade=12)  # another district's high school
+    assert feeders["high"].pk in {int(str(c)) for c in choices} and other.pk not in {int(str(c)) for c in choices}
+    w = feeders["westside"]
+    data = {"district": district.pk, "name": w.name, "code": w.code, "lowest_grade": 6, "highest_grade": 8}
+    bad = client.post(url, {**data, "feeds_into": feeders["middle"].pk})  # a middle school does not teach 9
+    assert bad.status_code == 200 and "feeds_into" in bad.context["adminform"].form.errors
+    ok = client.post(url, {**data, "feeds_into": feeders["high"].pk})
+    assert ok.status_code == 302, ok.content[:2000]
+    assert School.objects.get(pk=w.pk).feeds_into == feeders["high"]
+    assert "names no feeder" not in rollover_cmd(district, "--dry-run")
+
+
+def test_a_seeded_district_rolls_every_student_into_a_grade_their_school_teaches(db):
+    from django.db.models import F, Q
+
+    from skillcore.seed import seed_district
+
+    d = seed_district(name="Feeders", students=120, seed=7, time_zone="America/New_York", as_of=dt.date(2026, 10, 9)).district
+    schools = {s.lowest_grade: s for s in School.objects.filter(district=d)}
+    assert schools[0].feeds_into == schools[6] and schools[6].feeds_into == schools[9] and schools[9].feeds_into is None
+    req = approve(d)
+    with time_machine.travel(NOW, tick=False):
+        planned = rollover.plan(rollover.validate(district_id=d.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                                  end=dt.date(2028, 6, 16), existing=req))
+        result = rollover.execute(request=req, now=NOW)
+    assert planned["moved_to_feeder"] == result["moved_to_feeder"] > 0 and result["feeder_transfer"] == 0
+    assert planned["no_feeder_schools"] == result["no_feeder_schools"] == []
+    rolled = Student.objects.filter(school__district=d, is_active=True, transferred_on__isnull=True)
+    assert rolled.exists() and not rolled.filter(
+        Q(grade_level__lt=F("school__lowest_grade")) | Q(grade_level__gt=F("school__highest_grade"))).exists()

@@ -1,6 +1,6 @@
 """``manage.py rollover --district ID --to NAME --start DATE --end DATE [--dry-run]``.
 
-Closes the district's current school year and opens NAME (scheduling/rollover.py has the
+Closes the district's current school year and opens NAME (students/rollover.py has the
 steps). A rollover needs a second system admin's approval, whatever path runs it:
 
 - no request for (district, NAME) yet: the command files one (waiting for approval), says
@@ -8,7 +8,8 @@ steps). A rollover needs a second system admin's approval, whatever path runs it
 - a request still waiting for approval, or cancelled: exit 2, one line, nothing written;
 - an approved request: the command runs it now (its one-off schedule then finds it done).
 
-``--dry-run`` needs no approval: it prints the exact counts a run would produce and writes
+``--dry-run`` needs no approval: it prints the exact counts a run would produce, then each
+school whose top-grade students would stay because it names no usable feeder school, and writes
 nothing (but the access-trail rows of what it read). Running again after success changes
 nothing; after a crash it resumes at the first unfinished step. Bad input (unknown
 district, a session that exists or overlaps, end before start, a malformed date) exits 2
@@ -56,7 +57,7 @@ class Command(BaseCommand):
             if existing is not None and existing.status == RolloverRequest.Status.DONE:
                 self.stdout.write(f"rollover to {existing.to_name!r} already done; nothing changed")
                 self.stdout.write(json.dumps({"request": existing.pk, **{k: v for k, v in existing.counts.items()
-                                                                          if k != "feeder_transfer_student_ids"}}, sort_keys=True))
+                                                                          if not k.endswith("_student_ids")}}, sort_keys=True))
                 return
             if existing is not None and not dry_run:
                 rollover.ensure_approved(existing)  # a pending or cancelled request: refused, nothing written
@@ -66,7 +67,15 @@ class Command(BaseCommand):
         if dry_run:
             with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover dry run"):
                 counts = rollover.plan(target)
+            schools = counts.pop("no_feeder_schools")
             self.stdout.write("dry run: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; nothing written")
+            # Named before the real run, so a district admin can set the feeder (Schools in the
+            # admin) instead of transferring these students by hand afterwards.
+            for s in schools:
+                why = (f"feeds into {s['feeds_into']}, which cannot take them (grade not taught there, or student "
+                       f"number already used there)") if s["feeds_into"] else "names no feeder school"
+                self.stdout.write(f"school {s['school']} (id {s['school_id']}, highest grade {s['highest_grade']}) {why}: "
+                                  f"{s['students']} student(s) would be promoted in place and listed for transfer")
             return
         now = timezone.now()
         if existing is None:
