@@ -299,3 +299,85 @@ def test_the_notification_step_failing_then_the_engine_retry_escalates_nothing(d
         [(flagged.id, 1, "active"), (heavy.id, 2, "active")])
     assert CounselorTask.objects.count() == 4
     assert sorted(Notification.objects.values_list("context__tier", flat=True)) == [1, 1, 2, 2]
+
+
+# -- the session-wide run, a counselor's closing, ready to review --------------------------------
+@pytest.fixture
+def autumn(district, school, counselor):
+    """60 school days (2026-09-01 .. 2026-11-23); ``student`` missed 09-02 .. 09-04 only."""
+    f.AcademicSessionFactory(district=district, start_date=START, end_date=dt.date(2027, 6, 18))
+    days = school_days(school, 60)
+    student = f.StudentFactory(school=school, counselor=counselor, enrollment_date=START)
+    attend([student], days, absent_on=set(days[1:4]))
+    return {"days": days, "student": student}
+
+
+def test_a_first_run_in_november_flags_a_run_in_september_ready_to_review_at_once(district, autumn):
+    # A district that starts running the job mid-year: the only sign is a run in September.
+    student = autumn["student"]
+    run = run_on(district, dt.date(2026, 11, 20))
+    assert run.result["created"] == 1 and run.result["ready_to_review"] == 1 and run.result["review_marked"] == 1
+    intervention = Intervention.objects.get(student=student)
+    assert intervention.status == "active" and intervention.ready_to_review_since == dt.date(2026, 11, 20)
+    assert intervention.reason.endswith("3 in a row)")
+    # A retry of the slot: the same row (reported again as the slot's), the same mark.
+    again = run_on(district, dt.date(2026, 11, 20), trigger=JobRun.Trigger.RETRY, retry_of=run)
+    assert (again.result["created"], again.result["review_marked"], again.result["ready_to_review"]) == (1, 0, 1)
+    assert Intervention.objects.filter(student=student).count() == 1
+    assert Intervention.objects.get(student=student).ready_to_review_since == dt.date(2026, 11, 20)
+
+
+def test_ready_to_review_is_set_by_one_slot_and_cleared_by_a_later_one(district, autumn):
+    days, student = autumn["days"], autumn["student"]
+    run_on(district, days[4])  # opened; 3 absences in 5 days: slipping
+    intervention = Intervention.objects.get(student=student)
+    assert intervention.ready_to_review_since is None
+    run_on(district, days[33])  # the last 30 (days[4..33]) absence-free
+    intervention.refresh_from_db()
+    assert intervention.ready_to_review_since == days[33]
+    AttendanceRecord.objects.filter(student=student, date__in=days[40:43]).update(status="absent-unexcused",
+                                                                              fraction_present=0)
+    run = run_on(district, days[42])
+    intervention.refresh_from_db()
+    assert run.result["review_cleared"] == 1 and run.result["ready_to_review"] == 0
+    assert intervention.ready_to_review_since is None and intervention.status == "active"
+
+
+def test_the_job_respects_a_counselors_closing_until_a_new_absence(district, autumn):
+    days, student = autumn["days"], autumn["student"]
+    run_on(district, days[4])
+    intervention = Intervention.objects.get(student=student)
+    intervention.status, intervention.closed_reason = "closed", "Family plan in place"
+    intervention.closed_at = local_slot(district, days[20].year, days[20].month, days[20].day, 15)
+    intervention.save()
+    AttendanceRecord.objects.filter(student=student, date=days[20]).update(status="absent-unexcused", fraction_present=0)
+    run = run_on(district, days[30])  # at risk (the run), but every absence is dated on or before the closing day
+    assert (run.result["created"], run.result["closed_by_counselor"]) == (0, 1)
+    assert not Intervention.objects.filter(student=student, status="active").exists()
+    # Three more absences after the closing day: a new run, a new intervention.
+    AttendanceRecord.objects.filter(student=student, date__in=days[31:34]).update(status="absent-unexcused",
+                                                                              fraction_present=0)
+    run = run_on(district, days[33])
+    assert (run.result["created"], run.result["closed_by_counselor"]) == (1, 0)
+    assert Intervention.objects.filter(student=student).count() == 2
+    assert Intervention.objects.get(student=student, status="active").ready_to_review_since is None
+
+
+def test_admin_lists_ready_to_review_on_the_priority_list_and_filters(district, autumn, client, counselor):
+    from django.urls import reverse
+
+    run_on(district, dt.date(2026, 11, 20))
+    other = f.StudentFactory(school=autumn["student"].school, counselor=counselor, enrollment_date=START)
+    f.InterventionFactory(student=other, type="attendance", tier=1, owner=counselor,
+                          opened_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    client.force_login(counselor)
+    tasks = reverse("admin:interventions_counselortask_changelist")
+    ready = client.get(tasks, {"ready_to_review": "yes", "kind__exact": "priority"})
+    assert ready.status_code == 200
+    assert [t.student_id for t in ready.context["cl"].result_list] == [autumn["student"].id]
+    assert "Ready to review" in ready.content.decode()
+    interventions = reverse("admin:interventions_intervention_changelist")
+    assert [i.student_id for i in client.get(interventions, {"ready_to_review": "yes"}).context["cl"].result_list] == [
+        autumn["student"].id]
+    assert [i.student_id for i in client.get(interventions, {"ready_to_review": "no"}).context["cl"].result_list] == [
+        other.id]
