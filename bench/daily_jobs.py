@@ -149,7 +149,7 @@ absent AS (
     JOIN students_student s ON s.id = a.student_id
     JOIN cal ON cal.school_id = s.school_id AND cal.date = a.date
     WHERE s.is_active AND a.date >= s.enrollment_date AND (s.exit_date IS NULL OR a.date <= s.exit_date)
-      AND (a.status IN ('absent-excused', 'absent-unexcused', 'oss') OR a.fraction_present < 0.5)
+      AND (a.status IN ('absent-excused', 'absent-unexcused', 'oss') OR a.fraction_present <= 0.5)
 ),
 islands AS (
     SELECT student_id, COUNT(*) AS len, MAX(idx) AS last_idx, MAX(n) AS n,
@@ -158,7 +158,7 @@ islands AS (
 ),
 per AS (
     SELECT student_id, SUM(len) AS absences, SUM(in_window) AS w_abs,
-           COALESCE(MAX(len) FILTER (WHERE last_idx > n - %(window)s), 0) AS streak
+           MAX(len) AS streak
     FROM islands GROUP BY student_id
 ),
 sch AS (   -- per school: instructional days, and the first of the last 30 of them
@@ -232,18 +232,17 @@ def reference_loop(district, session, as_of: dt.date, sample: int) -> tuple[set[
         hi = min(last, student.exit_date) if student.exit_date else last
         records = AttendanceRecord.objects.filter(student=student).values_list("date", "status", "fraction_present")
         absent = {d for d, status, fraction in records
-                  if lo <= d <= hi and (status in absent_statuses or fraction < Decimal("0.5"))}
+                  if lo <= d <= hi and (status in absent_statuses or fraction <= Decimal("0.5"))}
         enrolled_days = [d for d in days if lo <= d <= hi]
         absent_days = [d for d in enrolled_days if d in absent]
         window = days[-30:]
         window_days = [d for d in enrolled_days if window and d >= window[0]]
         window_absent = sum(1 for d in window_days if d in absent)
         streak = run = 0
-        window_from = len(days) - 30
         for i, d in enumerate(days):
             run = run + 1 if d in absent else 0
             ends_here = run and (i + 1 == len(days) or days[i + 1] not in absent)
-            if ends_here and i >= window_from:
+            if ends_here:  # a run anywhere in the session
                 streak = max(streak, run)
         enrolled, absences = len(enrolled_days), len(absent_days)
         risky = (
