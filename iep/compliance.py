@@ -173,3 +173,17 @@ def plans_504(*, district: District, as_of: dt.date) -> list[dict]:
         }
         for p in plans
     ]
+
+
+def meetings_without_minutes(*, district: District, first: dt.date, last: dt.date) -> int:
+    """IEP meetings of the month (their local date in [first, last]) that were not cancelled
+    and have no minutes (the district's rule: a meeting is recorded as held only with them;
+    one still "scheduled" after its date was held, or missed, without a record). One query."""
+    from iep.models import IEPMeeting
+
+    start, end = (dt.datetime.combine(d, dt.time.min, tzinfo=district.zone) for d in (first, last + dt.timedelta(days=1)))
+    return IEPMeeting.objects.filter(
+        iep__student__school__district=district, scheduled_for__gte=start, scheduled_for__lt=end,
+        status__in=["scheduled", "held"], minutes__isnull=True,
+    ).count()
+

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from iep.models import IEP, IEPMeeting, IEPTeamMember
-from students.models import AGE_OF_RIGHTS_TRANSFER, District, GuardianLink, Role, age_on
+from students.models import AGE_OF_RIGHTS_TRANSFER, CalendarDay, District, GuardianLink, Role, age_on
 
 # Who is told at each offset (days before the review is due). Offsets a district adds
 # beyond these get the widest audience of the nearest standard offset at or above it.
@@ -272,3 +272,60 @@ def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNot
 def notice_late(*, sent_on: dt.date, meeting_day: dt.date, lead_days: int) -> bool:
     """A notice sent on ``sent_on`` is late when fewer than ``lead_days`` days remain."""
     return not notice_on_time(notice_sent_on=sent_on, meeting_day=meeting_day, lead_days=lead_days)
+
+
+MINUTES_DUE_SCHOOL_DAYS = 2
+MINUTES_LOOKBACK_DAYS = 45  # older meetings are the compliance report's, not a daily reminder's
+
+
+@dataclass(frozen=True)
+class MinutesMissing:
+    meeting_id: int
+    iep_id: int
+    student_id: int
+    school_id: int
+    student_name: str
+    meeting_day: dt.date
+    review_due: dt.date
+
+
+def school_days_after(*, day: dt.date, until: dt.date, instructional: set[dt.date] | None) -> int:
+    """School days in (day, until]: the school's instructional calendar days, or Monday to
+    Friday for a school with no calendar rows in that span (never silently zero)."""
+    if instructional is None:
+        return sum(1 for n in range(1, (until - day).days + 1) if (day + dt.timedelta(days=n)).weekday() < 5)
+    return sum(1 for d in instructional if day < d <= until)
+
+
+def meetings_missing_minutes(*, district: District, today: dt.date) -> list[MinutesMissing]:
+    """Meetings of active IEPs whose date has passed (local), not cancelled, without minutes,
+    at least ``MINUTES_DUE_SCHOOL_DAYS`` school days (the school's calendar) before ``today``.
+    Three queries."""
+    zone = district.zone
+    start_of_today = dt.datetime.combine(today, dt.time.min, tzinfo=zone)
+    rows = IEPMeeting.objects.filter(
+        status__in=[IEPMeeting.Status.SCHEDULED, IEPMeeting.Status.HELD], minutes__isnull=True,
+        scheduled_for__lt=start_of_today, scheduled_for__gte=start_of_today - dt.timedelta(days=MINUTES_LOOKBACK_DAYS),
+        iep__status=IEP.Status.ACTIVE, iep__student__is_active=True, iep__student__school__district=district,
+    ).order_by("scheduled_for", "id").values_list(
+        "id", "iep_id", "iep__student_id", "iep__student__school_id", "iep__student__first_name", "iep__student__last_name",
+        "scheduled_for", "iep__next_review_due",
+    )
+    rows = [(*r[:6], r[6].astimezone(zone).date(), r[7]) for r in rows]
+    if not rows:
+        return []
+    calendars: dict[int, set[dt.date]] = {}
+    for school_id, day in CalendarDay.objects.filter(
+        school_id__in={r[3] for r in rows}, date__gt=min(r[6] for r in rows), date__lte=today, is_instructional=True
+    ).values_list("school_id", "date"):
+        calendars.setdefault(school_id, set()).add(day)
+    # A school with rows in the span but none instructional (a holiday week) has days, all off.
+    with_rows = set(CalendarDay.objects.filter(
+        school_id__in={r[3] for r in rows}, date__gt=min(r[6] for r in rows), date__lte=today
+    ).values_list("school_id", flat=True).distinct())
+    return [
+        MinutesMissing(mid, iep_id, student_id, school_id, f"{first} {last}".strip(), day, review_due)
+        for mid, iep_id, student_id, school_id, first, last, day, review_due in rows
+        if school_days_after(day=day, until=today, instructional=calendars.get(school_id, set()) if school_id in with_rows else None)
+        >= MINUTES_DUE_SCHOOL_DAYS
+    ]

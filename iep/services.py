@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import F
 
-from iep.models import IEP, IEPMeeting
+from iep.models import IEP, IEPMeeting, IEPMeetingMinutes
 
 
 @transaction.atomic
@@ -70,3 +70,22 @@ def iep_meetings_record_notice(*, meeting_ids: Iterable[int], sent_on: dt.date) 
     if not meeting_ids:
         return 0
     return IEPMeeting.objects.filter(id__in=meeting_ids, guardian_notice_sent_on__isnull=True).update(guardian_notice_sent_on=sent_on)
+
+
+@transaction.atomic
+def iep_meeting_record_held(
+    *, meeting: IEPMeeting, attendees: list[dict], decisions: str, next_steps: str, author, written_at: dt.datetime | None = None
+) -> IEPMeetingMinutes:
+    """Record a meeting as held with its minutes, both or neither (a held meeting always has
+    minutes). The meeting row is locked so two clerks cannot write two sets of minutes."""
+    meeting = IEPMeeting.objects.select_for_update().get(pk=meeting.pk)
+    minutes = IEPMeetingMinutes(meeting=meeting, attendees=attendees, decisions=decisions, next_steps=next_steps, author=author)
+    if written_at is not None:
+        minutes.written_at = written_at
+    minutes.full_clean()
+    minutes.save()
+    meeting.status = IEPMeeting.Status.HELD
+    meeting.full_clean()
+    meeting.save(update_fields=["status"])
+    return minutes
+

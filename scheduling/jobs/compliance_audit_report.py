@@ -41,6 +41,7 @@ def build(*, district, as_of: dt.date) -> dict:
         r["overdue_days"] = -r["days"]
     services = compliance.service_minutes(district=district, first=first, last=last)
     plans = compliance.plans_504(district=district, as_of=as_of)
+    no_minutes = compliance.meetings_without_minutes(district=district, first=first, last=last)
     month = f"{first:%Y-%m}"
 
     access_rows = [
@@ -88,7 +89,7 @@ def build(*, district, as_of: dt.date) -> dict:
         "iep_services": len(services), "plans_504": len(plans),
         "accommodations": sum(p["accommodations"] for p in plans),
         "accommodations_without_implementer": sum(len(p["without_implementer"]) for p in plans),
-        "directory_opt_outs_left_out": opted_out,
+        "directory_opt_outs_left_out": opted_out, "iep_meetings_without_minutes": no_minutes,
     }
     start, end = (dt.datetime.combine(d, dt.time.min, tzinfo=district.zone) for d in (first, last + dt.timedelta(days=1)))
     evidence = {
@@ -110,6 +111,7 @@ def build(*, district, as_of: dt.date) -> dict:
             {"label": "IEP reviews overdue", "value": overdue, "warn": overdue > 0},
             {"label": "IEP reviews due in 30 days", "value": len(reviews) - overdue},
             {"label": "Service minutes delivered", "value": f"{delivered} / {required}", "warn": delivered < required},
+            {"label": "IEP meetings without minutes", "value": no_minutes, "warn": no_minutes > 0},
             {"label": "504 plans past review", "value": len(past_review), "warn": bool(past_review)},
             {"label": "Accommodations without implementer", "value": inputs["accommodations_without_implementer"],
              "warn": inputs["accommodations_without_implementer"] > 0},

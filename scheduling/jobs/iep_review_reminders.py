@@ -15,13 +15,15 @@ IEPs (past due, no review recorded) alert the coordinator once per local day. A 
 meeting's family notice (34 CFR 300.322(b)) goes out on the first run after it is scheduled,
 to the guardians the family rule lets be told and to the student at 18 (300.520), in their
 language, by email and push; the run's local date is recorded as the notice date, and a
-meeting fewer than the lead days away is flagged to the case manager and coordinator at once. Priority is
+meeting fewer than the lead days away is flagged to the case manager and coordinator at once.
+A meeting whose date passed without minutes (a meeting is recorded as held only with them)
+reminds the case manager once, 2 school days after it (the school's instructional calendar). Priority is
 high from 30 days on (the 30-day rung and every later one). The IEP records the last reminder (time, offset) and the count.
 
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
 cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``,
-``iep-meeting-notice:<meeting>:<recipient>:<channel>``
+``iep-meeting-notice:<meeting>:<recipient>:<channel>``, ``iep-minutes-missing:<meeting>:<recipient>:email``
 and ``iep-notice-late:<meeting>:<recipient>:email``. Everything the run writes (messages,
 meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
 re-run of the slot finds the offset recorded and sends nothing new.
@@ -76,7 +78,9 @@ def run(ctx) -> dict:
         n for n in notices
         if selectors.notice_late(sent_on=today, meeting_day=n.starts_at.astimezone(zone).date(), lead_days=lead_days)
     ]
-    staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0) for n in late_notices]
+    # Minutes missing 2 school days after a meeting: the case manager is reminded, once.
+    no_minutes = selectors.meetings_missing_minutes(district=district, today=today)
+    staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0) for n in late_notices + no_minutes]
     recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + staff_for)
     # Inactive accounts are never told; the reminder names them instead ("reassign").
     inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due])
@@ -111,6 +115,14 @@ def run(ctx) -> dict:
             requests += [
                 _email(u, "iep-notice-late", context, f"iep-notice-late:{n.meeting_id}", high=True, student_id=n.student_id)
                 for u in sorted(who["case-manager"] | who["coordinator"])
+            ]
+
+        for m in no_minutes:
+            context = {"iep_id": m.iep_id, "meeting_id": m.meeting_id, "student_name": m.student_name,
+                       "meeting_date": m.meeting_day.isoformat()}
+            requests += [
+                _email(u, "iep-minutes-missing", context, f"iep-minutes-missing:{m.meeting_id}", high=False, student_id=m.student_id)
+                for u in sorted(recipients[m.iep_id]["case-manager"])
             ]
 
         # 2b. Meetings: propose one from 14 days on, then confirm the guardians' notice from 7.
@@ -190,6 +202,7 @@ def run(ctx) -> dict:
         "meetings_proposed": len(proposed),
         "notices_flagged": flagged + flagged_at_once,
         "meeting_notices_sent": noticed,
+        "minutes_missing": len(no_minutes),
         "notifications_queued": queued.inserted,
         "digest_items": queued.digested,
     }

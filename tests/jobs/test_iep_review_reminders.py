@@ -282,7 +282,8 @@ def test_every_message_renders(district, team, language):
         out = render(n)
         assert "Ruiz" in out.subject and "Ruiz" in out.text and out.html.startswith("<!doctype html>")
         templates.add(n.template)
-    assert templates == {"iep-reminder", "iep-notice-late", "iep-overdue"}
+    # The meeting of 2027-02-27 has no minutes 2 school days later: its reminder renders too.
+    assert templates == {"iep-reminder", "iep-notice-late", "iep-overdue", "iep-minutes-missing"}
     today = Notification.objects.filter(dedupe_key__startswith=f"iep-reminder:{team['iep'].id}:{DUE.isoformat()}:0:").first()
     assert ("today" if language == "en" else "hoy") in render(today).text
 
