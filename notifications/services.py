@@ -59,9 +59,6 @@ _CHANNELS = {c.value for c in Channel}
 _PRIORITIES = {p.value for p in Priority}
 
 
-default_frequency = NotificationPreference.default_frequency
-
-
 class Reason:
     """Why a request was not queued for delivery (Notification.status_reason, summary keys)."""
 

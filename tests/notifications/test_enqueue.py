@@ -6,8 +6,8 @@ import datetime as dt
 import pytest
 import time_machine
 
-from notifications.models import DigestItem, Notification, RecipientProfile, Status
-from notifications.services import NotificationRequest, Reason, default_frequency, notifications_enqueue
+from notifications.models import DigestItem, Notification, NotificationPreference, RecipientProfile, Status
+from notifications.services import NotificationRequest, Reason, notifications_enqueue
 from students.models import Role
 from tests import factories as f
 
@@ -130,7 +130,7 @@ def test_the_preference_matrix(family, channel, frequency, expected):
     summary = notifications_enqueue([req(g, channel=channel, student=family["student"])])
 
     if expected == "default":
-        assert default_frequency("assignment-reminder", channel) == "immediately"
+        assert NotificationPreference.default_frequency("assignment-reminder", channel) == "immediately"
         expected = "row-pending"
     if expected == "digest":
         assert summary.digested == 1 and not Notification.objects.exists()
@@ -146,9 +146,9 @@ def test_the_preference_matrix(family, channel, frequency, expected):
 
 
 def test_grade_digests_go_as_they_come_and_reports_never_by_push():
-    assert default_frequency("grade-digest", "email") == "immediately"
-    assert default_frequency("report", "push") == "never"
-    assert default_frequency("report", "email") == "immediately"
+    assert NotificationPreference.default_frequency("grade-digest", "email") == "immediately"
+    assert NotificationPreference.default_frequency("report", "push") == "never"
+    assert NotificationPreference.default_frequency("report", "email") == "immediately"
 
 
 def test_emergencies_ignore_never(family):
