@@ -22,7 +22,7 @@ from scheduling import reports as report_lib
 from scheduling.models import AlertDelivery, Incident, JobRun, JobSchedule, Report, ScheduleChange, SchedulerHeartbeat
 from scheduling.monitoring import alerting
 from skillcore.access import access_trail, render_now
-from skillcore.admin import ReadOnlyMixin
+from skillcore.admin import ReadOnlyMixin, SystemAdminsOnly
 from skillcore.csv_export import neutralized_csv
 from students.roles import has_role
 
@@ -200,12 +200,8 @@ class ReportAdmin(ReadOnlyAdmin):
 # failed deliveries again) --------------------------------------------------------------------
 
 
-class _SystemAdminReadOnly(ReadOnlyMixin, admin.ModelAdmin):
-    def has_module_permission(self, request):
-        return has_role(request.user, "system-admin")
-
-    def has_view_permission(self, request, obj=None):
-        return has_role(request.user, "system-admin")
+class _SystemAdminReadOnly(SystemAdminsOnly, ReadOnlyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(Incident)

@@ -25,35 +25,11 @@ from django_q.models import Failure, OrmQ, Schedule, Success
 
 from scheduling.scheduler import PREFIX
 from scheduling.services import EXECUTE_FUNC, FIRE_FUNC
-from skillcore.admin import ReadOnlyMixin
-from students.roles import staff_of
+from skillcore.admin import ReadOnlyMixin, SystemAdminsOnly
 
 
 def is_engine_row(schedule: Schedule | None) -> bool:
     return schedule is not None and (schedule.name or "").startswith(PREFIX)
-
-
-class SystemAdminsOnly:
-    """Every view of the model is for system admins alone (module, list, object)."""
-
-    def _system_admin(self, request) -> bool:
-        user = request.user
-        return user.is_authenticated and user.is_active and staff_of(user).is_system_admin
-
-    def has_module_permission(self, request):
-        return self._system_admin(request) and super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._system_admin(request) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args):
-        return self._system_admin(request) and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None):
-        return self._system_admin(request) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._system_admin(request) and super().has_delete_permission(request, obj)
 
 
 class ScheduleForm(forms.ModelForm):

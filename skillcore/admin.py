@@ -1,5 +1,6 @@
 """Admin pieces every app's admin uses, and the admin login's attempt log.
 
+- ``SystemAdminsOnly``: pages for system admins alone (engine internals, alert history).
 - ``ReadOnlyMixin``: rows only a job or the system writes (run history, analytics, audit
   trails) are viewable, never added, changed or deleted from admin.
 - ``CappedCountPaginator`` / ``IdsFirstPaginator``: changelists over millions of rows.
@@ -14,6 +15,8 @@ from axes.models import AccessFailureLog
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
+
+from students.roles import staff_of
 
 
 class CappedCountPaginator(Paginator):
@@ -56,6 +59,29 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class SystemAdminsOnly:
+    """Every view of the model is for system admins alone (module, list, object)."""
+
+    def _system_admin(self, request) -> bool:
+        user = request.user
+        return user.is_authenticated and user.is_active and staff_of(user).is_system_admin
+
+    def has_module_permission(self, request):
+        return self._system_admin(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._system_admin(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return self._system_admin(request) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return self._system_admin(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._system_admin(request) and super().has_delete_permission(request, obj)
 
 
 @admin.register(AccessFailureLog)
