@@ -103,13 +103,24 @@ class JobRun(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        # Finished, but did not do what it is for (an empty emergency test group, no
+        # current session): the reason is in ``note`` and the run is alerted on.
+        WARNING = "warning", "Succeeded with warnings"
         FAILED = "failed", "Failed"
         TIMED_OUT = "timed_out", "Timed out"
         SKIPPED = "skipped", "Skipped"
         MISSED = "missed", "Missed"
         CANCELLED = "cancelled", "Cancelled"
+        # The blast-radius guard: a run whose outbound volume is far above its baseline
+        # holds its messages until a system admin releases or discards them.
+        HELD = "held", "Held for review"
+        RELEASED = "released", "Released"
+        DISCARDED = "discarded", "Discarded"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.SKIPPED, Status.MISSED, Status.CANCELLED)
+    FINISHED = (
+        Status.SUCCEEDED, Status.WARNING, Status.FAILED, Status.TIMED_OUT, Status.SKIPPED, Status.MISSED,
+        Status.CANCELLED, Status.HELD, Status.RELEASED, Status.DISCARDED,
+    )
     SLOT_TRIGGERS = (Trigger.SCHEDULE, Trigger.CATCH_UP)
 
     job = models.CharField(max_length=100)
@@ -118,7 +129,7 @@ class JobRun(models.Model):
     )
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     slot = models.DateTimeField(help_text="The slot this run is for (manual runs: --as-of or the time asked).")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     attempt = models.PositiveSmallIntegerField(default=1)
     retry_of = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="retries",
