@@ -2,9 +2,11 @@
 district's deploy (where `migrate` would silently leave the column out)."""
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 
 
+@pytest.mark.django_db
 def test_no_model_change_is_missing_a_migration():
     out = StringIO()
     try:
