@@ -97,11 +97,12 @@ class IEPTeamMember(models.Model):
         ADMINISTRATOR = "administrator", "District representative"
         PSYCHOLOGIST = "psychologist", "School psychologist"
 
-    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="team")
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="team", verbose_name="IEP")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="iep_memberships")
     role = models.CharField(max_length=20, choices=TeamRole.choices)
 
     class Meta:
+        verbose_name = "IEP team member"
         constraints = [models.UniqueConstraint(fields=["iep", "user"], name="iep_team_member_unique")]
         indexes = [models.Index(fields=["user"], name="iep_team_user_idx")]
 
@@ -121,7 +122,7 @@ class IEPMeeting(models.Model):
         HELD = "held", "Held"
         CANCELLED = "cancelled", "Cancelled"
 
-    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="meetings")
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="meetings", verbose_name="IEP")
     purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.ANNUAL_REVIEW)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROPOSED)
     scheduled_for = models.DateTimeField(null=True, blank=True)
@@ -131,6 +132,7 @@ class IEPMeeting(models.Model):
     notice_flagged_late = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = "IEP meeting"
         ordering = ["scheduled_for"]
         constraints = [
             models.UniqueConstraint(
@@ -195,12 +197,13 @@ class IEPMeetingMinutes(models.Model):
 class IEPService(models.Model):
     """A service the IEP requires, e.g. speech therapy 120 minutes a month."""
 
-    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="services")
+    iep = models.ForeignKey(IEP, on_delete=models.CASCADE, related_name="services", verbose_name="IEP")
     name = models.CharField(max_length=120)
     minutes_per_month = models.PositiveIntegerField()
     provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     class Meta:
+        verbose_name = "IEP service"
         constraints = [models.CheckConstraint(condition=Q(minutes_per_month__gt=0), name="iep_service_minutes_positive")]
 
     def __str__(self) -> str:

@@ -67,6 +67,7 @@ class EventBusEntry(models.Model):
             models.Index(fields=["stream", "id"], name="eventbus_stream_id_idx"),
         ]
         default_permissions = ("view",)
+        verbose_name_plural = "event bus entries"
 
     def __str__(self) -> str:
         return f"{self.stream} #{self.pk} at {self.published_at:%Y-%m-%d %H:%M}"

@@ -70,7 +70,7 @@ class District(models.Model):
     # Quiet hours: non-emergency messages to families go out only inside this local window.
     notify_window_start = models.TimeField(default=dt.time(7, 0), help_text="Family messages may go out from this local time...")
     notify_window_end = models.TimeField(default=dt.time(21, 0), help_text="...until this local time; later ones wait.")
-    iep_reminder_offsets = models.JSONField(default=default_iep_offsets, validators=[validate_iep_offsets])
+    iep_reminder_offsets = models.JSONField("IEP reminder offsets", default=default_iep_offsets, validators=[validate_iep_offsets])
     meeting_notice_lead_days = models.PositiveSmallIntegerField(
         default=10, validators=[MaxValueValidator(60)],
         help_text="Days before an IEP meeting by which guardians must have been notified.",
@@ -230,7 +230,7 @@ class Student(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="student_record"
     )
-    local_id = models.CharField(max_length=32, help_text="The district's student number.")
+    local_id = models.CharField("student number", max_length=32, help_text="The district's student number.")
     first_name = models.CharField(max_length=80)
     last_name = models.CharField(max_length=80)
     grade_level = models.SmallIntegerField(

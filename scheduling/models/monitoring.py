@@ -112,6 +112,7 @@ class AlertDelivery(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "alert deliveries"
         ordering = ["-id"]
         indexes = [
             # The sender's claim: pending (or stale sending) rows whose time has come.
