@@ -8,6 +8,9 @@ admin.site.site_header = "SkillCore district administration"
 admin.site.site_title = "SkillCore"
 admin.site.index_title = "District data and scheduled jobs"
 
+# A refused page in the admin's look, whichever view refused it (skillcore/sites.py).
+handler403 = "skillcore.sites.permission_denied"
+
 # /admin/scheduled-jobs/: the scheduling engine's dashboard, mounted inside the admin site's
 # URL namespace (names admin:scheduled_jobs*, so the admin's templates and redirects reverse
 # them like the admin's own) and before the admin's catch-all. Its views gate themselves

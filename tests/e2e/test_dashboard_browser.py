@@ -188,7 +188,7 @@ def test_system_admin_manages_jobs_in_the_browser_and_a_counselor_is_refused(liv
 
     # 1. Log in, open the dashboard (linked from the admin index).
     _login(page, base, "sysadmin", "/admin/")
-    page.click("#scheduled-jobs-link a >> text=Scheduled jobs")
+    page.click("#scheduling-scheduledjobsdashboard a")
     assert page.url == f"{base}/admin/scheduled-jobs/"
     assert "scheduler heartbeat" in page.locator("#system-status").inner_text().lower()
     page.click("#job-grade-posting-digest > summary")
