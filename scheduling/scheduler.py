@@ -18,12 +18,15 @@ date and cluster routing) and replace only that computation, for rows we own:
 2. The sentinel's reference to ``scheduler`` (``django_q.cluster.scheduler``) is replaced
    by ``scheduler_pass``: a heartbeat row, the lost-run reaper and the stranded-run sweeper
    (queued runs the task queue refused), then the real pass. django-q2 has no scheduler
-   signal; this is the pre-pass hook. When django-q2 fires and deletes a retry's one-off
-   Schedule, a post_delete receiver records the task id on the run (the sweeper's "has a
-   delivery" mark).
+   signal; this is the pre-pass hook. The pass itself is ``fire``: the engine's due rows
+   fired in chunks (scheduling/firing.py: one transaction per chunk, SKIP LOCKED, so
+   several qclusters share a burst), then django-q2's own loop for every other row.
+   When django-q2 fires and deletes a retry's one-off Schedule, a post_delete receiver
+   records the task id on the run (the sweeper's "has a delivery" mark).
 3. The computation never raises into the pass: django-q2 runs every due row in one
-   transaction, so one bad row would stall all schedules (docs/decisions/django-q2.md). A row whose
-   cron or zone cannot be evaluated is pushed an hour ahead and logged.
+   transaction (the batch firing, one chunk), so one bad row would stall all schedules
+   (docs/decisions/django-q2.md). A row whose cron or zone cannot be evaluated is pushed
+   an hour ahead and logged.
 """
 from __future__ import annotations
 
@@ -84,10 +87,25 @@ def _schedule_deleted(sender, instance, **kwargs):
     services.record_retry_task(schedule=instance)
 
 
-def scheduler_pass(broker=None):
-    """What each qcluster sentinel runs every ~30 s: heartbeat, reaper, sweeper, then django-q2's pass."""
+def fire(broker=None):
+    """Fire what is due: the engine's slots in chunks (scheduling/firing.py), then
+    django-q2's own pass for every other row (retries' one-off rows, rows of other apps)
+    and for any engine row that fell due in between (the same next-run computation)."""
+    from django_q.brokers import get_broker
     from django_q.scheduler import scheduler
 
+    from scheduling import firing
+
+    broker = broker or get_broker()
+    try:
+        firing.fire_due(broker=broker)
+    except Exception:  # e.g. Redis refused the push: the chunk rolled back, its rows stay due
+        logger.exception("batch firing failed; django-q2's pass fires what it can")
+    return scheduler(broker)
+
+
+def scheduler_pass(broker=None):
+    """What each qcluster sentinel runs every ~30 s: heartbeat, reaper, sweeper, then ``fire``."""
     from scheduling import runner, services
 
     try:
@@ -102,7 +120,7 @@ def scheduler_pass(broker=None):
         services.enqueue_stranded_runs(now=timezone.now())
     except Exception:
         logger.exception("stranded-run sweep failed")
-    result = scheduler(broker)
+    result = fire(broker)
     try:
         # After django-q2's pass, so the slots it just fired are not seen as overdue: long
         # runs, a stalled scheduler, and alert deliveries waiting for a retry.

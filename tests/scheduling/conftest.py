@@ -51,11 +51,13 @@ def drain_queue() -> int:
 
 
 def scheduler_pass() -> None:
-    """One pass of django-q2's real scheduler loop, then the worker side."""
+    """One real firing pass (the engine's batch firing, then django-q2's own loop: what the
+    sentinel runs after its bookkeeping, scheduling.scheduler.fire), then the worker side."""
     from django_q.brokers import get_broker
-    from django_q.scheduler import scheduler
 
-    scheduler(get_broker())
+    from scheduling.scheduler import fire
+
+    fire(get_broker())
     drain_queue()
 
 
