@@ -20,6 +20,10 @@ from scheduling import cron
 from skillcore import outbox
 
 SCOPES = ("district", "global")
+# A job's calendar policy: on which days its slots run (docs/scheduling.md, "School calendars").
+ANY_DAY = "any day"  # every slot its cron names (legal deadlines run on calendar days)
+SCHOOL_DAYS = "school days"  # only slots whose local date is a school day of the district
+CALENDARS = (ANY_DAY, SCHOOL_DAYS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Job:
     backoff_cap: int = 3600
     catch_up_window: dt.timedelta = dt.timedelta(hours=2)
     overlap: str = "skip"
+    calendar: str = ANY_DAY
     entry: Callable[[Any], dict] | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -46,6 +51,11 @@ class Job:
             raise ValueError(f"job {self.slug}: scope must be one of {SCOPES}")
         if self.overlap != "skip":
             raise ValueError(f"job {self.slug}: only the 'skip' overlap policy is implemented")
+        if self.calendar not in CALENDARS:
+            raise ValueError(f"job {self.slug}: calendar must be one of {CALENDARS}")
+        if self.calendar == SCHOOL_DAYS and self.scope == "global":
+            # A global job has no district, hence no school calendar to follow.
+            raise ValueError(f"job {self.slug}: a global job cannot follow the school calendar")
         if self.default_cron:
             cron.validate(self.default_cron)
         if self.timeout < 1 or self.max_attempts < 1 or self.backoff_base < 0:
@@ -54,6 +64,10 @@ class Job:
     @property
     def is_global(self) -> bool:
         return self.scope == "global"
+
+    @property
+    def on_school_days(self) -> bool:
+        return self.calendar == SCHOOL_DAYS
 
     @property
     def has_body(self) -> bool:

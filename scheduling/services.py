@@ -8,6 +8,7 @@ state change). Bad input raises ScheduleError with a one-line message; nothing i
 from __future__ import annotations
 
 import ast
+import collections
 import datetime as dt
 import logging
 import random
@@ -19,7 +20,7 @@ from django.db.models import F, Max, Min
 from django.utils import timezone
 from django_q.models import Schedule
 
-from scheduling import cron, registry
+from scheduling import calendar_policy, cron, registry
 from scheduling.models import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
 from scheduling.monitoring import alerts, counters
 from scheduling.templatetags.times_and_durations import duration_text
@@ -238,11 +239,12 @@ def _slot_row(job: str, district_id, slot, status, note: str, trigger=JobRun.Tri
     )
 
 
-def _record_slots(rows: list[JobRun]) -> list[JobRun]:
+def _record_slots(rows: list[JobRun], *, calendar_reasons: dict[dt.datetime, str] | None = None) -> list[JobRun]:
     """Insert slot rows decided as missed or skipped (all of one job and district) and count
     the ones this claim recorded. The caller holds the schedule's row lock, so claims of this
     job and district are serialized: the slots found already recorded here are exactly those
-    another claim decided, and are not counted twice (the INSERT still ignores conflicts)."""
+    another claim decided, and are not counted twice (the INSERT still ignores conflicts).
+    ``calendar_reasons``: the slots the school calendar skipped, counted by reason too."""
     if not rows:
         return []
     first = rows[0]
@@ -258,6 +260,9 @@ def _record_slots(rows: list[JobRun]) -> list[JobRun]:
             missed=sum(r.status == JobRun.Status.MISSED for r in new),
             skipped=sum(r.status == JobRun.Status.SKIPPED for r in new),
         )
+        if calendar_reasons:
+            counters.calendar_skipped(job=first.job, reasons=dict(collections.Counter(
+                calendar_reasons[r.slot] for r in new if r.slot in calendar_reasons)))
     return new
 
 
@@ -270,8 +275,11 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
     1. Lock the JobSchedule row: claims of one schedule are serialized.
     2. A job without a body yet, or paused (a task enqueued just before the pause):
        record the slot as skipped.
-    3. Slots of the cron after the fired one and up to now (an outage): all but the
-       latest are recorded as missed.
+    3. Slots of the cron after the fired one and up to now (an outage): those the job's
+       calendar policy skips (a "school days" job on a holiday, read from the school
+       calendar now: calendar_policy.calendar_skips) are recorded as skipped with the
+       calendar's reason, never alerted; when that includes the latest, nothing runs. Of
+       the others, all but the latest are recorded as missed.
     4. The latest slot: on time (within the overdue grace) runs as a scheduled run; late
        but within the job's catch-up window runs as a catch-up; beyond it, missed.
     5. Overlap (policy skip): the previous run of this job and district still running
@@ -305,7 +313,24 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
     later = cron.slots_between(schedule.cron, tz, after=slot, until=now)
     due = [slot, *later]
     latest = due[-1]
-    for missed in due[:-1]:
+    # The school calendar, read now rather than at sync: a snow day entered this morning
+    # skips tonight's slot; a day turned back to instructional runs. A slot it skips is
+    # recorded with the calendar's reason, never missed and never alerted.
+    closed = calendar_policy.calendar_skips(job, district_id=district_id, zone_name=tz, slots=due)
+    if closed:
+        _record_slots([_slot_row(job_slug, district_id, s, JobRun.Status.SKIPPED, calendar_policy.skip_note(reason), now=now)
+                       for s, reason in closed.items()], calendar_reasons=closed)
+    if latest in closed:
+        lost = [_slot_row(
+            job_slug, district_id, s, JobRun.Status.MISSED,
+            f"missed: the scheduler was not running; the latest slot ({latest:%Y-%m-%d %H:%M}Z) is not a school day", now=now,
+        ) for s in due[:-1] if s not in closed]
+        if _record_slots(lost):
+            alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in lost],
+                                 status=JobRun.Status.MISSED, note=lost[0].note)
+        JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
+        return None
+    for missed in (s for s in due[:-1] if s not in closed):
         rows.append(_slot_row(
             job_slug, district_id, missed, JobRun.Status.MISSED,
             f"missed: the scheduler was not running; only the latest slot ({latest:%Y-%m-%d %H:%M}Z) is considered", now=now,

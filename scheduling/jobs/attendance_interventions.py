@@ -143,5 +143,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=6),
     overlap="skip",
+    calendar="school days",
     entry=run,
 )

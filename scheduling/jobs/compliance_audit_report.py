@@ -162,5 +162,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(days=2),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

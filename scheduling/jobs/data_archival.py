@@ -319,5 +319,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(days=1),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

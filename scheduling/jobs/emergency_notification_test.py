@@ -48,5 +48,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=4),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

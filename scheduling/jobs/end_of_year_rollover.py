@@ -54,5 +54,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(0),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

@@ -200,5 +200,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(minutes=50),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

@@ -55,5 +55,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=24),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

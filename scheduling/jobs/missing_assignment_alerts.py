@@ -163,5 +163,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=1),
     overlap="skip",
+    calendar="school days",
     entry=run,
 )

@@ -127,5 +127,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=12),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

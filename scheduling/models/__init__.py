@@ -4,6 +4,7 @@ from scheduling.models.monitoring import (
     DURATION_BUCKETS,
     AlertDelivery,
     AlertDeliveryCounter,
+    CalendarSkipCounter,
     Incident,
     JobRunCounter,
     RequestMetric,
@@ -13,7 +14,7 @@ from scheduling.models.outputs import EmergencyBroadcast, Report, RolloverReques
 from scheduling.models.runs import JobRun, JobSchedule, ScheduleChange, SchedulerHeartbeat, schedule_name
 
 __all__ = [
-    "DURATION_BUCKETS", "AlertDelivery", "AlertDeliveryCounter", "EmergencyBroadcast", "Incident", "JobRun",
+    "DURATION_BUCKETS", "AlertDelivery", "AlertDeliveryCounter", "CalendarSkipCounter", "EmergencyBroadcast", "Incident", "JobRun",
     "JobRunCounter", "JobSchedule", "Report", "RequestMetric", "RolloverRequest", "Scenario", "ScheduleChange",
     "SchedulerHeartbeat", "UserLifecycleChange", "bucket_field", "schedule_name",
 ]

@@ -187,6 +187,24 @@ class AlertDeliveryCounter(models.Model):
         return f"{self.channel}: {self.sent} sent, {self.failed} failed"
 
 
+class CalendarSkipCounter(models.Model):
+    """Slots of "school days" jobs the school calendar skipped, per job and the calendar's
+    reason, since the beginning: ``scheduled_job_skipped_total{job,reason}``. Kept when the
+    slot's row is inserted (scheduling/monitoring/counters.py), so archiving run history
+    never lowers it. The reasons are the calendar's notes ("Winter break", "Snow day"): a
+    district has a handful, so the label stays small."""
+
+    job = models.CharField(max_length=100)
+    reason = models.CharField(max_length=120)
+    skipped = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "reason"], name="calendarskipcounter_one_per_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.job} / {self.reason}: {self.skipped} skipped"
+
+
 class RequestMetric(models.Model):
     """Requests served, per endpoint (the URL route, never the raw path) and UTC hour.
 

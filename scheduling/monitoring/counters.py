@@ -4,7 +4,8 @@ Every transition of a run into an outcome the metrics count goes through here, i
 transaction as the run's own UPDATE or INSERT:
 - runner._execute_claimed: running -> succeeded / failed / timed out (``run_finished``);
 - services._mark_lost: running -> failed, a worker lost (``run_finished``);
-- services.claim_slot: slots recorded as missed or skipped (``slots_decided``).
+- services.claim_slot: slots recorded as missed or skipped (``slots_decided``), and those
+  the school calendar skipped by reason (``calendar_skipped``).
 Alert deliveries have their own counter (AlertDeliveryCounter, ``alert_delivery_settled``).
 Queued and running are gauges, counted live at scrape time (index jobrun_status_deadline).
 
@@ -24,7 +25,15 @@ import datetime as dt
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from scheduling.models import DURATION_BUCKETS, AlertDelivery, AlertDeliveryCounter, JobRun, JobRunCounter, bucket_field
+from scheduling.models import (
+    DURATION_BUCKETS,
+    AlertDelivery,
+    AlertDeliveryCounter,
+    CalendarSkipCounter,
+    JobRun,
+    JobRunCounter,
+    bucket_field,
+)
 from skillcore import counters as skillcore_counters
 
 S = JobRun.Status
@@ -85,6 +94,14 @@ def slots_decided(*, job: str, district_id: int | None, missed: int = 0, skipped
         changes["skipped"] = _plus("skipped", skipped)
     if changes:
         _bump(job=job, district_id=district_id, changes=changes)
+
+
+def calendar_skipped(*, job: str, reasons: dict[str, int]) -> None:
+    """Count slots the school calendar skipped (rows this claim inserted), per reason. The
+    key is two columns, so the same two statements as ``_bump`` rather than counters.add."""
+    for reason, n in sorted(reasons.items()):  # sorted: concurrent claims lock rows in one order
+        CalendarSkipCounter.objects.bulk_create([CalendarSkipCounter(job=job, reason=reason)], ignore_conflicts=True)
+        CalendarSkipCounter.objects.filter(job=job, reason=reason).update(skipped=F("skipped") + n)
 
 
 def alert_delivery_settled(*, channel: str, status: str) -> None:

@@ -32,13 +32,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import REGISTRY
 
 from scheduling import registry
-from scheduling.models import DURATION_BUCKETS, JobRunCounter, bucket_field
+from scheduling.models import DURATION_BUCKETS, CalendarSkipCounter, JobRunCounter, bucket_field
 
-# Queries per scrape: run counters, queued/running gauges, schedules, heartbeat, overdue,
-# queue (ORM broker only), notification and alert-delivery counters, notifications and
-# alert deliveries waiting, open incidents.
-QUERIES_ORM_BROKER = 9
-QUERIES_REDIS_BROKER = 8
+# Queries per scrape: run counters, calendar skips, queued/running gauges, schedules,
+# heartbeat, overdue, queue (ORM broker only), notification and alert-delivery counters,
+# notifications and alert deliveries waiting, open incidents.
+QUERIES_ORM_BROKER = 10
+QUERIES_REDIS_BROKER = 9
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,10 @@ class JobMetricsCollector:
             "skipped": CounterMetricFamily(
                 "scheduled_job_skipped_runs", "Slots recorded as skipped (paused, or overlap with a run still going), by job.",
                 labels=["job"]),
+            "calendar_skipped": CounterMetricFamily(
+                "scheduled_job_skipped",
+                "Slots of school-days jobs not run because the school calendar has no school that day, "
+                "by job and the calendar's reason (never alerted).", labels=["job", "reason"]),
             "duration": HistogramMetricFamily(
                 "scheduled_job_duration_seconds", "Duration of executed runs, by job.", labels=["job"]),
             "running": GaugeMetricFamily("scheduled_job_running", "Runs in progress, by job.", labels=["job"]),
@@ -151,6 +155,9 @@ class JobMetricsCollector:
             total = per_job.setdefault(row["job"], dict.fromkeys(SUMMED, 0))
             for key in SUMMED:
                 total[key] += row[key]
+        # 1b. The school calendar's skips, one row per (job, reason), kept at write time.
+        for slug, reason, n in CalendarSkipCounter.objects.order_by("job", "reason").values_list("job", "reason", "skipped"):
+            fam["calendar_skipped"].add_metric([slug, reason], n)
         # 2. The gauges, counted live: queued and running rows are few, found through the
         #    (status, deadline) index whatever the size of the history.
         live: dict[tuple[str, str], int] = {}

@@ -3,8 +3,9 @@ functions included, so a rule cannot be dodged by moving an import into a functi
 
 1. The engine knows jobs only through the registry: no module of scheduling/ outside
    scheduling/jobs/ imports the domain apps (interventions, iep, notifications); of students
-   it imports only the tenant (District) and who may act (Role, students.roles, and the rule
-   for a district's zone, students.zones).
+   it imports only the tenant (District) and who may act (Role, students.roles, the rule
+   for a district's zone, students.zones, and when its schools are in session,
+   students.calendar).
 2. No import cycle between modules.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ STUDENTS_ALLOWED = {
     "students.models": {"District", "Role"},
     "students.roles": None,  # any name
     "students.zones": None,
+    "students.calendar": None,  # a "school days" job's slot is decided from the calendar
 }
 
 
