@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make demo: set up, migrate the SQLite default, seed a small district, serve the admin
-demo: $(STAMP)
-	DEBUG=1 $(PY) manage.py demo
+## make demo: set up, write .env (DEBUG=1, a generated key) once, migrate the SQLite default,
+## seed a small district, serve the admin; manage.py reads .env, so every command works here
+demo: $(STAMP) .env
+	$(PY) manage.py demo
+
+.env: | $(STAMP)
+	$(PY) -c "from pathlib import Path; from skillcore.env import write_demo_dotenv; write_demo_dotenv(Path('.env'))"
 
 ## make test: set up and run the whole suite (DATABASE_URL picks the database; SQLite by default)
 test: $(STAMP)

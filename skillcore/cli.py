@@ -18,3 +18,17 @@ def one_line_errors(parser) -> None:
         raise CommandError(message, returncode=2)
 
     parser.error = error
+
+
+def table(headers: list[str], rows: list[list], *, right: set[int] = frozenset()) -> list[str]:
+    """Lines of an aligned text table: a header row, then one line per row, each column as
+    wide as its widest cell (never cut: a district's full name is what an operator greps
+    for). Columns whose index is in ``right`` are right-aligned (numbers)."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    return [line(values) for values in cells]

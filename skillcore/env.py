@@ -5,7 +5,9 @@ person fixing a deployment at 2 a.m. needs the variable's name, not Django's int
 """
 from __future__ import annotations
 
+import secrets
 import sys
+from pathlib import Path
 
 import environ
 
@@ -14,6 +16,29 @@ _env = environ.Env()
 
 class BadSetting(SystemExit):
     pass
+
+
+def read_dotenv(path: Path) -> bool:
+    """Read ``KEY=value`` lines of ``path`` into os.environ without overriding what is set
+    already (django-environ's ``read_env``); False when there is no such file."""
+    if not path.is_file():
+        return False
+    environ.Env.read_env(path, overwrite=False)
+    return True
+
+
+def write_demo_dotenv(path: Path) -> bool:
+    """The demo checkout's .env: DEBUG=1 and a SECRET_KEY generated here (sessions survive
+    restarts of the demo; no key is ever shared between checkouts). An existing file is
+    kept as it is (False): it may hold the user's own settings."""
+    if path.exists():
+        return False
+    path.write_text(
+        "# Written by `make demo` for this checkout only; never commit it (.gitignore lists it).\n"
+        "DEBUG=1\n"
+        f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+    )
+    return True
 
 
 def fail(name: str, problem: str) -> None:

@@ -45,6 +45,48 @@ class AccessLog(models.Model):
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.operation} {self.model} ({self.row_count} rows)"
 
+    # The trail stores what the code knows (``students.GuardianLink``, ``admin: change
+    # students.student``) so a row means the same after a model is renamed in the interface;
+    # people read it through these two labels.
+    ADMIN_VIEWS = {
+        "changelist": "list of {plural}", "change": "{name} page", "add": "add {name}", "delete": "delete {name}",
+        "history": "history of {name}",
+    }
+
+    @staticmethod
+    def model_text(label: str) -> str:
+        """``students.GuardianLink`` -> "Guardian link"; a table no longer installed keeps its label."""
+        from django.apps import apps
+
+        try:
+            name = str(apps.get_model(label)._meta.verbose_name)
+        except (LookupError, ValueError):
+            return label
+        return name[:1].upper() + name[1:]
+
+    @classmethod
+    def purpose_text(cls, purpose: str) -> str:
+        """The purpose in words: ``admin: change students.student`` -> "Admin: student page",
+        ``admin: changelist students.guardianlink`` -> "Admin: list of guardian links",
+        ``scheduled job attendance-interventions`` -> "Scheduled job: attendance-interventions".
+        Purposes in another form are shown as written, with a capital."""
+        from django.apps import apps
+
+        head, _, rest = purpose.partition(": ")
+        if head == "admin" and rest:
+            view, _, label = rest.partition(" ")
+            template = cls.ADMIN_VIEWS.get(view)
+            try:
+                opts = apps.get_model(label)._meta if template and "." in label else None
+            except (LookupError, ValueError):
+                opts = None
+            if opts is not None:
+                return "Admin: " + template.format(name=opts.verbose_name, plural=opts.verbose_name_plural)
+            return f"Admin: {rest}"
+        if purpose.startswith("scheduled job "):
+            return f"Scheduled job: {purpose.removeprefix('scheduled job ')}"
+        return purpose[:1].upper() + purpose[1:]
+
 
 class EventBusEntry(models.Model):
     """The event bus when Redis is not configured: one row per published event.

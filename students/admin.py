@@ -12,6 +12,7 @@ import re
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter as RelatedOnly
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -491,37 +492,154 @@ class UserLifecycleChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 # -- the FERPA access trail, as staff may see it (students.scoping.access_log_q) -------------------
+class TrailTableFilter(admin.SimpleListFilter):
+    """The table a row touched, by its name in words. Fixed choices (the project's models):
+    the default filter would read the distinct values of an ever-growing log on every page."""
+
+    title = "record"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        from django.apps import apps
+
+        project = {"students", "interventions", "iep", "notifications", "scheduling", "skillcore"}
+        labels = [m._meta.label for m in apps.get_models() if m._meta.app_label in project]
+        return sorted(((label, AccessLog.model_text(label)) for label in labels), key=lambda choice: choice[1])
+
+    def queryset(self, request, queryset):
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+class AccessLogChangeList(ChangeList):
+    """Reads the student numbers of a page's rows in one query (never one per row): the trail
+    stores database ids, people know a student by the district's number."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.model_admin.attach_student_numbers(request, self.result_list)
+
+
 @admin.register(AccessLog)
 class AccessLogAdmin(ReadOnlyMixin, ScopedAdmin):
-    """The FERPA access trail: read-only for everyone, superusers included (PostgreSQL also refuses writes)."""
+    """The FERPA access trail: read-only for everyone, superusers included (PostgreSQL also refuses writes).
 
-    list_display = ["at", "actor_label", "operation", "model", "purpose", "row_count", "student_count", "job_run_id"]
+    Shown in words: the record's name ("Guardian link"), the purpose ("Admin: student page"),
+    the time in the viewer's district zone with its offset (UTC on hover), and the district's
+    student numbers of the students a row touched. Searching a student number (``100428``)
+    finds the rows that touched that student; ``student:<id>`` still takes the database id.
+    Reading the numbers reads the student table, so a page that shows them is on the trail
+    like every student-record page.
+    """
+
+    list_display = ["when", "actor_label", "operation", "record", "purpose_words", "row_count", "student_numbers", "job_run_id"]
     # No actor filter: its choices would be every distinct actor in an ever-growing log (or
     # every staff member); an auditor finds a person's actions by searching their username.
-    list_filter = ["operation", "model", ("at", admin.DateFieldListFilter)]
+    list_filter = ["operation", TrailTableFilter, ("at", admin.DateFieldListFilter)]
     search_fields = ["actor_label", "purpose", "model", "recipient"]
+    search_help_text = "A username, a purpose, or a student number (e.g. 100428); student:<id> for a database id."
     date_hierarchy = "at"
     show_full_result_count = False  # the log grows without bound; an exact count is a full scan
     readonly_fields = [
-        "at", "actor", "actor_label", "job_run_id", "purpose", "model", "operation", "query_count",
-        "row_count", "student_count", "student_ids_display", "recipient",
+        "when", "actor", "actor_label", "job_run_id", "purpose_words", "record", "operation", "query_count",
+        "row_count", "student_count", "student_numbers", "student_ids_display", "recipient",
     ]
     fields = readonly_fields
     actions = None
 
-    @admin.display(description="Student ids")
+    def get_changelist(self, request, **kwargs):
+        return AccessLogChangeList
+
+    # -- how a row reads ------------------------------------------------------------------------
+    def zone_name(self, request) -> str:
+        """The viewer's district zone (system admins without a district: the global jobs' zone)."""
+        cache = request.__dict__
+        if "_skillcore_trail_zone" not in cache:
+            from django.conf import settings
+
+            district_id = staff_of(request.user).district_id
+            name = District.objects.filter(pk=district_id).values_list("time_zone", flat=True).first() if district_id else None
+            cache["_skillcore_trail_zone"] = name or settings.SCHEDULING_GLOBAL_TIME_ZONE
+        return cache["_skillcore_trail_zone"]
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        self.attach_student_numbers(request, [obj])
+        return obj
+
+    @admin.display(description="When (local)", ordering="at")
+    def when(self, obj):
+        from scheduling.templatetags.times_and_durations import local_text, utc_text
+
+        zone = getattr(obj, "shown_zone", None)
+        if zone is None:
+            return utc_text(obj.at)
+        return format_html('<span title="{}" style="white-space: nowrap">{}</span>', utc_text(obj.at), local_text(obj.at, zone))
+
+    @admin.display(description="Record", ordering="model")
+    def record(self, obj):
+        return AccessLog.model_text(obj.model)
+
+    @admin.display(description="Purpose", ordering="purpose")
+    def purpose_words(self, obj):
+        return AccessLog.purpose_text(obj.purpose)
+
+    @admin.display(description="Students")
+    def student_numbers(self, obj):
+        numbers = getattr(obj, "shown_student_numbers", None)
+        if numbers is None:
+            return "-"
+        shown = numbers[:8]
+        more = f" and {len(numbers) - len(shown)} more" if len(numbers) > len(shown) else ""
+        return (", ".join(shown) + more) or "-"
+
+    @admin.display(description="Student database ids")
     def student_ids_display(self, obj):
         return format_html("<code>{}</code>", ", ".join(str(i) for i in obj.student_ids) or "-")
 
+    def attach_student_numbers(self, request, rows) -> None:
+        """Each row's ``shown_student_numbers``: the district numbers of the students it touched that
+        the viewer may see (one query for the page, on the trail); a student outside the viewer's
+        scope, or since deleted, shows as ``#<id>``. And the zone its time is shown in."""
+        from skillcore.access import access_trail
+
+        zone = self.zone_name(request)
+
+        ids = {i for row in rows for i in (row.student_ids or [])}
+        numbers = {}
+        if ids:
+            with access_trail(actor=request.user, purpose="admin: changelist skillcore.accesslog"):
+                numbers = dict(
+                    scoping.scoped(request.user, Student).filter(pk__in=ids).order_by().values_list("id", "local_id")  # "id": the trail reads the ids by name
+                )
+        for row in rows:
+            row.shown_student_numbers = [numbers.get(i, f"#{i}") for i in (row.student_ids or [])]
+            row.shown_zone = zone
+
     def get_search_results(self, request, queryset, search_term):
         # "student:123" finds the rows that touched that student (JSON containment on PostgreSQL,
-        # a text match on the JSON elsewhere).
+        # a text match on the JSON elsewhere); a bare number also finds the rows that touched
+        # the student with that district number (in the viewer's scope).
         term = search_term.strip()
         if term.startswith("student:") and term[8:].strip().isdigit():
-            sid = int(term[8:].strip())
-            from django.db import connection
+            return queryset.filter(self._touched([int(term[8:].strip())])), False
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if term and " " not in term:
+            from skillcore.access import access_trail
 
+            with access_trail(actor=request.user, purpose="admin: changelist skillcore.accesslog"):
+                ids = list(scoping.scoped(request.user, Student).filter(local_id=term).values_list("id", flat=True)[:50])
+            if ids:
+                results = results | queryset.filter(self._touched(ids))
+        return results, may_have_duplicates
+
+    @staticmethod
+    def _touched(ids) -> Q:
+        from django.db import connection
+
+        q = Q()
+        for sid in ids:
             if connection.vendor == "postgresql":
-                return queryset.filter(student_ids__contains=[sid]), False
-            return queryset.filter(student_ids__regex=rf"[\[ ,]{sid}[,\]]"), False
-        return super().get_search_results(request, queryset, search_term)
+                q |= Q(student_ids__contains=[sid])
+            else:
+                q |= Q(student_ids__regex=rf"[\[ ,]{sid}[,\]]")
+        return q

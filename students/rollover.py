@@ -169,6 +169,21 @@ def snapshot(district: District, closing: AcademicSession) -> dict:
     }
 
 
+# What each count of the dry run (``plan``) and of a run's summary means, in the words the
+# dry run's table and the run page show (the end-of-year-rollover job declares them too).
+COUNT_LABELS = {
+    "active_students": "Active students now",
+    "closing_active_students": "Active students in the closing year",
+    "graduated": "Graduated (top grade of a school ending at 12)",
+    "promoted": "Promoted one grade",
+    "retained": "Kept in their grade (marked to repeat it)",
+    "moved_to_feeder": "Moved to the school their school feeds into",
+    "feeder_transfer": "Promoted in place, to transfer by hand (no usable feeder school)",
+    "not_rolled": "Not rolled over (transferred out or inactive)",
+    "interventions_closed": "Active interventions closed (end of year)",
+}
+
+
 def plan(target: Target) -> dict:
     """The exact counts a run would produce now (the dry run). Reads only."""
     d = target.district

@@ -128,3 +128,91 @@ def test_principal_sees_the_trail_of_own_schools_staff_only(client, principal, c
 def test_counselor_has_no_access_log(client, counselor):
     client.force_login(counselor)
     assert client.get(reverse("admin:skillcore_accesslog_changelist")).status_code == 403
+
+
+# -- the trail read as English: names, purposes, local time, the district's student numbers -----
+
+
+def test_the_trail_reads_as_english_in_the_districts_time(client, principal, counselor, school):
+    import datetime as dt
+
+    student = f.StudentFactory(school=school, local_id="100428")
+    at = dt.datetime(2026, 11, 4, 18, 5, tzinfo=dt.UTC)  # 13:05 in New York (EST)
+    f.AccessLogFactory(actor=counselor, at=at, model="students.GuardianLink", operation="view",
+                       purpose="admin: change students.student", student_ids=[student.pk])
+    client.force_login(principal)
+    response = client.get(reverse("admin:skillcore_accesslog_changelist"))
+    html = response.content.decode()
+    assert "Guardian link" in html and ">students.GuardianLink<" not in html  # the filter links keep the key
+    assert "Admin: student page" in html and "admin: change students.student" not in html
+    assert "Wed 2026-11-04 13:05 EST (UTC\u221205:00)" in html
+    assert 'title="2026-11-04 18:05Z"' in html  # UTC on hover
+    assert "100428" in html
+    # The one detail page reads the same way.
+    row = AccessLog.objects.get(actor=counselor)
+    detail = client.get(reverse("admin:skillcore_accesslog_change", args=[row.pk])).content.decode()
+    assert "100428" in detail and "Admin: student page" in detail and "13:05 EST" in detail
+
+
+def test_searching_a_student_number_finds_the_rows_that_touched_that_student(client, principal, counselor, school):
+    student = f.StudentFactory(school=school, local_id="100428")
+    other = f.StudentFactory(school=school, local_id="100429")
+    hit = f.AccessLogFactory(actor=counselor, student_ids=[other.pk, student.pk], operation="view")
+    f.AccessLogFactory(actor=counselor, student_ids=[other.pk], operation="view")
+    f.AccessLogFactory(actor=counselor, student_ids=[student.pk + 100428], operation="view")  # an id, not the number
+    client.force_login(principal)
+    url = reverse("admin:skillcore_accesslog_changelist")
+    found = client.get(url, {"q": "100428"}).context["cl"].result_list
+    # The search itself read the student table, so the principal's own trail row is found too.
+    assert [r.pk for r in found if r.actor_id == counselor.pk] == [hit.pk]
+    assert {r.purpose for r in found if r.actor_id == principal.pk} == {"admin: changelist skillcore.accesslog"}
+    # A username still searches as before.
+    assert client.get(url, {"q": "tester"}).context["cl"].result_list
+
+
+def test_a_student_of_another_school_shows_by_id_not_number(client, principal, counselor, other_school):
+    elsewhere = f.StudentFactory(school=other_school, local_id="200001")
+    f.AccessLogFactory(actor=counselor, student_ids=[elsewhere.pk], operation="view")
+    client.force_login(principal)
+    url = reverse("admin:skillcore_accesslog_changelist")
+    html = client.get(url).content.decode()
+    assert "200001" not in html and f"#{elsewhere.pk}" in html
+    assert not client.get(url, {"q": "200001"}).context["cl"].result_list
+
+
+def test_showing_student_numbers_is_on_the_trail_and_costs_one_query_per_page(
+    client, principal, counselor, school, django_assert_max_num_queries
+):
+    students = [f.StudentFactory(school=school) for _ in range(30)]
+    for s in students:
+        f.AccessLogFactory(actor=counselor, student_ids=[s.pk], operation="view")
+    client.force_login(principal)
+    url = reverse("admin:skillcore_accesslog_changelist")
+    client.get(url)  # warm the session
+    with django_assert_max_num_queries(16) as ctx:
+        html = client.get(url).content.decode()
+    student_reads = [q for q in ctx.captured_queries if '"students_student"' in q["sql"] and "local_id" in q["sql"]]
+    assert len(student_reads) == 1
+    assert all(s.local_id in html for s in students)
+    read = AccessLog.objects.filter(actor=principal, model="students.Student", operation="read").latest("id")
+    assert read.purpose == "admin: changelist skillcore.accesslog"
+    assert set(read.student_ids) == {s.pk for s in students}
+
+
+@pytest.mark.parametrize(("purpose", "words"), [
+    ("admin: change students.student", "Admin: student page"),
+    ("admin: changelist students.guardianlink", "Admin: list of guardian links"),
+    ("admin: add interventions.intervention", "Admin: add intervention"),
+    ("admin: history iep.iepmeeting", "Admin: history of IEP meeting"),
+    ("admin: autocomplete", "Admin: autocomplete"),
+    ("scheduled job attendance-interventions", "Scheduled job: attendance-interventions"),
+    ("end-of-year rollover", "End-of-year rollover"),
+])
+def test_purposes_in_words(purpose, words):
+    assert AccessLog.purpose_text(purpose) == words
+
+
+def test_record_names_in_words():
+    assert AccessLog.model_text("students.GuardianLink") == "Guardian link"
+    assert AccessLog.model_text("iep.IEPMeeting") == "IEP meeting"
+    assert AccessLog.model_text("gone.Table") == "gone.Table"

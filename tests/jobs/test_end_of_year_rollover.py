@@ -115,10 +115,25 @@ def test_rerun_changes_nothing(district, year):
             list(Intervention.objects.values_list("id", "status", "closed_at"))) == before
 
 
+def dry_run_counts(out: str) -> dict[str, int]:
+    """The dry run's table read back: each labelled row, aligned, with its count on the right."""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("WHAT A RUN NOW WOULD DO"))
+    width = len(lines[header])
+    counts = {}
+    for key, label in rollover.COUNT_LABELS.items():
+        row = next((line for line in lines[header + 1:] if line.startswith(label + "  ")), None)
+        if row is not None:
+            assert len(row) == width  # aligned: every count ends under the header's last column
+            counts[key] = int(row[len(label):].strip().replace(",", ""))
+    return counts
+
+
 def test_dry_run_prints_the_exact_counts_and_writes_nothing(district, year):
     before = grades()
     out = rollover_cmd(district, "--dry-run")
-    assert "graduated 1, promoted 3, retained 2, feeder_transfer 1, not_rolled 2, interventions_closed 1" in out
+    assert dry_run_counts(out) == {"active_students": 6, "graduated": 1, "promoted": 3, "retained": 2,
+                                   "moved_to_feeder": 0, "feeder_transfer": 1, "not_rolled": 2, "interventions_closed": 1}
     assert "nothing written" in out
     assert grades() == before and not RolloverRequest.objects.exists()
     assert not AcademicSession.objects.filter(name="2027-2028").exists()
@@ -276,7 +291,7 @@ def test_command_refuses_a_pending_request_exit_2_one_line_nothing_written(distr
     assert world_state() == before
     # The dry run needs no approval, and still writes nothing but its trail rows.
     out = rollover_cmd(district, "--dry-run")
-    assert "graduated 1, promoted 3" in out and "nothing written" in out
+    assert dry_run_counts(out)["graduated"] == 1 and dry_run_counts(out)["promoted"] == 3 and "nothing written" in out
     assert world_state()[:4] == before[:4]
 
 
@@ -415,7 +430,8 @@ def test_the_top_grade_is_enrolled_in_the_school_it_feeds_in_the_next_grade(dist
 def test_dry_run_lists_the_schools_without_a_usable_feeder(district, feeders):
     before = placed()
     out = rollover_cmd(district, "--dry-run")
-    assert "moved_to_feeder 3" in out and "feeder_transfer 1" in out and "nothing written" in out
+    assert dry_run_counts(out)["moved_to_feeder"] == 3 and dry_run_counts(out)["feeder_transfer"] == 1
+    assert "nothing written" in out
     assert (f"school Westside Middle (id {feeders['westside'].pk}, highest grade 8) names no feeder school: "
             "1 student(s) would be promoted in place and listed for transfer") in out
     assert "Maple Elementary" not in out and "Hillcrest Middle" not in out  # they have a feeder that takes them
@@ -423,7 +439,7 @@ def test_dry_run_lists_the_schools_without_a_usable_feeder(district, feeders):
     # A feeder that does not teach the next grade (set around School.clean()) is no feeder either.
     School.objects.filter(pk=feeders["middle"].pk).update(lowest_grade=7)
     out = rollover_cmd(district, "--dry-run")
-    assert "moved_to_feeder 1" in out and "feeder_transfer 3" in out
+    assert dry_run_counts(out)["moved_to_feeder"] == 1 and dry_run_counts(out)["feeder_transfer"] == 3
     assert "school Maple Elementary" in out and "feeds into Hillcrest Middle, which cannot take them" in out
     assert "2 student(s) would be promoted in place" in out
 

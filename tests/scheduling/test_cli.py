@@ -51,7 +51,12 @@ def test_sync_then_list(only_test_jobs, new_york):
         assert jobs("sync") == "created 0, updated 0, unchanged 7\n"
         lines = jobs("list").splitlines()
         rows = json.loads(jobs("list", "--json"))
-    assert len(lines) == 7
+    # A header, then one line per schedule: the district's id (what --district takes), its full
+    # name and the next run in the district's time with its offset.
+    assert len(lines) == 8 and lines[0].split()[:4] == ["JOB", "DISTRICT", "ID", "DISTRICT"]
+    line = next(ln for ln in lines if ln.startswith("t-daily "))
+    assert f" {new_york.pk}  {new_york.name} " in line
+    assert "Wed 2026-12-02 02:00 EST (UTC−05:00)" in line and line.endswith("active  -")
     daily = next(r for r in rows if r["job"] == "t-daily")
     assert daily["next_run"] == "2026-12-02T02:00:00-05:00" and daily["next_run_utc"] == "2026-12-02T07:00:00+00:00"
     assert daily["cron_text"] == "At 02:00 every day" and daily["time_zone"] == "America/New_York"
@@ -104,7 +109,9 @@ def test_pause_resume_and_history(only_test_jobs, new_york, adelaide):
     assert ScheduleChange.objects.filter(action="pause", actor_label="command line").count() == 2
     jobs("run", "t-daily", "--district", str(new_york.pk), "--as-of", "2026-12-01T02:00")
     lines = jobs("history", "t-daily", "--district", str(new_york.pk)).splitlines()
-    assert len(lines) == 1 and "manual" in lines[0] and "succeeded" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("RUN  SLOT (district time)")
+    assert "manual" in lines[1] and "succeeded" in lines[1]
+    assert "Tue 2026-12-01 02:00 EST (UTC−05:00)" in lines[1]  # local with its offset, no microseconds
     data = json.loads(jobs("history", "t-daily", "--limit", "5", "--json"))
     assert [d["status"] for d in data] == ["succeeded"]
 
@@ -119,7 +126,7 @@ def test_check_exits_1_when_a_schedule_is_overdue_or_a_critical_job_failed(only_
         with pytest.raises(SystemExit) as info:
             call_command("jobs", "check", stdout=out)
         assert info.value.code == 1
-        assert "overdue: t-daily Hudson Valley was due 2026-12-01T07:00:00+00:00" in out.getvalue()
+        assert "overdue: t-daily Hudson Valley was due Tue 2026-12-01 02:00 EST (UTC−05:00)" in out.getvalue()
         assert "last scheduler heartbeat: 2026-12-01T05:00:00+00:00" in out.getvalue()
     # A critical job whose last run failed also fails the check.
     JobSchedule.objects.update(paused=True)

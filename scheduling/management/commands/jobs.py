@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from scheduling import cron, registry, runner, selectors, services
 from scheduling.models import JobRun, JobSchedule
-from scheduling.templatetags.times_and_durations import duration_text
-from skillcore.cli import one_line_errors
+from scheduling.templatetags.times_and_durations import duration_text, local_text
+from skillcore.cli import one_line_errors, table
 from students.models import District
 from students.zones import zone_problem
 
@@ -115,12 +115,16 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(_dumps([_row_dict(r) for r in rows]))
             return
-        for r in rows:
-            state = "paused" if r.paused else ("overdue" if r.overdue else "active")
-            self.stdout.write(
-                f"{r.job_slug:28} {(r.district_name or 'global')[:24]:24} {r.cron or 'ad hoc':22} "
-                f"{r.time_zone:20} {r.next_run_local.isoformat() if r.next_run_local else '-':25} {state:8} {r.last_status or '-'}"
-            )
+        # District ids are shown because every other verb takes --district ID.
+        lines = table(
+            ["JOB", "DISTRICT ID", "DISTRICT", "CRON", "TIME ZONE", "NEXT RUN (district time)", "STATE", "LAST RUN"],
+            [[r.job_slug, r.district_id if r.district_id is not None else "-", r.district_name or "global (all districts)",
+              r.cron or "ad hoc", r.time_zone, local_text(r.next_run_utc, r.time_zone) or "-",
+              "paused" if r.paused else ("overdue" if r.overdue else "active"), _status_text(r.last_status)]
+             for r in rows],
+            right={1},
+        )
+        self.stdout.write("\n".join(lines) if rows else "no schedules yet (run `jobs sync`)")
 
     def do_sync(self, **_):
         report = services.sync_schedules()
@@ -184,12 +188,17 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(_dumps([_run_dict(r) for r in runs]))
             return
-        for r in runs:
-            duration = duration_text(r.duration_seconds) or "-"
-            self.stdout.write(
-                f"#{r.pk:<7} {r.slot.isoformat():25} {r.trigger:9} {r.status:10} attempt {r.attempt} {duration:>9} "
-                f"{r.district.name if r.district_id else 'global'} {r.note or (r.error.splitlines()[0] if r.error else '')}"
-            )
+        if not runs:
+            self.stdout.write(f"no runs of {job.slug} yet")
+            return
+        for line in table(
+            ["RUN", "SLOT (district time)", "TRIGGER", "STATUS", "ATTEMPT", "DURATION", "DISTRICT", "NOTE"],
+            [[f"#{r.pk}", local_text(r.slot, r.zone_name), r.get_trigger_display().lower(), _status_text(r.status),
+              r.attempt, duration_text(r.duration_seconds) or "-", r.district.name if r.district_id else "global",
+              r.note or (r.error.splitlines()[0] if r.error else "")] for r in runs],
+            right={4, 5},
+        ):
+            self.stdout.write(line)
 
     def do_next(self, *, name, district, after, count, cron: str | None = None, tz: str | None = None, **_):
         from scheduling import cron as cronlib
@@ -226,7 +235,7 @@ class Command(BaseCommand):
         for s in selectors.overdue_schedules(now):
             problems.append(
                 f"overdue: {s.job} {s.district.name if s.district_id else 'global'} was due "
-                f"{s.q_schedule.next_run.isoformat()} (is a qcluster running?)"
+                f"{local_text(s.q_schedule.next_run, s.zone_name)} (is a qcluster running?)"
             )
         for s in selectors.failing_critical_schedules(now):
             problems.append(f"failed: critical job {s.job_slug} {s.district_name or 'global'} last run #{s.last_run_id} {s.last_status}")
@@ -238,6 +247,11 @@ class Command(BaseCommand):
             self.stdout.write(f"last scheduler heartbeat: {beat_text}")
             sys.exit(1)
         self.stdout.write(f"ok: no schedule overdue, no critical job failing; last scheduler heartbeat: {beat_text}")
+
+
+def _status_text(status: str | None) -> str:
+    """A run status in words ("succeeded with warnings", "timed out"); "-" for none yet."""
+    return JobRun.Status(status).label.lower() if status in JobRun.Status.values else (status or "-")
 
 
 def _dumps(value) -> str:

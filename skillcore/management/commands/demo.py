@@ -3,15 +3,24 @@
 Steps, each idempotent so running twice changes nothing but passwords:
 1. migrate (the SQLite file under var/ when DATABASE_URL is unset);
 2. seed a small synthetic district, unless one exists;
-3. a demo system admin, and one login per staff role taken from the seeded staff (renamed
-   ``demo-<role>``), so each role sees a real caseload;
-4. print the logins and the admin URL;
-5. serve the admin (skipped with ``--no-serve``).
+3. create a demo system admin, and one login per staff role taken from the seeded staff
+   (renamed ``demo-<role>``), so each role sees a real caseload;
+4. create the job schedules and run each job once (first demo only), so the dashboard
+   shows real history;
+5. print the logins and the admin URL;
+6. serve the admin with a qcluster beside it (skipped with ``--no-serve``); SIGTERM or
+   Ctrl-C stops both, the qcluster's workers included.
 
-The demo publishes its passwords, so it refuses to run unless DEBUG is on.
+The demo publishes its passwords, so it refuses to run unless DEBUG is on (the .env that
+``make demo`` writes turns it on for this checkout).
 """
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import zoneinfo
 
 from django.conf import settings
@@ -47,6 +56,10 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             raise CommandError("demo publishes its passwords: run it with DEBUG=1 (make demo does).", returncode=2)
         students = parse_count(options["students"], "--students")
+        if not options["no_serve"]:
+            address_problem = _address_problem(options["addrport"])
+            if address_problem:  # before anything is written: runserver would os._exit(1) later
+                raise CommandError(address_problem, returncode=2)
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         self.migrate()
         district = self.seed(students, show_progress=options["verbosity"] > 0)
@@ -79,7 +92,7 @@ class Command(BaseCommand):
     def logins(self, district: District) -> list[tuple[str, str, str]]:
         """(username, role, scope) per demo login; creates or renames them once, then only
         resets their password."""
-        self.stdout.write("3. Demo logins...")
+        self.stdout.write("3. Creating the demo logins...")
         User = get_user_model()
         admin, _ = User.objects.get_or_create(username=ADMIN_USERNAME, defaults={"email": "admin@demo.example.org"})
         admin.is_staff = admin.is_superuser = admin.is_active = True
@@ -113,40 +126,74 @@ class Command(BaseCommand):
         from scheduling import registry, runner, services
         from scheduling.models import JobRun
 
+        first = not JobRun.objects.exists()
+        self.stdout.write("4. Scheduling the jobs" + (" and running each once for the demo district..." if first else "..."))
         report = services.sync_schedules()
-        self.stdout.write(f"   Scheduled jobs: {report.created} schedules created, {report.unchanged + report.updated} kept.")
-        if JobRun.objects.exists():
+        self.stdout.write(f"   {report.created} schedules created, {report.unchanged + report.updated} kept.")
+        if not first:
             return
         for job in registry.all_jobs():
             if not job.has_body or job.slug == "end-of-year-rollover":
                 continue
             run = runner.run_sync(job_slug=job.slug, district=None if job.is_global else district)
-            self.stdout.write(f"   ran {job.slug}: {run.status} in {run.duration_seconds or 0:.1f}s")
+            note = f" ({run.note})" if run.note and run.status != JobRun.Status.SUCCEEDED else ""
+            self.stdout.write(f"   ran {job.slug}: {run.get_status_display().lower()}{note} in {run.duration_seconds or 0:.1f}s")
 
     def announce(self, logins: list[tuple[str, str, str]], addrport: str) -> None:
-        self.stdout.write(f"4. Log in at http://{addrport}/admin/ with password {DEMO_PASSWORD!r} as:")
+        self.stdout.write(f"5. Log in at http://{addrport}/admin/ with password {DEMO_PASSWORD!r} as:")
         width = max(len(u) for u, _, _ in logins)
         for username, role, scope in logins:
             self.stdout.write(f"   {username:<{width}}  {role} ({scope})")
 
     def serve(self, addrport: str) -> None:
-        """Serve the admin. The scheduling engine will start its qcluster here too, next to
-        the web server (one more process started before runserver blocks)."""
-        self.stdout.write(f"5. Serving the admin at http://{addrport}/admin/ with a qcluster running the jobs (Ctrl-C stops both).")
-        # The qcluster (scheduler + workers, ORM broker on the same database) runs beside
-        # the web server; Ctrl-C reaches both through the terminal's process group, and
-        # the finally block stops it if runserver exits another way.
-        import subprocess
-        import sys
-
-        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR)
+        """Serve the admin with a qcluster (scheduler + workers, ORM broker on the same
+        database) beside it, until Ctrl-C or SIGTERM; then stop the qcluster and its workers."""
+        self.stdout.write(f"6. Serving the admin at http://{addrport}/admin/ with a qcluster running the jobs "
+                          f"(Ctrl-C stops both).")
+        # The qcluster gets a process group of its own, so stopping it reaches its workers
+        # too (a SIGKILL of the group after the grace period, for any that did not exit).
+        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR,
+                                   start_new_session=True)
+        # SIGTERM's default action ends this process at once, skipping the finally block and
+        # orphaning the qcluster: turn it into the same exit as Ctrl-C.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             # No autoreloader: it would re-run this whole command in a child process.
             call_command("runserver", addrport, use_reloader=False)
+        except KeyboardInterrupt:
+            pass
         finally:
-            if cluster.poll() is None:
-                cluster.terminate()
-                try:
-                    cluster.wait(20)
-                except subprocess.TimeoutExpired:
-                    cluster.kill()
+            signal.signal(signal.SIGTERM, previous)
+            stop_process_group(cluster)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _address_problem(addrport: str) -> str:
+    """Why the web server could not listen on ``addrport`` ("" when it can)."""
+    host, _, port = addrport.rpartition(":")
+    if not port.isdigit():
+        return f"--addrport must be HOST:PORT, not {addrport!r}"
+    try:
+        with socket.create_server((host.strip("[]") or "127.0.0.1", int(port))):
+            return ""
+    except OSError as exc:
+        return f"cannot serve on {addrport}: {exc.strerror or exc}"
+
+
+def stop_process_group(process: subprocess.Popen, *, grace: float = 20.0) -> None:
+    """Ask ``process`` (the leader of its own process group) to stop with SIGTERM, wait up
+    to ``grace`` seconds, then SIGKILL whatever is left of its group (workers it forked)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # start_new_session: the group id is the leader's pid
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group is gone already
+    process.wait()

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from scheduling.models import RolloverRequest
 from skillcore.access import access_trail
-from skillcore.cli import one_line_errors
+from skillcore.cli import one_line_errors, table
 from students import rollover
 
 
@@ -68,7 +68,12 @@ class Command(BaseCommand):
             with access_trail(actor_label="manage.py rollover", purpose="end-of-year rollover dry run"):
                 counts = rollover.plan(target)
             schools = counts.pop("no_feeder_schools")
-            self.stdout.write("dry run: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; nothing written")
+            self.stdout.write(f"Dry run: rollover of district {counts['district']} from {counts['closing_session']} to "
+                              f"{counts['new_session']} ({counts['start']} to {counts['end']}); nothing written.")
+            self.stdout.write("\n".join(table(
+                ["WHAT A RUN NOW WOULD DO", "COUNT"],
+                [[label, f"{counts[key]:,}"] for key, label in rollover.COUNT_LABELS.items() if key in counts],
+                right={1})))
             # Named before the real run, so a district admin can set the feeder (Schools in the
             # admin) instead of transferring these students by hand afterwards.
             for s in schools:
