@@ -67,7 +67,11 @@ class IEP(models.Model):
             models.UniqueConstraint(fields=["student"], condition=Q(status="active"), name="one_active_iep_per_student"),
             models.CheckConstraint(condition=Q(last_annual_review__gte=F("eligibility_date")), name="iep_review_after_eligibility"),
         ]
-        indexes = [models.Index(fields=["next_review_due"], condition=Q(status="active"), name="iep_active_due_idx")]
+        # The reminder job reads active IEPs by each due date (annual review, reevaluation) every day.
+        indexes = [
+            models.Index(fields=["next_review_due"], condition=Q(status="active"), name="iep_active_due_idx"),
+            models.Index(fields=["reevaluation_due"], condition=Q(status="active"), name="iep_active_reeval_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"IEP for {self.student}" if self.student_id else "IEP"

@@ -82,6 +82,27 @@ def last_sent_this_cycle(
     return last_offset
 
 
+def _ladder(rows, *, today: dt.date, offsets: list[int], zone) -> tuple[list[ReminderDue], list[ReminderDue]]:
+    """(reminders to send today, overdue) for rows of (iep, student, school, due date, last
+    offset sent, when it was sent, first name, last name, last annual review): the one ladder
+    the annual review and the reevaluation both climb, each on its own due date and bookkeeping."""
+    due, overdue = [], []
+    for iep_id, student_id, school_id, due_on, last_offset, last_at, first, last, reviewed in rows:
+        days = (due_on - today).days
+        name = f"{first} {last}".strip()
+        if days < 0:
+            overdue.append(ReminderDue(iep_id, student_id, school_id, due_on, days, -1, name, reviewed))
+        last_sent = last_sent_this_cycle(
+            last_offset=last_offset, last_sent_on=last_at.astimezone(zone).date() if last_at else None,
+            due=due_on, offsets=offsets,
+        )
+        # Past due, the day-0 reminder is still sent once if its run was missed.
+        offset = due_offset(days_until_due=days, offsets=offsets, last_sent=last_sent)
+        if offset is not None:
+            due.append(ReminderDue(iep_id, student_id, school_id, due_on, days, offset, name, reviewed))
+    return due, overdue
+
+
 def reminders_due(*, district: District, today: dt.date) -> tuple[list[ReminderDue], list[ReminderDue]]:
     """(reminders to send today, overdue IEPs), in one query.
 
@@ -90,27 +111,36 @@ def reminders_due(*, district: District, today: dt.date) -> tuple[list[ReminderD
     told from the date the last reminder went out (see ``last_sent_this_cycle``).
     """
     offsets = sorted(set(district.iep_reminder_offsets), reverse=True)
-    horizon = max(offsets)
-    zone = district.zone
-    due, overdue = [], []
-    rows = active_ieps_within(district=district, today=today, horizon_days=horizon).values_list(
+    rows = active_ieps_within(district=district, today=today, horizon_days=max(offsets)).values_list(
         "id", "student_id", "student__school_id", "next_review_due", "last_reminder_offset",
         "last_reminder_sent_at", "student__first_name", "student__last_name", "last_annual_review",
     )
-    for iep_id, student_id, school_id, review_due, last_offset, last_at, first, last, reviewed in rows:
-        days = (review_due - today).days
-        name = f"{first} {last}".strip()
-        if days < 0:
-            overdue.append(ReminderDue(iep_id, student_id, school_id, review_due, days, -1, name, reviewed))
-        last_sent = last_sent_this_cycle(
-            last_offset=last_offset, last_sent_on=last_at.astimezone(zone).date() if last_at else None,
-            due=review_due, offsets=offsets,
-        )
-        # Past due, the day-0 reminder is still sent once if its run was missed.
-        offset = due_offset(days_until_due=days, offsets=offsets, last_sent=last_sent)
-        if offset is not None:
-            due.append(ReminderDue(iep_id, student_id, school_id, review_due, days, offset, name, reviewed))
-    return due, overdue
+    return _ladder(rows, today=today, offsets=offsets, zone=district.zone)
+
+
+def active_ieps_reevaluation_within(*, district: District, today: dt.date, horizon_days: int) -> QuerySet[IEP]:
+    return IEP.objects.filter(
+        status=IEP.Status.ACTIVE, student__school__district=district, student__is_active=True,
+        reevaluation_due__lte=today + dt.timedelta(days=horizon_days),
+    )
+
+
+def reevaluations_due(*, district: District, today: dt.date) -> tuple[list[ReminderDue], list[ReminderDue]]:
+    """(reevaluation reminders to send today, IEPs whose reevaluation is overdue), in one query.
+
+    The 3-year reevaluation (34 CFR 300.303(b)(2)) climbs the annual review's ladder (the
+    district's offsets, the same audiences, a missed day caught up with the latest rung) on
+    its own due date, ``IEP.reevaluation_due``, with its own bookkeeping
+    (``last_reevaluation_reminder_sent_at/offset``), so one ladder never holds back the other.
+    Recording the reevaluation (``IEP.last_reevaluation``) moves the due date 3 years on and
+    starts a new cycle, told apart as in ``last_sent_this_cycle``.
+    """
+    offsets = sorted(set(district.iep_reminder_offsets), reverse=True)
+    rows = active_ieps_reevaluation_within(district=district, today=today, horizon_days=max(offsets)).values_list(
+        "id", "student_id", "student__school_id", "reevaluation_due", "last_reevaluation_reminder_offset",
+        "last_reevaluation_reminder_sent_at", "student__first_name", "student__last_name", "last_annual_review",
+    )
+    return _ladder(rows, today=today, offsets=offsets, zone=district.zone)
 
 
 def annual_review_meetings(*, iep_ids: list[int]) -> QuerySet[IEPMeeting]:

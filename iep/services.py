@@ -1,5 +1,6 @@
 """Writes for special education: annual-review meetings proposed by the reminder job, late
-guardian notices flagged, and the reminder bookkeeping on the IEP. All set-based."""
+guardian notices flagged, and the reminder bookkeeping on the IEP (annual review and
+reevaluation). All set-based."""
 from __future__ import annotations
 
 import datetime as dt
@@ -58,6 +59,20 @@ def iep_reminders_record(*, sent: dict[int, list[int]], at: dt.datetime) -> int:
         if iep_ids:
             updated += IEP.objects.filter(id__in=iep_ids).update(
                 last_reminder_sent_at=at, last_reminder_offset=offset, reminders_sent_count=F("reminders_sent_count") + 1,
+            )
+    return updated
+
+
+@transaction.atomic
+def iep_reevaluation_reminders_record(*, sent: dict[int, list[int]], at: dt.datetime) -> int:
+    """Record the reevaluation reminder each IEP got (its own bookkeeping beside the annual
+    review's): ``sent`` maps an offset to IEP ids. One UPDATE per offset. Returns the number of
+    IEPs updated."""
+    updated = 0
+    for offset, iep_ids in sorted(sent.items()):
+        if iep_ids:
+            updated += IEP.objects.filter(id__in=iep_ids).update(
+                last_reevaluation_reminder_sent_at=at, last_reevaluation_reminder_offset=offset,
             )
     return updated
 

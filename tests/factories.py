@@ -240,6 +240,9 @@ class IEPFactory(factory.django.DjangoModelFactory):
     student = factory.SubFactory(StudentFactory)
     eligibility_date = dt.date(2023, 2, 1)
     last_annual_review = dt.date(2026, 2, 1)
+    # Reevaluated at the last annual review, so the 3-year reevaluation (eligibility + 3 years
+    # would be 2026-02-01) is not overdue in every test; reevaluation tests set their dates.
+    last_reevaluation = factory.LazyAttribute(lambda o: o.last_annual_review)
     case_manager = factory.SubFactory(UserFactory, roles=[Role.CASE_MANAGER])
 
 

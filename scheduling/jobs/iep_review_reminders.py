@@ -19,17 +19,24 @@ meeting fewer than the lead days away is flagged to the case manager and coordin
 A meeting whose date passed without minutes (a meeting is recorded as held only with them)
 reminds the case manager once, 2 school days after it (the school's instructional calendar). Priority is
 high from 30 days on (the 30-day rung and every later one). The IEP records the last reminder (time, offset) and the count.
+The 3-year reevaluation (34 CFR 300.303(b)(2); due = last evaluation, or the eligibility date,
++ 3 years: IEP.reevaluation_due) climbs the same ladder on its own due date: the same offsets,
+audiences, catch-up and priority, its own bookkeeping (last_reevaluation_reminder_sent_at/offset),
+and once overdue (no reevaluation recorded) the coordinator is alerted once per local day. No
+meeting is proposed for it: a reevaluation may start with a review of existing data without a
+meeting (300.305(a)); a reevaluation meeting the team schedules gets the family notice above.
 
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
 cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``,
 ``iep-meeting-notice:<meeting>:<recipient>:<channel>``, ``iep-minutes-missing:<meeting>:<recipient>:email``
-and ``iep-notice-late:<meeting>:<recipient>:email``. Everything the run writes (messages,
+``iep-notice-late:<meeting>:<recipient>:email``, ``iep-reevaluation:<iep>:<reevaluation due>:<offset>:<recipient>:email``
+and ``iep-reevaluation-overdue:<iep>:<local date>:<recipient>:email``. Everything the run writes (messages,
 meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
 re-run of the slot finds the offset recorded and sends nothing new.
 
-Student data read: active IEPs due within the largest offset (student name, school, review
-dates, reminder bookkeeping), their team members, case managers and annual-review meetings.
+Student data read: active IEPs whose review or reevaluation is due within the largest offset
+(student name, school, review and reevaluation dates, reminder bookkeeping), their team members, case managers and annual-review meetings.
 """
 from __future__ import annotations
 
@@ -69,7 +76,9 @@ def run(ctx) -> dict:
     checked = selectors.active_ieps_within(
         district=district, today=today, horizon_days=max(district.iep_reminder_offsets)
     ).count()
-    total = len(due) + len(overdue)
+    # The 3-year reevaluation (34 CFR 300.303): the same ladder on its own due date (one query).
+    re_due, re_overdue = selectors.reevaluations_due(district=district, today=today)
+    total = len(due) + len(overdue) + len(re_due) + len(re_overdue)
     ctx.progress(0, total)
     # Family notices of scheduled meetings (34 CFR 300.322(b)): sent on the first run after
     # the meeting is scheduled; one that cannot leave the lead time is flagged at once.
@@ -81,9 +90,9 @@ def run(ctx) -> dict:
     # Minutes missing 2 school days after a meeting: the case manager is reminded, once.
     no_minutes = selectors.meetings_missing_minutes(district=district, today=today)
     staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0) for n in late_notices + no_minutes]
-    recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + staff_for)
+    recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + re_due + re_overdue + staff_for)
     # Inactive accounts are never told; the reminder names them instead ("reassign").
-    inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due])
+    inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due + re_due])
 
     with transaction.atomic():
         # 2a. The notices first, so the confirmation below sees them recorded (same transaction).
@@ -168,6 +177,35 @@ def run(ctx) -> dict:
             ]
             per_offset[str(r.offset)] += 1
             sent.setdefault(r.offset, []).append(r.iep_id)
+        # 3b. The reevaluation's rungs: the same audiences and priority, their own keys.
+        re_per_offset: Counter = Counter()
+        re_sent: dict[int, list[int]] = {}
+        for r in re_due:
+            who = recipients[r.iep_id]
+            users = set()
+            for audience in selectors.audience_for(r.offset):
+                users |= who[audience]
+            context = {
+                "iep_id": r.iep_id, "student_name": r.student_name, "reevaluation_due": r.due.isoformat(),
+                "days_until_due": r.days_until_due, "offset": r.offset, "inactive_members": inactive.get(r.iep_id, []),
+            }
+            key = f"iep-reevaluation:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
+            requests += [
+                _email(u, "iep-reevaluation", context, key, high=r.offset <= HIGH_PRIORITY_AT, student_id=r.student_id)
+                for u in sorted(users)
+            ]
+            re_per_offset[str(r.offset)] += 1
+            re_sent.setdefault(r.offset, []).append(r.iep_id)
+        for r in re_overdue:
+            context = {
+                "iep_id": r.iep_id, "student_name": r.student_name, "reevaluation_due": r.due.isoformat(),
+                "days_overdue": -r.days_until_due,
+            }
+            key = f"iep-reevaluation-overdue:{r.iep_id}:{today.isoformat()}"
+            requests += [
+                _email(u, "iep-reevaluation-overdue", context, key, high=True, student_id=r.student_id)
+                for u in sorted(recipients[r.iep_id]["coordinator"])
+            ]
         for r, meeting_id, meeting_day in late:
             who = recipients[r.iep_id]
             context = {
@@ -193,12 +231,16 @@ def run(ctx) -> dict:
         # 4. Bookkeeping on the IEP, one UPDATE per offset, in the same transaction as the
         #    messages: a crash leaves neither, and a re-run finds the offset recorded.
         services.iep_reminders_record(sent=sent, at=ctx.scheduled_for)
+        services.iep_reevaluation_reminders_record(sent=re_sent, at=ctx.scheduled_for)
     ctx.progress(total, total)
-    ctx.logger.info("%s reminders, %s overdue, %s queued", len(due), len(overdue), queued.inserted)
+    ctx.logger.info("%s reminders, %s overdue, %s reevaluation reminders, %s reevaluations overdue, %s queued",
+                    len(due), len(overdue), len(re_due), len(re_overdue), queued.inserted)
     return {
         "ieps_checked": checked,
         "reminders_sent": dict(per_offset),
         "overdue": len(overdue),
+        "reevaluation_reminders_sent": dict(re_per_offset),
+        "reevaluations_overdue": len(re_overdue),
         "meetings_proposed": len(proposed),
         "notices_flagged": flagged + flagged_at_once,
         "meeting_notices_sent": noticed,
@@ -221,6 +263,5 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=8),
     overlap="skip",
-    calendar="any day",
     entry=run,
 )
