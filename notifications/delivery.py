@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from notifications import counters, push
+from notifications import counters, push, sms
 from notifications.mail import Mailer, Outcome
-from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, Status
-from notifications.rendering import RenderError, render_email, render_push
+from notifications.models import CLAIMABLE_STATUSES, Channel, Notification, RecipientProfile, Status
+from notifications.rendering import RenderError, render_email, render_push, render_sms
 from notifications.services import recipient_mark_email_bouncing
 from skillcore import events
 from skillcore.outbox import Outbox
@@ -73,6 +73,7 @@ class DrainSummary:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    suppressed: int = 0  # held back at delivery: the recipient replied STOP since it was queued
     reasons: dict = field(default_factory=dict)
 
     def add(self, other: DrainSummary) -> None:
@@ -80,11 +81,13 @@ class DrainSummary:
         self.sent += other.sent
         self.retried += other.retried
         self.failed += other.failed
+        self.suppressed += other.suppressed
         for k, v in other.reasons.items():
             self.reasons[k] = self.reasons.get(k, 0) + v
 
     def as_dict(self) -> dict:
-        return {"claimed": self.claimed, "sent": self.sent, "retried": self.retried, "failed": self.failed, "reasons": self.reasons}
+        return {"claimed": self.claimed, "sent": self.sent, "retried": self.retried, "failed": self.failed,
+                "suppressed": self.suppressed, "reasons": self.reasons}
 
 
 def _settle(n: Notification, outcome: Outcome, *, worker: str, now: dt.datetime, summary: DrainSummary) -> None:
@@ -173,6 +176,34 @@ def _deliver_push(rows: list[Notification], *, worker, now, summary) -> None:
         _settle(by_id[nid], push.settle(token_results), worker=worker, now=now, summary=summary)
 
 
+def _deliver_sms(rows: list[Notification], *, worker, now, summary) -> None:
+    """Texts through Twilio, one API call each. Who may be texted is decided again here
+    (one read for the batch): a family that replied STOP after a message was queued (held
+    by quiet hours, waiting for a retry) gets only emergencies, like at enqueue."""
+    if not rows:
+        return
+    numbers = {
+        uid: (number, consent_at, opted_out_at)
+        for uid, number, consent_at, opted_out_at in RecipientProfile.objects.filter(
+            user_id__in={n.recipient_id for n in rows}).values_list("user_id", "mobile_number", "sms_consent_at", "sms_opted_out_at")
+    }
+    sender = sms.Sender()
+    for n in rows:
+        number, consent_at, opted_out_at = numbers.get(n.recipient_id, ("", None, None))
+        why = RecipientProfile.sms_allows(category=n.category, mobile_number=number, consent_at=consent_at, opted_out_at=opted_out_at)
+        if why is not None:
+            # Not a delivery failure: a family decision, recorded like enqueue's (not counted).
+            OUTBOX.settle(n.id, owner=worker, status=Status.SUPPRESSED, status_reason=why, claimed_at=None)
+            summary.suppressed += 1
+            continue
+        try:
+            rendered = render_sms(n)
+        except RenderError as exc:
+            _settle(n, Outcome("fail", reason=str(exc)[:200], error=str(exc)), worker=worker, now=now, summary=summary)
+            continue
+        _settle(n, sender.send(to=number, body=rendered.sms_body), worker=worker, now=now, summary=summary)
+
+
 def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.datetime | None = None,
                 lease: dt.timedelta = LEASE) -> DrainSummary:
     """Claim one batch and deliver it. Returns counts; ``claimed == 0`` means nothing was due."""
@@ -193,6 +224,7 @@ def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.dat
             live.append(n)
     _deliver_email([n for n in live if n.channel == Channel.EMAIL], worker=worker, now=now, summary=summary)
     _deliver_push([n for n in live if n.channel == Channel.PUSH], worker=worker, now=now, summary=summary)
+    _deliver_sms([n for n in live if n.channel == Channel.SMS], worker=worker, now=now, summary=summary)
     events.publish_many("notification.sent", Notification.objects.filter(  # one read + one write a batch
         id__in=ids, claimed_by=worker, status=Status.SENT).values("id", "category", "channel", "recipient_id", "student_id"))
     logger.info("notifications drain %s: %s", worker, summary.as_dict())

@@ -4,7 +4,7 @@ broadcast (``manage.py emergency_broadcast`` and the admin's Emergency broadcast
 
 Both go through ``notifications_enqueue``: categories ``emergency-test`` and ``emergency``
 are immediate, ignore preferences and quiet hours (notifications.services), and are sent
-on every channel (email and push) at high priority.
+on every channel (email, push and SMS) at high priority; the test's texts say TEST ONLY.
 
 The test's delivery report: the job enqueues, then stores a Report (kind emergency-test,
 one per district and test day) with counts read from the outbox, and schedules a one-off
@@ -36,7 +36,9 @@ SAMPLE_MESSAGES = {
     Scenario.WEATHER_DELAY: "Schools open two hours late today because of the weather.",
     Scenario.BROADCAST: "An important message from the district for every family and staff member.",
 }
-CHANNELS = (Channel.EMAIL, Channel.PUSH)
+# Every channel: a family without the app or a working email still gets a text (SMS goes to
+# any mobile number on file, consent or STOP notwithstanding: emergencies only).
+CHANNELS = (Channel.EMAIL, Channel.PUSH, Channel.SMS)
 
 
 def test_key_prefix(district: District, day: dt.date) -> str:

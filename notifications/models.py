@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -28,6 +29,20 @@ class Category(models.TextChoices):
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     PUSH = "push", "Push"
+    SMS = "sms", "SMS"
+
+
+# A mobile number as Twilio takes it: E.164, "+", a country code, at most 15 digits in all.
+E164_RE = r"^\+[1-9]\d{7,14}$"
+validate_e164 = RegexValidator(
+    E164_RE, "Enter the mobile number in international (E.164) form, e.g. +12025550143.", code="invalid_e164",
+)
+
+
+def normalize_mobile_number(value: str) -> str:
+    """What people type ("+1 (202) 555-0143") as E.164 ("+12025550143"): spaces, dashes,
+    dots and brackets dropped. Validation (``validate_e164``) still decides."""
+    return re.sub(r"[\s\-.()]", "", value or "")
 
 
 class Frequency(models.TextChoices):
@@ -58,6 +73,12 @@ class NotificationPreference(models.Model):
                 condition=Q(low_grade_threshold__isnull=True) | Q(low_grade_threshold__gte=0, low_grade_threshold__lte=100),
                 name="preference_threshold_percentage",
             ),
+            # A text goes at once or not at all: a daily or weekly digest does not fit in
+            # the 320 characters an SMS may carry (notifications/sms.py).
+            models.CheckConstraint(
+                condition=~Q(channel="sms") | Q(frequency__in=["immediately", "never"]),
+                name="preference_sms_immediate_or_never",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -66,6 +87,8 @@ class NotificationPreference(models.Model):
     def clean(self) -> None:
         if self.low_grade_threshold is not None and self.category != Category.GRADE_DIGEST:
             raise ValidationError({"low_grade_threshold": "A low-grade threshold applies to the grade digest only."})
+        if self.channel == Channel.SMS and self.frequency not in (Frequency.IMMEDIATELY, Frequency.NEVER):
+            raise ValidationError({"frequency": "Texts go immediately or never: a digest does not fit in an SMS."})
 
     @staticmethod
     def default_frequency(category: str, channel: str) -> str:
@@ -97,10 +120,13 @@ DEFAULT_FREQUENCY: dict[str, str] = {
     Category.EMERGENCY_TEST: Frequency.IMMEDIATELY,
     Category.SYSTEM: Frequency.IMMEDIATELY,
 }
+EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
+# SMS is opt-in: without a row choosing it, no non-emergency category goes by text (and a
+# row choosing it still needs the person's recorded consent, RecipientProfile.sms_allows).
 DEFAULT_FREQUENCY_BY_CHANNEL: dict[tuple[str, str], str] = {
     (Category.REPORT, Channel.PUSH): Frequency.NEVER,
+    **{(c, Channel.SMS): Frequency.NEVER for c in Category if c not in EMERGENCY_CATEGORIES},
 }
-EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
 
 
 class Priority(models.TextChoices):
@@ -274,21 +300,73 @@ class DigestDedupeKey(models.Model):
 
 
 class RecipientProfile(models.Model):
-    """Per-person delivery facts the outbox owns: language for non-guardians and the
-    email channel's health (set by delivery on a permanent bounce)."""
+    """Per-person delivery facts the outbox owns: language for non-guardians, the email
+    channel's health (set by delivery on a permanent bounce) and the SMS channel: the
+    mobile number, the consent to non-emergency texts (when and how it was given) and a
+    "STOP" reply (``sms_opted_out_at``, set and cleared by the inbound webhook)."""
 
     class EmailStatus(models.TextChoices):
         OK = "ok", "OK"
         BOUNCING = "bouncing", "Bouncing (permanent failure)"
+
+    class SmsConsentMethod(models.TextChoices):
+        PAPER_FORM = "paper-form", "Signed paper form"
+        PORTAL = "portal", "Family portal opt-in"
+        VERBAL = "verbal", "Verbal, recorded by staff"
+        TEXT_START = "text-start", "Replied START by text"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recipient_profile")
     language = models.CharField(max_length=5, default="en", choices=[("en", "English"), ("es", "Spanish")])
     email_status = models.CharField(max_length=10, choices=EmailStatus.choices, default=EmailStatus.OK)
     email_status_reason = models.CharField(max_length=200, blank=True)
     email_status_at = models.DateTimeField(null=True, blank=True)
+    mobile_number = models.CharField(
+        max_length=16, blank=True, validators=[validate_e164], db_index=True,  # the inbound webhook finds people by it
+        help_text="E.164, e.g. +12025550143. Emergencies are texted to it; other categories only with consent.",
+    )
+    sms_consent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the person agreed to non-emergency texts (empty: emergencies only).",
+    )
+    sms_consent_method = models.CharField(max_length=12, blank=True, choices=SmsConsentMethod.choices)
+    sms_opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text='Replied STOP: emergencies only until they reply START.',
+    )
+
+    class Meta:
+        constraints = [
+            # Consent is a fact with its circumstances: a time without a method (or the
+            # reverse) proves nothing.
+            models.CheckConstraint(
+                condition=Q(sms_consent_at__isnull=True, sms_consent_method="")
+                | (Q(sms_consent_at__isnull=False) & ~Q(sms_consent_method="")),
+                name="recipient_sms_consent_complete",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language}, email {self.email_status}"
+
+    def clean(self) -> None:
+        self.mobile_number = normalize_mobile_number(self.mobile_number)
+        if bool(self.sms_consent_at) != bool(self.sms_consent_method):
+            raise ValidationError({"sms_consent_method": "Record both when and how consent to texts was given, or neither."})
+        if self.sms_consent_at and not self.mobile_number:
+            raise ValidationError({"mobile_number": "Consent to texts needs the mobile number it was given for."})
+
+    @staticmethod
+    def sms_allows(*, category: str, mobile_number: str, consent_at, opted_out_at) -> str | None:
+        """Why a text of ``category`` may not go to this person, or None if it may.
+        Emergencies need only a number; anything else also the recorded consent, and no
+        STOP since."""
+        if not mobile_number:
+            return "no-mobile-number"
+        if category in EMERGENCY_CATEGORIES:
+            return None
+        if opted_out_at is not None:
+            return "sms-opted-out"
+        if consent_at is None:
+            return "sms-no-consent"
+        return None
 
 
 class Message(models.Model):

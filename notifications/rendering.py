@@ -7,6 +7,8 @@ Names (``<lang>`` is en or es; a missing language falls back to English):
   <template>.<lang>.push.txt      push: first line the title, the rest the body; optional,
                                   falling back to generic.<lang>.push.txt ("New update
                                   for Maria — open the app"): push bodies stay generic.
+  <template>.<lang>.sms.txt       a text message (at most 320 characters, no figures);
+                                  optional, falling back to generic.<lang>.sms.txt
   <template>.<lang>.item.txt/.html  one line of a daily/weekly digest
 
 Strict: ``{{ name }}`` with no such variable raises MissingVariable instead of printing
@@ -16,11 +18,35 @@ Use ``{% if name %}`` for optional values (``if``/``for`` stay lenient).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.template import Context, Engine, TemplateDoesNotExist
 from django.utils.safestring import mark_safe
+
+# What a text may carry (notifications/sms.py explains why).
+MAX_BODY = 320
+ELLIPSIS = "…"
+# Figures a grade or attendance line would carry: "85%", "85 %", "3/5", "92.5", "7,5".
+FIGURE_RE = re.compile(r"\d+\s*%|\d+\s*/\s*\d+|\d+[.,]\d+")
+
+
+def fit(body: str) -> str:
+    """One line of at most ``MAX_BODY`` characters: whitespace collapsed, cut at a word
+    with an ellipsis when longer."""
+    body = " ".join(body.split())
+    if len(body) <= MAX_BODY:
+        return body
+    cut = body[: MAX_BODY - len(ELLIPSIS)]
+    if " " in cut[MAX_BODY // 2:]:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,.;:") + ELLIPSIS
+
+
+def figures_in(body: str) -> list[str]:
+    """The grade- or attendance-like figures in ``body`` (empty: none)."""
+    return FIGURE_RE.findall(body)
 
 
 class RenderError(Exception):
@@ -55,6 +81,7 @@ class Rendered:
     html: str = ""
     push_title: str = ""
     push_body: str = ""
+    sms_body: str = ""
 
 
 def _get(name: str, language: str, kind: str, *, fallback: str | None = None):
@@ -117,5 +144,21 @@ def render_push(notification) -> Rendered:
     return Rendered(push_title=title.strip()[:100], push_body=" ".join(body.split())[:240])
 
 
+def render_sms(notification) -> Rendered:
+    """The text: one line, cut to 320 characters (notifications/sms.py). A body that carries
+    a grade or attendance figure is refused unless it is an emergency (the district's words)."""
+    from notifications.models import EMERGENCY_CATEGORIES
+
+    ctx = template_context(notification)
+    body = fit(_render(_get(notification.template, notification.language, "sms.txt", fallback="generic"), ctx, html=False))
+    if notification.category not in EMERGENCY_CATEGORIES and figures_in(body):
+        raise RenderError(f"an SMS may not carry grade or attendance figures ({', '.join(figures_in(body))[:60]})")
+    if not body:
+        raise RenderError("the SMS body is empty")
+    return Rendered(sms_body=body)
+
+
 def render(notification) -> Rendered:
+    if notification.channel == "sms":
+        return render_sms(notification)
     return render_email(notification) if notification.channel == "email" else render_push(notification)

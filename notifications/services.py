@@ -71,6 +71,9 @@ class Reason:
     NO_EMAIL = "no-email-address"
     EMAIL_BOUNCING = "email-bouncing"
     NO_DEVICE = "no-active-device"
+    NO_MOBILE = "no-mobile-number"  # RecipientProfile.sms_allows gives these three
+    SMS_OPTED_OUT = "sms-opted-out"
+    SMS_NO_CONSENT = "sms-no-consent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,9 @@ class _Recipient(NamedTuple):
 class _Profile(NamedTuple):
     language: str
     email_status: str
+    mobile_number: str = ""
+    sms_consent_at: dt.datetime | None = None
+    sms_opted_out_at: dt.datetime | None = None
 
 
 _NO_PROFILE = _Profile(language="en", email_status="")
@@ -228,9 +234,9 @@ def _load_facts(chunk: list[NotificationRequest], default_district_id: int | Non
     staff = dict(StaffProfile.objects.filter(_among("user_id", recipient_ids)).values_list("user_id", "district_id"))
     staff.update({uid: staff.get(uid) for uid, user in users.items() if user.is_staff and uid not in staff})
     profiles = {
-        uid: _Profile(lang, status)
-        for uid, lang, status in RecipientProfile.objects.filter(_among("user_id", recipient_ids)).values_list(
-            "user_id", "language", "email_status"
+        row[0]: _Profile._make(row[1:])
+        for row in RecipientProfile.objects.filter(_among("user_id", recipient_ids)).values_list(
+            "user_id", "language", "email_status", "mobile_number", "sms_consent_at", "sms_opted_out_at"
         )
     }
     prefs = {
@@ -335,6 +341,12 @@ def _verdict(r: NotificationRequest, who: _Audience, facts: _Facts) -> _Verdict:
         return _Verdict(Status.SUPPRESSED, Reason.EMAIL_BOUNCING)
     if r.channel == Channel.PUSH and r.recipient_id not in facts.with_device:
         return _Verdict(Status.SUPPRESSED, Reason.NO_DEVICE)
+    if r.channel == Channel.SMS:
+        p = facts.profile(r.recipient_id)
+        why = RecipientProfile.sms_allows(category=r.category, mobile_number=p.mobile_number,
+                                          consent_at=p.sms_consent_at, opted_out_at=p.sms_opted_out_at)
+        if why is not None:
+            return _Verdict(Status.SUPPRESSED, why)
     frequency = NotificationPreference.frequency_applying(
         category=r.category, channel=r.channel, chosen=facts.prefs.get((r.recipient_id, r.category, r.channel)),
     )
@@ -784,3 +796,60 @@ def recipient_mark_email_bouncing(*, user_ids: Iterable[int], reason: str, now: 
         update_conflicts=True, unique_fields=["user"],
         update_fields=["email_status", "email_status_reason", "email_status_at"],
     )
+
+
+# --- SMS consent and the STOP/START replies -----------------------------------------------
+
+# Twilio's standard opt-out and opt-in keywords (a reply that is exactly one of them,
+# any case): what carriers and Twilio's own Advanced Opt-Out treat as STOP and START.
+SMS_STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+SMS_START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+
+
+@transaction.atomic
+def recipient_sms_consent_record(*, user_id: int, mobile_number: str, method: str, now: dt.datetime | None = None) -> RecipientProfile:
+    """Record a person's mobile number and their consent to non-emergency texts (when and
+    how), clearing an earlier STOP: consenting again is opting back in. The number is
+    normalised and validated (E.164); a bad number or method raises ValidationError and
+    writes nothing."""
+    from django.core.exceptions import ValidationError
+
+    from notifications.models import normalize_mobile_number
+
+    now = now or timezone.now()
+    if method not in RecipientProfile.SmsConsentMethod.values:
+        raise ValidationError({"sms_consent_method": f"unknown consent method {method!r}"})
+    profile, _ = RecipientProfile.objects.select_for_update().get_or_create(user_id=user_id)
+    profile.mobile_number = normalize_mobile_number(mobile_number)
+    profile.sms_consent_at, profile.sms_consent_method, profile.sms_opted_out_at = now, method, None
+    profile.full_clean(exclude=["user"])
+    profile.save(update_fields=["mobile_number", "sms_consent_at", "sms_consent_method", "sms_opted_out_at"])
+    return profile
+
+
+def sms_reply_keyword(body: str) -> str | None:
+    """"stop" or "start" when a text's body is one of the opt-out or opt-in keywords, else None."""
+    word = "".join((body or "").split()).upper()
+    if word in SMS_STOP_WORDS:
+        return "stop"
+    if word in SMS_START_WORDS:
+        return "start"
+    return None
+
+
+@transaction.atomic
+def sms_reply_apply(*, mobile_number: str, keyword: str, now: dt.datetime | None = None) -> int:
+    """Apply a STOP or START reply from ``mobile_number`` to every profile with that number
+    (a household may share one). STOP: emergencies only from now on (``sms_opted_out_at``);
+    messages already queued are held back at delivery too. START: opted back in; a person
+    who never consented before has now, by text (method ``text-start``). One UPDATE each;
+    returns the profiles changed."""
+    now = now or timezone.now()
+    profiles = RecipientProfile.objects.filter(mobile_number=mobile_number)
+    if keyword == "stop":
+        return profiles.filter(sms_opted_out_at__isnull=True).update(sms_opted_out_at=now)
+    if keyword == "start":
+        changed = profiles.filter(sms_opted_out_at__isnull=False).update(sms_opted_out_at=None)
+        return changed + profiles.filter(sms_consent_at__isnull=True).update(
+            sms_consent_at=now, sms_consent_method=RecipientProfile.SmsConsentMethod.TEXT_START)
+    raise ValueError(f"keyword must be stop or start, not {keyword!r}")

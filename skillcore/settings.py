@@ -5,6 +5,7 @@ its slots in that zone.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from skillcore import env
@@ -196,6 +197,18 @@ FCM_PROJECT_ID = env.get_str("FCM_PROJECT_ID", "")
 FCM_DRY_RUN = env.get_bool("FCM_DRY_RUN", DEBUG)
 # Replaces the FCM messages:send URL ({project_id} is filled in): an emulator, a proxy, tests.
 FCM_ENDPOINT = env.get_str("FCM_ENDPOINT", "")
+
+# --- SMS: Twilio's REST API (notifications/sms.py) --------------------------------------
+# No account SID: SMS rows wait and retry ("Twilio not configured"), as push does without
+# credentials. The auth token also verifies the inbound webhook's signatures.
+TWILIO_ACCOUNT_SID = env.get_str("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = env.get_str("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = env.get_str("TWILIO_FROM_NUMBER", "")
+if TWILIO_FROM_NUMBER and not re.fullmatch(r"\+[1-9]\d{7,14}", TWILIO_FROM_NUMBER):
+    env.fail("TWILIO_FROM_NUMBER", "must be an E.164 number such as +12025550143")
+# Replaces https://api.twilio.com (a Twilio-compatible server: the demo's, the tests').
+TWILIO_API_BASE_URL = env.get_str("TWILIO_API_BASE_URL", "")
+TWILIO_TIMEOUT = env.get_int("TWILIO_TIMEOUT", 15, minimum=1)
 
 # --- FERPA access trail ---------------------------------------------------------------
 # At least the most days 7 calendar years can span (two leap days), the trigger's own line

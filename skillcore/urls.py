@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from notifications import webhooks
 from scheduling.dashboard import urls as dashboard_urls
 from scheduling.monitoring import health
 
@@ -24,4 +25,6 @@ urlpatterns = [
     path("metrics", health.metrics_view, name="prometheus-django-metrics"),
     path("health", health.health, name="health"),
     path("health/db", health.health_db, name="health-db"),
+    # Twilio's inbound SMS webhook (STOP/START replies), signature-checked: notifications/webhooks.py.
+    path("notifications/twilio/inbound", webhooks.twilio_inbound, name="twilio-inbound"),
 ]

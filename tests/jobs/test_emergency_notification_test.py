@@ -23,7 +23,8 @@ from scheduling.models import EmergencyBroadcast, JobRun, Report
 from students.models import Role
 from tests import factories as f
 from tests.jobs.slot_runs import local_slot, run_slot, statements
-from tests.notifications.conftest import fcm, fcm_error  # noqa: F401 - a real FCM API on localhost
+from notifications.models import RecipientProfile
+from tests.notifications.conftest import fcm, fcm_error, twilio  # noqa: F401 - real FCM and Twilio APIs on localhost
 
 SLUG = "emergency-notification-test"
 
@@ -44,6 +45,8 @@ def run_test(district, *, trigger=JobRun.Trigger.SCHEDULE):
 def group(district, school):
     members = [f.StaffFactory(roles=[Role.DISTRICT_ADMIN], schools=[school]) for _ in range(2)]
     f.DeviceTokenFactory(user=members[0])  # the second has no device: push not sent to them
+    # The first has a mobile number (no consent to other texts: emergencies need none), the second none.
+    RecipientProfile.objects.create(user=members[0], mobile_number="+12025550101")
     district.emergency_test_group.set(members)
     return members
 
@@ -56,18 +59,19 @@ def families(district, school):
     return [g]
 
 
-def test_only_the_test_group_gets_four_scenarios_on_every_channel_marked_test(district, group, families, fcm):
+def test_only_the_test_group_gets_four_scenarios_on_every_channel_marked_test(district, group, families, fcm, twilio):
     token = group[0].device_tokens.get().token
     fcm.behaviour[token] = fcm_error(500, "INTERNAL", message="server error")  # push fails: the report says so
     run = run_test(district)
     rows = Notification.objects.filter(category=Category.EMERGENCY_TEST)
     assert set(rows.values_list("recipient_id", flat=True)) == {u.id for u in group}
     assert not Notification.objects.filter(recipient__in=families).exists()  # never families
-    assert rows.count() == 4 * 2 * 2
+    assert rows.count() == 4 * 2 * 3
     assert set(rows.values_list("context__scenario", flat=True)) == {"school-closure", "lockdown", "weather-delay", "broadcast"}
-    assert set(rows.values_list("channel", flat=True)) == {"email", "push"}
+    assert set(rows.values_list("channel", flat=True)) == {"email", "push", "sms"}
     assert rows.filter(status=Status.SUPPRESSED, channel="push").count() == 4  # member without a device
-    assert run.result["recipients"] == 2 and run.result["inserted"] == 12
+    assert rows.filter(status=Status.SUPPRESSED, channel="sms", status_reason="no-mobile-number").count() == 4
+    assert run.result["recipients"] == 2 and run.result["inserted"] == 16
     # Sent at once at 10:00 with high priority; the report exists before the outbox drains.
     report = Report.objects.get(kind="emergency-test", district=district)
     assert report.period_start == dt.date(2027, 1, 4)
@@ -87,6 +91,11 @@ def test_only_the_test_group_gets_four_scenarios_on_every_channel_marked_test(di
     assert all(m.subject.startswith("TEST:") for m in mail.outbox) and len(mail.outbox) == 8
     assert "THIS IS A TEST" in mail.outbox[0].body
     assert "Delivery by channel" in report.html
+    # SMS: the member with a number got the four tests by text, each marked TEST, through Twilio.
+    assert report.evidence["delivery"]["sms"] == {"total": 8, "sent": 4, "failed": 0, "waiting": 0, "suppressed": 4}
+    assert {r["form"]["To"] for r in twilio.received} == {"+12025550101"} and len(twilio.received) == 4
+    assert all(r["form"]["Body"].startswith("TEST ONLY:") for r in twilio.received)
+    assert "sms" in report.html
 
 
 def test_preferences_and_quiet_hours_do_not_hold_the_test(district, group):
@@ -99,7 +108,7 @@ def test_rerun_of_the_slot_enqueues_nothing_and_keeps_one_report(district, group
     run_test(district)
     before = Notification.objects.count()
     again = run_test(district, trigger=JobRun.Trigger.MANUAL)
-    assert again.result["inserted"] == 0 and again.result["duplicates"] == 16
+    assert again.result["inserted"] == 0 and again.result["duplicates"] == 24
     assert Notification.objects.count() == before
     assert Report.objects.filter(kind="emergency-test").count() == 1
     assert Schedule.objects.filter(name__startswith="skillcore:emergency-test-report:").count() == 1
@@ -129,7 +138,7 @@ def test_jobs_run_command(district, group):
     call_command("jobs", "run", SLUG, "--district", str(district.id), "--as-of", first_monday_slot(district).isoformat(),
                  stdout=io.StringIO())
     assert JobRun.objects.get(job=SLUG).status == JobRun.Status.SUCCEEDED
-    assert Notification.objects.filter(category=Category.EMERGENCY_TEST).count() == 16
+    assert Notification.objects.filter(category=Category.EMERGENCY_TEST).count() == 24
 
 
 # -- the real broadcast --------------------------------------------------------------------------
@@ -151,6 +160,22 @@ def test_broadcast_reaches_every_family_and_staff_at_night_whatever_their_prefer
     assert g_email.status == Status.PENDING and g_email.send_after == night  # not deferred to 07:00, not "never"
     assert result["deferred"] == 0
     assert EmergencyBroadcast.objects.get().counts["recipients"] == len(recipients)
+
+
+def test_broadcast_reaches_a_guardian_by_sms_at_night_after_stop(district, school, families, fcm, twilio):
+    """A guardian who never consented to texts and replied STOP still gets the lockdown text."""
+    RecipientProfile.objects.create(user=families[0], mobile_number="+12025550143", sms_opted_out_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    night = dt.datetime(2027, 1, 5, 23, 30, tzinfo=district.zone)
+    with time_machine.travel(night, tick=False):
+        broadcast = emergency.emergency_broadcast_send(district=district, scenario="lockdown", message="Hillcrest is in lockdown.",
+                                                       actor_label="test")
+        delivery.drain(batch_size=100)
+    text = Notification.objects.get(category=Category.EMERGENCY, recipient=families[0], channel="sms")
+    assert text.status == Status.SENT and text.provider_message_id.startswith("SM") and text.priority == "high"
+    assert text.dedupe_key == f"emergency:{broadcast.pk}:{families[0].pk}:sms"
+    [request] = twilio.received
+    assert request["form"] == {"To": "+12025550143", "From": "+15005550006",
+                               "Body": f"{district.name}: Lockdown: Hillcrest is in lockdown."}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -182,7 +207,7 @@ def test_admin_form_sends_for_a_district_admin_and_scopes_the_district(client, d
     assert ok.status_code == 302
     b = EmergencyBroadcast.objects.get()
     assert b.sent_by == admin_user and b.counts["inserted"] > 0
-    assert Notification.objects.filter(category=Category.EMERGENCY, recipient=families[0]).count() == 2
+    assert Notification.objects.filter(category=Category.EMERGENCY, recipient=families[0]).count() == 3
 
 
 def test_teachers_cannot_send_broadcasts(client, teacher):

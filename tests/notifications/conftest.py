@@ -143,3 +143,51 @@ def family(school):
     guardian = f.UserFactory(username="ana", first_name="Ana", email="ana@example.org", roles=[Role.GUARDIAN])
     link = f.GuardianLinkFactory(guardian=guardian, student=student, preferred_language="es")
     return {"student": student, "student_user": student_user, "guardian": guardian, "link": link}
+
+
+TWILIO_SID = "AC" + "5" * 32
+TWILIO_TOKEN = "local-test-auth-token"
+TWILIO_FROM = "+15005550006"
+
+
+@pytest.fixture
+def twilio(httpserver, settings):
+    """The twilio library's REST client pointed at a local Twilio-compatible server
+    (TWILIO_API_BASE_URL): Messages.json records each form and answers like Twilio (201,
+    a message SID); ``twilio.behaviour`` maps a To number to (status, JSON body), e.g. a
+    503 or a 400 with a Twilio error code; the account resource answers ``account_status``."""
+    settings.TWILIO_ACCOUNT_SID = TWILIO_SID
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.TWILIO_FROM_NUMBER = TWILIO_FROM
+    settings.TWILIO_API_BASE_URL = httpserver.url_for("/")
+
+    class State:
+        received: list[dict]
+        behaviour: dict[str, list[tuple[int, dict]]]
+        account_status = "active"
+
+    state = State()
+    state.received, state.behaviour = [], {}
+    counter = iter(range(1, 10**9))
+
+    def messages(request):
+        form = request.form.to_dict()
+        state.received.append({"form": form, "auth": request.authorization})
+        queued = state.behaviour.get(form["To"])
+        status, payload = queued.pop(0) if queued else (201, None)
+        if payload is None:
+            payload = {"sid": f"SM{next(counter):032x}", "status": "queued", "to": form["To"], "from": form["From"],
+                       "body": form["Body"], "account_sid": TWILIO_SID}
+        return Response(json.dumps(payload), status=status, content_type="application/json")
+
+    def account(request):
+        return Response(json.dumps({"sid": TWILIO_SID, "status": state.account_status, "friendly_name": "SkillCore test"}),
+                        status=200, content_type="application/json")
+
+    httpserver.expect_request(f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json", method="POST").respond_with_handler(messages)
+    httpserver.expect_request(f"/2010-04-01/Accounts/{TWILIO_SID}.json", method="GET").respond_with_handler(account)
+    yield state
+
+
+def twilio_error(status: int, code: int, message: str = "error") -> tuple[int, dict]:
+    return status, {"code": code, "message": message, "status": status}

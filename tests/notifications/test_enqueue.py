@@ -200,7 +200,7 @@ def test_an_unknown_category_fails_its_row_and_the_batch_goes_on(family):
 
 def test_a_bad_channel_is_a_programming_error():
     with pytest.raises(ValueError, match="channel"):
-        NotificationRequest(recipient_id=1, category="system", channel="sms", template="system", context={}, dedupe_key="x")
+        NotificationRequest(recipient_id=1, category="system", channel="fax", template="system", context={}, dedupe_key="x")
 
 
 def test_a_missing_recipient_is_counted(family):
