@@ -10,6 +10,9 @@ def setup(database: str) -> None:
     url = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database}")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "benchmark-only-not-a-secret")
+    from skillcore.archives import new_key
+
+    os.environ.setdefault("ARCHIVE_ENCRYPTION_KEY", new_key())  # production settings need one; the bench archives nothing it keeps
     os.environ.setdefault("DATABASE_POOL", "false")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "skillcore.settings")

@@ -30,6 +30,9 @@ DISTRICTS = int(os.environ.get("BENCH_DISTRICTS", "500"))
 def setup() -> None:
     os.environ["DATABASE_URL"] = URL
     os.environ.setdefault("SECRET_KEY", "benchmark-only-not-a-secret")
+    from skillcore.archives import new_key
+
+    os.environ.setdefault("ARCHIVE_ENCRYPTION_KEY", new_key())  # production settings need one; the bench archives nothing it keeps
     os.environ.setdefault("DATABASE_POOL", "false")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "skillcore.settings")

@@ -36,6 +36,10 @@ def _setup_django() -> None:
     os.environ.setdefault("DATABASE_POOL", "false")
     if not os.environ.get("SECRET_KEY") and not os.environ.get("DEBUG"):
         os.environ["SECRET_KEY"] = "bench-only-not-a-secret"
+    if not os.environ.get("ARCHIVE_ENCRYPTION_KEY") and not os.environ.get("DEBUG"):
+        from skillcore.archives import new_key
+
+        os.environ["ARCHIVE_ENCRYPTION_KEY"] = new_key()  # production settings need one
     import django
 
     django.setup()

@@ -140,3 +140,38 @@ def get_zone(name: str, default: str) -> str:
     if zone_problem(raw):  # the districts' rule: a place's IANA zone, not "localtime" or "Factory"
         fail(name, f"is not an IANA time zone of a place, got {raw!r}")
     return raw
+
+
+def get_choices(name: str, choices: tuple[str, ...]) -> list[str]:
+    """A comma-separated list, each item one of ``choices``."""
+    items = get_list(name, [])
+    for item in items:
+        if item not in choices:
+            fail(name, f"must be a comma-separated list of {', '.join(choices)}, got {item!r}")
+    return items
+
+
+def get_archive_key(name: str) -> str:
+    """An archive encryption key (skillcore/archives.py), checked; empty when unset."""
+    from skillcore.archives import ArchiveKeyError, parse_key  # plain Python
+
+    raw = (get_str(name, "") or "").strip()
+    if raw:
+        try:
+            parse_key(raw)
+        except ArchiveKeyError as error:
+            fail(name, str(error))
+    return raw
+
+
+def get_archive_keys(name: str) -> list[str]:
+    """A comma-separated list of archive encryption keys, each checked."""
+    from skillcore.archives import ArchiveKeyError, parse_key
+
+    items = get_list(name, [])
+    for n, item in enumerate(items, 1):
+        try:
+            parse_key(item)
+        except ArchiveKeyError as error:
+            fail(name, f"item {n} {error}")
+    return items

@@ -42,3 +42,19 @@ def access_log_purge(*, now: dt.datetime, retention_days: int | None = None) -> 
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('skillcore.access_log_purge_before', '', true)")
     return deleted
+
+
+def access_log_archive_read(*, now: dt.datetime, actor_label: str, purpose: str,
+                            reads: dict[str, tuple[int, list[int]]]) -> int:
+    """Record archived rows read back (``manage.py archive_restore``): one trail row per model,
+    ``reads`` mapping its label to (rows, student ids). The access trail's execute wrapper
+    sees database statements only; a restore reads object storage, so it writes its own rows.
+    Returns the rows written."""
+    rows = [
+        AccessLog(at=now, actor=None, actor_label=actor_label[:150], purpose=purpose[:200], model=model[:100],
+                  operation=AccessLog.Operation.READ, query_count=1, row_count=count,
+                  student_count=len(set(ids)), student_ids=sorted(set(ids)))
+        for model, (count, ids) in sorted(reads.items()) if count
+    ]
+    AccessLog.objects.bulk_create(rows)
+    return len(rows)

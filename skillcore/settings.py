@@ -172,8 +172,36 @@ if ARCHIVE_S3_BUCKET:
             "location": env.get_str("ARCHIVE_S3_PREFIX", "archive"),
             "file_overwrite": True,  # a rerun rewrites the same batch object
             "default_acl": None,
+            # A private CA's bundle for an https endpoint (MinIO, Ceph); empty: the system's CAs.
+            "verify": env.get_str("ARCHIVE_S3_CA_BUNDLE", "") or None,
         },
     }
+    # Server-side encryption, asked for on every upload, on top of the application's own
+    # (ARCHIVE_ENCRYPTION_KEY): "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with
+    # ARCHIVE_S3_KMS_KEY_ID or the account's default key). Empty: the bucket's default.
+    _sse = env.get_str("ARCHIVE_S3_SERVER_SIDE_ENCRYPTION", "")
+    if _sse not in {"", "AES256", "aws:kms"}:
+        env.fail("ARCHIVE_S3_SERVER_SIDE_ENCRYPTION", f"must be AES256, aws:kms or empty, got {_sse!r}")
+    _kms_key = env.get_str("ARCHIVE_S3_KMS_KEY_ID", "")
+    if _kms_key and _sse != "aws:kms":
+        env.fail("ARCHIVE_S3_KMS_KEY_ID", "needs ARCHIVE_S3_SERVER_SIDE_ENCRYPTION=aws:kms")
+    if _sse:
+        STORAGES["archive"]["OPTIONS"]["object_parameters"] = {
+            "ServerSideEncryption": _sse, **({"SSEKMSKeyId": _kms_key} if _kms_key else {})}
+
+# Every archive object is sealed with AES-256-GCM (skillcore/archives.py) before it is
+# written: ARCHIVE_ENCRYPTION_KEY seals, it and ARCHIVE_ENCRYPTION_RETIRED_KEYS open (a
+# rotation moves the old key to the retired list). Production refuses to start without a
+# key; the demo (DEBUG) generates one into var/ on first use, kept across restarts.
+ARCHIVE_ENCRYPTION_KEY = env.get_archive_key("ARCHIVE_ENCRYPTION_KEY")
+ARCHIVE_ENCRYPTION_RETIRED_KEYS = env.get_archive_keys("ARCHIVE_ENCRYPTION_RETIRED_KEYS")
+if not ARCHIVE_ENCRYPTION_KEY:
+    if not DEBUG:
+        env.fail("ARCHIVE_ENCRYPTION_KEY", "must be set when DEBUG is off (archives are encrypted with it; "
+                 "`python -m skillcore.archives` prints a new key)")
+    from skillcore.archives import demo_key
+
+    ARCHIVE_ENCRYPTION_KEY = demo_key(VAR_DIR / "demo-archive.key")
 
 # --- email: any ESP through django-anymail; the console backend for the demo -----------
 EMAIL_BACKEND = env.get_str(
@@ -185,6 +213,10 @@ EMAIL_PORT = env.get_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
+# Implicit TLS from the first byte (port 465); EMAIL_USE_TLS is STARTTLS (587). One or the other.
+EMAIL_USE_SSL = env.get_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    env.fail("EMAIL_USE_SSL", "and EMAIL_USE_TLS are exclusive: SSL for port 465, TLS (STARTTLS) for 587")
 EMAIL_TIMEOUT = env.get_int("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "SkillCore <no-reply@skillcore.invalid>")
 ANYMAIL = {
@@ -315,3 +347,22 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", True)
+
+# --- encryption in transit (skillcore/transport.py) ------------------------------------------
+# Production refuses to start when a connection would carry student data in clear text over
+# a network (this host's loopback and unix sockets are exempt). ALLOW_PLAINTEXT_TRANSPORT
+# names the services (database, redis, email, s3, http) accepted anyway, e.g. inside a
+# network encrypted below the application (WireGuard, IPsec); docs/deployment.md.
+ALLOW_PLAINTEXT_TRANSPORT = env.get_choices("ALLOW_PLAINTEXT_TRANSPORT", ("database", "redis", "email", "s3", "http"))
+if not DEBUG:
+    from skillcore.transport import plaintext_connections
+
+    for _plain in plaintext_connections(
+        database=DATABASES["default"], redis_url=REDIS_URL, email_backend=EMAIL_BACKEND, email_host=EMAIL_HOST,
+        email_use_tls=EMAIL_USE_TLS, email_use_ssl=EMAIL_USE_SSL, s3_bucket=ARCHIVE_S3_BUCKET,
+        s3_endpoint=STORAGES["archive"]["OPTIONS"].get("endpoint_url") or "",
+        http_urls={"FCM_ENDPOINT": FCM_ENDPOINT, "PAGERDUTY_EVENTS_URL": PAGERDUTY_EVENTS_URL,
+                   "SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL},
+    ):
+        if _plain.service not in ALLOW_PLAINTEXT_TRANSPORT:
+            env.fail(_plain.variable, f"{_plain.problem} (or add {_plain.service} to ALLOW_PLAINTEXT_TRANSPORT)")

@@ -5,6 +5,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("DATABASE_POOL", "false")  # pytest-django's test DB teardown and a pool disagree
 # Production redirects http to https; the test client and the localhost servers speak http.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+# Archives are encrypted in production; the suite's key is public and only ever seals test data.
+os.environ.setdefault("ARCHIVE_ENCRYPTION_KEY", "CaQZq09I-CL_fOaXK8TfVoiR6yGcJq3QGS4tA_f3JAs=")
 
 from skillcore.settings import *  # noqa: E402,F401,F403
 

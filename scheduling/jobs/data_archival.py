@@ -6,9 +6,10 @@ Rules (below, as of the slot's local date): grades and attendance older than
 7 years, completed (closed or escalated) interventions older than 3 years (with their
 counselor tasks) and chat messages older than 2 years are written to the archive storage
 (STORAGES["archive"]: MEDIA_ROOT/archive, or S3 when ARCHIVE_S3_BUCKET is set) as gzip JSON
-Lines, 10,000 rows a file, read back and verified (SHA-256, row count, ids), and only then
-deleted; a manifest per run lists every file with its rows and SHA-256, the cutoffs and the
-run. Sent outbox notifications older than 90 days are deleted, and digest dedupe keys older
+Lines sealed with AES-256-GCM (ARCHIVE_ENCRYPTION_KEY; skillcore/archives.py), 10,000 rows a
+file, read back, decrypted and verified (SHA-256, the exact bytes, row count, ids), and only
+then deleted; a manifest per run lists every file with its rows, SHA-256 and key id, the
+cutoffs and the run. Sent outbox notifications older than 90 days are deleted, and digest dedupe keys older
 than 60 days are forgotten (notifications.services.digest_dedupe_keys_prune; global, not per
 district, and idempotent). The access trail is never archived or deleted here.
 
@@ -39,19 +40,22 @@ here: it is append-only, kept 7 years, and purged only by
 The algorithm, per dataset (numbered because the order is the guarantee):
 1. Read the next batch (``BATCH_SIZE`` rows, keyset: id > the checkpoint's last id).
 2. Serialise it to JSON Lines and gzip it deterministically (mtime 0), so the same rows give
-   the same bytes and the same SHA-256 on every attempt.
+   the same bytes on every attempt (step 5 compares them), then seal it with the current key
+   (a random nonce per object; the object's name is bound in, so a moved object won't open).
 3. Write it to the archive storage under a name derived from the batch's id range
    (``<dataset>/<dataset>-<first id>-<last id>.jsonl.gz``): a retry rewrites the same
    object instead of adding a second copy.
-4. Read the object back; compare its SHA-256 and its row count and ids with what was
-   written. Any difference (or any storage error) raises: nothing is deleted.
+4. Read the object back; compare its SHA-256, open it with the configured keys (as a restore
+   will) and compare the plaintext, row count and ids with what was written. Any difference
+   (or any storage error) raises: nothing is deleted.
 5. In ONE transaction: lock the batch's rows and read them again (a row edited or no
    longer due since step 1 stops the run: nothing is deleted, the retry archives the row as
    it is now), delete exactly those ids and save the checkpoint (last id, the file's
    manifest entry). A crash before the commit leaves the rows and the old checkpoint (the
    retry rewrites the same object); after it, the rows are gone and the checkpoint says so.
-6. Rewrite this run's manifest (every verified file so far: name, rows, sha256, id range,
-   the cutoff and the run), read it back and verify it.
+6. Rewrite this run's manifest (every verified file so far: name, rows, sha256, key id, id
+   range, the cutoff and the run), read it back and verify it. The manifest is not sealed: it
+   holds no student data, and it tells a restore which key each file needs.
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ from django.db.models import Q
 from interventions.models import CounselorTask, Intervention
 from notifications.models import Message, Notification, Status
 from scheduling.registry import Job
+from skillcore import archives
 from students.inactive_users import years_before
 from students.models import AttendanceRecord, District, Grade
 
@@ -163,18 +168,26 @@ def _read_back(storage: Storage, name: str) -> bytes:
         return fh.read()
 
 
-def write_verified(storage: Storage, name: str, data: bytes, *, ids: list[int] | None = None) -> str:
-    """Steps 3-4: write, read back, compare SHA-256 (and, for a batch, the ids in order).
+def write_verified(storage: Storage, name: str, data: bytes, *, ids: list[int] | None = None,
+                   plaintext: bytes | None = None, ring: archives.KeyRing | None = None) -> str:
+    """Steps 3-4: write, read back, compare SHA-256; for a batch (``plaintext`` and ``ids``),
+    open what was read back with ``ring`` and compare the plaintext and the ids in order.
     Returns the SHA-256. Raises on any difference or storage error."""
     digest = hashlib.sha256(data).hexdigest()
     _write(storage, name, data)
     back = _read_back(storage, name)
     if hashlib.sha256(back).hexdigest() != digest:
         raise ArchiveVerificationError(f"{name}: checksum of the object read back differs")
-    if ids is not None:
-        lines = gzip.decompress(back).decode().splitlines()
-        if len(lines) != len(ids) or [json.loads(line)["id"] for line in lines] != ids:
-            raise ArchiveVerificationError(f"{name}: {len(lines)} rows read back, {len(ids)} written")
+    if plaintext is not None:
+        try:
+            opened, _ = archives.open_sealed(back, name=name, ring=ring)
+        except archives.ArchiveKeyError as error:
+            raise ArchiveVerificationError(f"{name}: {error}") from error
+        if opened != plaintext:
+            raise ArchiveVerificationError(f"{name}: the object read back decrypts to other bytes than were written")
+        read_ids = [row["id"] for row in archives.decode_rows(opened)]
+        if read_ids != ids:
+            raise ArchiveVerificationError(f"{name}: {len(read_ids)} rows read back, {len(ids or [])} written")
     return digest
 
 
@@ -201,6 +214,9 @@ def _manifest(*, district, as_of, run_id, slot, cutoffs, files, complete: bool) 
     body = {
         "district_id": district.id, "as_of": as_of.isoformat(), "job_run_id": run_id, "slot": slot.isoformat(),
         "cutoffs": cutoffs, "format": "gzip JSON Lines, one row per line, sorted by id", "complete": complete,
+        # Each file names its key (files[].key_id); a file without one predates encryption.
+        "encryption": {"algorithm": archives.ALGORITHM, "format": archives.FORMAT,
+                       "key_ids": sorted({f["key_id"] for f in files if f.get("key_id")})},
         "files": files, "rows": {ds.name: sum(f["rows"] for f in files if f["dataset"] == ds.name) for ds in DATASETS},
     }
     return json.dumps(body, indent=2, sort_keys=True).encode()
@@ -213,6 +229,8 @@ def archive_district(*, district: District, as_of: dt.date, slot: dt.datetime, r
     """Archive and delete what is due in ``district`` as of ``as_of``; resume from
     ``checkpoint`` (a previous attempt's). Returns the summary counts."""
     storage = archive_storage()
+    # Read once per run: every batch of this run is sealed with the same current key.
+    ring = archives.keyring()
     batch_size = batch_size or BATCH_SIZE
     zone = district.zone
     cp = {"after": {}, "done": [], "files": [], **(checkpoint or {})}
@@ -235,11 +253,12 @@ def archive_district(*, district: District, as_of: dt.date, slot: dt.datetime, r
                 _nest_tasks(rows)
             ids = [r["id"] for r in rows]
             name = f"{prefix}/{ds.name}/{ds.name}-{ids[0]:012d}-{ids[-1]:012d}.jsonl.gz"
-            # 2-4. Encode, write, read back and verify. Raises before anything is deleted.
+            # 2-4. Encode, seal, write, read back, open and verify. Raises before anything is deleted.
             data = encode_batch(rows)
-            digest = write_verified(storage, name, data, ids=ids)
+            sealed = archives.seal(data, name=name, key=ring.current)
+            digest = write_verified(storage, name, sealed, ids=ids, plaintext=data, ring=ring)
             entry = {"name": name, "dataset": ds.name, "rows": len(rows), "sha256": digest,
-                     "first_id": ids[0], "last_id": ids[-1]}
+                     "key_id": ring.current.id, "model": ds.model._meta.label, "first_id": ids[0], "last_id": ids[-1]}
             # 5. Delete exactly the verified ids and move the checkpoint, together. The rows
             # are locked and read again first: one edited (or no longer due) since step 1
             # would be deleted without its archived state, so the batch stops here and the
@@ -273,6 +292,7 @@ def archive_district(*, district: District, as_of: dt.date, slot: dt.datetime, r
     return {
         "as_of": as_of.isoformat(), "cutoffs": cutoffs, "archived": rows, "rows_archived": sum(rows.values()),
         "files": len(cp["files"]), "manifest": mname, "manifest_sha256": manifest_sha,
+        "key_id": ring.current.id,
         "notifications_deleted": notifications_deleted, "storage": type(storage).__name__,
     }
 

@@ -16,6 +16,7 @@ import pytest
 import time_machine
 from django.core.files.storage import FileSystemStorage, storages
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -25,6 +26,7 @@ from notifications.models import Channel, Message, Notification, Status
 from scheduling import runner
 from scheduling.jobs import data_archival as archival
 from scheduling.models import JobRun
+from skillcore import archives
 from skillcore.models import AccessLog
 from students.models import AttendanceRecord, Grade
 from tests import factories as f
@@ -122,7 +124,9 @@ def world(district, school):
 
 
 def read_jsonl(root, name):
-    return [json.loads(line) for line in gzip.decompress((root / name).read_bytes()).decode().splitlines()]
+    """A file's rows, opened with the suite's key (settings_test's ARCHIVE_ENCRYPTION_KEY)."""
+    plaintext, _ = archives.open_sealed((root / name).read_bytes(), name=name, ring=archives.keyring())
+    return [json.loads(line) for line in gzip.decompress(plaintext).decode().splitlines()]
 
 
 def test_archives_what_is_due_verified_and_deletes_only_that(world, district, fs_archive):
@@ -245,8 +249,8 @@ def test_a_row_edited_while_its_batch_is_archived_is_not_lost(district, school, 
     edited = AttendanceRecord.objects.order_by("id").first()
     real = archival.write_verified
 
-    def write_then_someone_edits(storage, name, data, *, ids=None):
-        digest = real(storage, name, data, ids=ids)
+    def write_then_someone_edits(storage, name, data, *, ids=None, **kwargs):
+        digest = real(storage, name, data, ids=ids, **kwargs)
         if ids is not None:  # a staff member corrects the record between read and delete
             AttendanceRecord.objects.filter(pk=edited.pk).update(status="absent-excused")
         return digest
@@ -349,3 +353,210 @@ def test_s3_down_fails_cleanly_keeps_every_row_and_the_retry_completes(world, di
     assert retry.result["rows_archived"] == 6
     assert not Grade.objects.filter(pk=world["grade_old"].pk).exists()
     storages._backends = None  # noqa: SLF001 - the next test builds its own storage
+
+
+# -- encrypted at rest: keys, rotation, the read-back, the restore ------------------------------
+def _rows_before(world):
+    """The archived rows as they were in the database, keyed by (dataset, id)."""
+    st = world["student"]
+    return {
+        ("grades", world["grade_old"].id): Grade.objects.get(pk=world["grade_old"].pk),
+        ("attendance", world["att_old"].id): AttendanceRecord.objects.get(pk=world["att_old"].pk),
+        ("messages", world["msg_old"].id): Message.objects.get(pk=world["msg_old"].pk),
+        "student": st,
+    }
+
+
+def test_an_archive_object_is_not_readable_without_the_key(world, district, fs_archive):
+    run = run_archival(district)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    ring = archives.keyring()
+    manifest = json.loads((fs_archive / run.result["manifest"]).read_bytes())
+    assert run.result["key_id"] == ring.current.id
+    assert manifest["encryption"] == {"algorithm": "AES-256-GCM", "format": "skillcore-archive-v1", "key_ids": [ring.current.id]}
+    for fl in manifest["files"]:
+        data = (fs_archive / fl["name"]).read_bytes()
+        assert fl["key_id"] == ring.current.id and fl["model"] in {
+            "students.Grade", "students.AttendanceRecord", "interventions.Intervention", "notifications.Message"}
+        assert data.startswith(b"SKCARC1\n")
+        with pytest.raises(gzip.BadGzipFile):  # neither gzip ...
+            gzip.decompress(data)
+        with pytest.raises(UnicodeDecodeError):  # ... nor text, let alone JSON Lines
+            data.decode()
+        assert b"Old note" not in data and b"student_id" not in data
+    # With any other key, nothing opens.
+    other = archives.KeyRing.from_text(archives.new_key())
+    fl = manifest["files"][0]
+    with pytest.raises(archives.ArchiveKeyError, match="neither ARCHIVE_ENCRYPTION_KEY"):
+        archives.open_sealed((fs_archive / fl["name"]).read_bytes(), name=fl["name"], ring=other)
+
+
+def test_an_object_altered_or_moved_in_place_of_another_does_not_open():
+    ring = archives.KeyRing.from_text(archives.new_key())
+    sealed = archives.seal(b"rows", name="district-1/a.jsonl.gz", key=ring.current)
+    assert archives.open_sealed(sealed, name="district-1/a.jsonl.gz", ring=ring) == (b"rows", ring.current.id)
+    with pytest.raises(archives.ArchiveKeyError, match="does not open"):
+        archives.open_sealed(sealed, name="district-1/b.jsonl.gz", ring=ring)  # the same bytes under another name
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(archives.ArchiveKeyError, match="does not open"):
+        archives.open_sealed(flipped, name="district-1/a.jsonl.gz", ring=ring)
+    # Two seals of the same rows never share a nonce (nor the bytes).
+    assert archives.seal(b"rows", name="x", key=ring.current) != archives.seal(b"rows", name="x", key=ring.current)
+
+
+def test_a_read_back_that_does_not_decrypt_deletes_nothing(district, school, fs_archive, monkeypatch):
+    """The object reads back byte for byte but was sealed for another name: the check opens
+    it as a restore would, so it fails before the delete."""
+    st = f.StudentFactory(school=school, enrollment_date=dt.date(2012, 8, 1), birth_date=dt.date(2005, 1, 1))
+    AttendanceRecord.objects.bulk_create(_old_attendance(st, 3))
+    real_seal = archives.seal
+    monkeypatch.setattr(archives, "seal", lambda data, *, name, key: real_seal(data, name=name + ".elsewhere", key=key))
+    run = run_archival(district)
+    assert run.status == JobRun.Status.FAILED and "does not open" in run.error
+    assert AttendanceRecord.objects.count() == 3
+
+
+def test_rotation_new_archives_use_the_new_key_old_ones_open_with_the_retired_key(world, district, fs_archive, settings):
+    old_key = settings.ARCHIVE_ENCRYPTION_KEY
+    first = run_archival(district)
+    old_id = archives.keyring().current.id
+    # Rotate: a new key seals; the old one moves to the retired list and only opens.
+    new = archives.new_key()
+    settings.ARCHIVE_ENCRYPTION_KEY, settings.ARCHIVE_ENCRYPTION_RETIRED_KEYS = new, [old_key]
+    st = world["student"]
+    AttendanceRecord.objects.bulk_create(_old_attendance(st, 2))
+    with time_machine.travel(local_slot(district, 2027, 1, 1, 3) + dt.timedelta(minutes=1), tick=False):
+        second = run_slot(SLUG, district, local_slot(district, 2027, 1, 1, 3))
+    assert second.status == JobRun.Status.SUCCEEDED, second.error
+    new_id = archives.keyring().current.id
+    assert new_id != old_id
+    m1 = json.loads((fs_archive / first.result["manifest"]).read_bytes())
+    m2 = json.loads((fs_archive / second.result["manifest"]).read_bytes())
+    assert {fl["key_id"] for fl in m1["files"]} == {old_id} and {fl["key_id"] for fl in m2["files"]} == {new_id}
+    assert m2["encryption"]["key_ids"] == [new_id]
+    # Both restore while the old key is retired-but-configured.
+    for m in (first, second):
+        out = io.StringIO()
+        call_command("archive_restore", m.result["manifest"], "--purpose", "rotation check", stdout=out, stderr=io.StringIO())
+        assert out.getvalue()
+    # Once the old key is dropped, the old archive names the key it is missing.
+    settings.ARCHIVE_ENCRYPTION_RETIRED_KEYS = []
+    with pytest.raises(CommandError, match=f"sealed with key {old_id}") as refused:
+        call_command("archive_restore", first.result["manifest"], "--purpose", "x", stdout=io.StringIO(), stderr=io.StringIO())
+    assert refused.value.returncode == 1
+
+
+def test_archive_restore_returns_the_original_rows_and_is_on_the_trail(world, district, fs_archive, tmp_path):
+    before = _rows_before(world)
+    st = before.pop("student")
+    run = run_archival(district)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert not Grade.objects.filter(pk=world["grade_old"].pk).exists()
+    trail_before = set(AccessLog.objects.values_list("pk", flat=True))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("archive_restore", run.result["manifest"], "--purpose", "records request 2026-114", "--student", str(st.id),
+                 stdout=out, stderr=err)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    restored = {(r["dataset"], r["id"]): r for r in lines}
+    # Every archived row about the student, with the values the database held.
+    assert {k for k in restored} == {
+        ("grades", world["grade_old"].id), ("attendance", world["att_old"].id), ("interventions", world["int_closed"].id),
+        ("interventions", world["int_escalated"].id), ("messages", world["msg_old"].id)}
+    g = restored[("grades", world["grade_old"].id)]
+    grade = before[("grades", world["grade_old"].id)]
+    assert (g["score"], g["student_id"], g["assignment_id"], g["posted_at"]) == (
+        str(grade.score), st.id, grade.assignment_id, grade.posted_at.isoformat().replace("+00:00", "Z"))
+    a = restored[("attendance", world["att_old"].id)]
+    assert (a["date"], a["status"]) == ("2019-11-30", "absent-excused")
+    assert restored[("messages", world["msg_old"].id)]["body"] == "Old note"
+    assert [t["id"] for t in restored[("interventions", world["int_closed"].id)]["counselor_tasks"]] == [world["task"].id]
+    # The message about nobody is not this student's.
+    assert ("messages", world["msg_staff_old"].id) not in restored
+    # One trail row per model read, with the student and the purpose.
+    new = AccessLog.objects.exclude(pk__in=trail_before)
+    assert sorted(new.values_list("model", "operation", "row_count", "student_ids", "purpose")) == [
+        ("interventions.Intervention", "read", 2, [st.id], "records request 2026-114"),
+        ("notifications.Message", "read", 1, [st.id], "records request 2026-114"),
+        ("students.AttendanceRecord", "read", 1, [st.id], "records request 2026-114"),
+        ("students.Grade", "read", 1, [st.id], "records request 2026-114"),
+    ]
+    assert all(label.startswith("archive_restore (") for label in new.values_list("actor_label", flat=True))
+    assert "5 rows from 4 files" in err.getvalue()
+    # --dataset and --output: a new file holding only those rows.
+    target = tmp_path / "request.jsonl"
+    call_command("archive_restore", run.result["manifest"], "--purpose", "p", "--dataset", "grades", "--output", str(target),
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [world["grade_old"].id]
+    assert target.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["district-1/none/manifest-run-1.json", "--purpose", "p"], "no manifest"),
+    (["../../etc/passwd", "--purpose", "p"], "outside the archive storage"),
+    (["MANIFEST", "--purpose", "p", "--dataset", "report-cards"], "holds no dataset report-cards"),
+    (["MANIFEST", "--purpose", "p", "--student", "abc"], "invalid int value"),
+    (["MANIFEST", "--purpose", "p", "--student", "0"], "--student must be a student id"),
+    (["MANIFEST", "--purpose", "  "], "--purpose must say why"),
+    (["MANIFEST"], "--purpose"),
+    (["MANIFEST", "--purpose", "p", "--output", "EXISTING"], "exists"),
+    (["MANIFEST", "--purpose", "p", "--output", "/nonexistent-dir/out.jsonl"], "its directory does not exist"),
+])
+def test_archive_restore_bad_input_exits_2_with_one_line_and_logs_nothing(world, district, fs_archive, tmp_path, argv, message):
+    run = run_archival(district)
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text("keep\n")
+    argv = [run.result["manifest"] if a == "MANIFEST" else str(existing) if a == "EXISTING" else a for a in argv]
+    trail_before = AccessLog.objects.count()
+    with pytest.raises(CommandError) as bad:
+        call_command("archive_restore", *argv, stdout=io.StringIO(), stderr=io.StringIO())
+    assert bad.value.returncode == 2 and message in str(bad.value) and "\n" not in str(bad.value)
+    assert AccessLog.objects.count() == trail_before
+    assert existing.read_text() == "keep\n"
+
+
+def test_archive_restore_of_an_altered_file_exits_1_and_writes_nothing(world, district, fs_archive, tmp_path):
+    run = run_archival(district)
+    manifest = json.loads((fs_archive / run.result["manifest"]).read_bytes())
+    victim = fs_archive / manifest["files"][-1]["name"]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    target = tmp_path / "out.jsonl"
+    trail_before = AccessLog.objects.count()
+    with pytest.raises(CommandError, match="SHA-256 differs") as bad:
+        call_command("archive_restore", run.result["manifest"], "--purpose", "p", "--output", str(target),
+                     stdout=io.StringIO(), stderr=io.StringIO())
+    assert bad.value.returncode == 1
+    assert not target.exists() and not list(tmp_path.glob("*.partial"))
+    assert AccessLog.objects.count() == trail_before
+
+
+def test_archive_restore_from_the_shell_prints_one_line_and_exits_2(settings, tmp_path):
+    import subprocess
+    import sys
+
+    env = {"DJANGO_SETTINGS_MODULE": "skillcore.settings_test", "PATH": "/usr/bin:/bin", "MEDIA_ROOT": str(tmp_path),
+           "DATABASE_URL": "sqlite:///" + str(tmp_path / "db.sqlite3")}
+    done = subprocess.run([sys.executable, "manage.py", "archive_restore", "nope.json", "--purpose", "p"],
+                          cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["CommandError: no manifest 'nope.json' in the archive storage"]
+
+
+def test_s3_objects_are_sealed_and_server_side_encrypted_when_asked(world, district, s3, settings):
+    options = {**settings.STORAGES["archive"]["OPTIONS"], "object_parameters": {"ServerSideEncryption": "AES256"}}
+    settings.STORAGES = {**settings.STORAGES, "archive": {**settings.STORAGES["archive"], "OPTIONS": options}}
+    before = Message.objects.get(pk=world["msg_old"].pk)
+    run = run_archival(district)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    manifest = json.loads(s3["client"].get_object(Bucket="skillcore-archive", Key="archive/" + run.result["manifest"])["Body"].read())
+    for fl in manifest["files"]:
+        obj = s3["client"].get_object(Bucket="skillcore-archive", Key="archive/" + fl["name"])
+        body = obj["Body"].read()
+        assert obj["ServerSideEncryption"] == "AES256"
+        assert body.startswith(b"SKCARC1\n") and b"Old note" not in body
+        with pytest.raises(gzip.BadGzipFile):
+            gzip.decompress(body)
+    out = io.StringIO()
+    call_command("archive_restore", run.result["manifest"], "--purpose", "p", "--dataset", "messages", stdout=out,
+                 stderr=io.StringIO())
+    rows = {r["id"]: r for r in map(json.loads, out.getvalue().splitlines())}
+    assert rows[before.id]["body"] == "Old note" and rows[before.id]["student_id"] == before.student_id

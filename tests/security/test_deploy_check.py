@@ -17,6 +17,7 @@ def _check(**extra: str) -> subprocess.CompletedProcess:
     env = {
         **keep, "DJANGO_SETTINGS_MODULE": "skillcore.settings", "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "skillcore.district.example",
+        "ARCHIVE_ENCRYPTION_KEY": "CaQZq09I-CL_fOaXK8TfVoiR6yGcJq3QGS4tA_f3JAs=",
         **extra,
     }
     return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -41,3 +42,22 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert result.returncode != 0
     lines = [line for line in result.stderr.strip().splitlines() if line]
     assert len(lines) == 1 and "SECRET_KEY" in lines[0], result.stderr
+
+
+def test_production_refuses_to_start_without_an_archive_key():
+    result = _check(ARCHIVE_ENCRYPTION_KEY="")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "SkillCore: environment variable ARCHIVE_ENCRYPTION_KEY must be set when DEBUG is off (archives are "
+        "encrypted with it; `python -m skillcore.archives` prints a new key)"]
+
+
+def test_a_malformed_archive_key_stops_start_up_with_one_line_that_does_not_repeat_it():
+    result = _check(ARCHIVE_ENCRYPTION_KEY="MARKER-not-base64-of-32-bytes")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("SkillCore: environment variable ARCHIVE_ENCRYPTION_KEY must be 32 bytes") and "MARKER" not in line
+    result = _check(ARCHIVE_ENCRYPTION_RETIRED_KEYS="CaQZq09I-CL_fOaXK8TfVoiR6yGcJq3QGS4tA_f3JAs=,MARKERshort")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "ARCHIVE_ENCRYPTION_RETIRED_KEYS item 2 must be 32 bytes" in line and "MARKER" not in line
