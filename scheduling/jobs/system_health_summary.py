@@ -7,7 +7,8 @@ availability and response times and error rates per endpoint (from the durable
 RequestMetric table the request-metrics middleware fills, since django-prometheus's
 counters are per process and lost at restarts), the job queue (JobRun per job: runs,
 failures, missed, durations; django-q2 tasks), slow queries (pg_stat_statements, or "not
-enabled"), event bus stream lengths, email and push failure rates from the outbox. Stored
+enabled"), event bus stream lengths, email, push and SMS failure rates from the outbox and
+each provider's status (Twilio's account status is asked of its API). Stored
 as a Report (kind system-health, global, one per month) and e-mailed to every active
 superuser (category report). Also deletes RequestMetric hours older than 400 days.
 
@@ -31,7 +32,10 @@ Sources, each read with one grouped query:
 - event bus: Redis stream lengths (XLEN) or the EventBusEntry table per stream, and the
   durable StoredEvent count;
 - notifications: the outbox by channel and status for messages created in the month:
-  sent, failed and the failure rate per provider (email, push).
+  sent, failed and the failure rate per provider (email, push, SMS);
+- providers: which email backend (SendGrid through anymail, SMTP, ...) and whether Firebase
+  and Twilio are configured; for Twilio also its account status now (one API call:
+  active, suspended, closed, or why it could not be read).
 Nothing here reads student data.
 """
 from __future__ import annotations
@@ -167,11 +171,31 @@ def notification_rates(start: dt.datetime, end: dt.datetime) -> dict:
     return {"channels": list(channels.values())}
 
 
+def providers() -> list[dict]:
+    """Each delivery provider and its status now (Twilio: one API call, bounded by
+    TWILIO_TIMEOUT; a failure is reported, never raised)."""
+    from notifications import sms
+
+    backend = settings.EMAIL_BACKEND
+    email = "SendGrid (anymail)" if "sendgrid" in backend.lower() else backend.rsplit(".", 2)[-2] if "." in backend else backend
+    email_ok = "sendgrid" not in backend.lower() or bool(settings.ANYMAIL.get("SENDGRID_API_KEY"))
+    fcm = bool(settings.FCM_CREDENTIALS_FILE or settings.FCM_PROJECT_ID)
+    twilio = sms.account_status()
+    return [
+        {"channel": "email", "provider": email, "status": "configured" if email_ok else "not configured (no SENDGRID_API_KEY)",
+         "warn": not email_ok},
+        {"channel": "push", "provider": "Firebase Cloud Messaging",
+         "status": ("configured" + (" (dry run)" if settings.FCM_DRY_RUN else "")) if fcm else "not configured", "warn": not fcm},
+        {"channel": "sms", "provider": "Twilio", "status": twilio["status"], "warn": twilio["status"] != "active"},
+    ]
+
+
 def build(*, first: dt.date, last: dt.date, now: dt.datetime) -> tuple[str, str, str, dict]:
     """(title, html, csv, evidence) for the month first..last (UTC days)."""
     start = dt.datetime.combine(first, dt.time.min, tzinfo=dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
     web, queue, slow, bus, notes = web_metrics(start, end), queue_metrics(start, end, now), slow_queries(), event_bus(), notification_rates(start, end)
+    notes["providers"] = providers()
     title = f"System health, {first:%B %Y}"
     headline = [
         {"label": "Availability", "value": pct(web["availability"]), "warn": (web["availability"] or 100) < 99},
@@ -206,6 +230,8 @@ def build(*, first: dt.date, last: dt.date, now: dt.datetime) -> tuple[str, str,
         "slow_queries": slow["status"], "event_bus_entries": bus["entries"],
         "email_error_rate": next((c["error_rate"] for c in notes["channels"] if c["channel"] == "email"), None),
         "push_error_rate": next((c["error_rate"] for c in notes["channels"] if c["channel"] == "push"), None),
+        "sms_error_rate": next((c["error_rate"] for c in notes["channels"] if c["channel"] == "sms"), None),
+        "twilio_status": notes["providers"][-1]["status"],
     }}
 
 

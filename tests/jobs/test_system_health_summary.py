@@ -19,6 +19,7 @@ from skillcore.models import EventBusEntry
 from students.models import Role
 from tests import factories as f
 from tests.jobs.slot_runs import run_slot
+from tests.notifications.conftest import twilio  # noqa: F401 - a Twilio-compatible API on localhost
 
 SLUG = "system-health-summary"
 SLOT = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
@@ -105,6 +106,39 @@ def test_monthly_report_figures_and_email_to_superusers_only(month, settings):
     assert list(mails.values_list("recipient_id", flat=True)) == [month["admin"].id]  # superusers only
     assert run.result["emails_queued"] == 1 and run.result["metric_rows_pruned"] == 1
     assert s["event_bus_entries"] == 1 and "skillcore:events:intervention.opened" in report.html
+
+
+@pytest.mark.parametrize("account_status", ["active", "suspended"])
+def test_sms_figures_and_twilios_account_status(month, settings, twilio, account_status):
+    settings.REDIS_URL = ""
+    twilio.account_status = account_status
+    guardian = f.UserFactory()
+    oct_ = dt.datetime(2026, 10, 1, tzinfo=UTC)
+    with time_machine.travel(oct_ + dt.timedelta(days=4), tick=False):
+        for i, status in enumerate([Status.SENT] * 3 + [Status.FAILED]):
+            Notification.objects.create(recipient=guardian, channel="sms", category="emergency", template="emergency",
+                                        dedupe_key=f"sms{i}", status=status, send_after=oct_)
+    run_health()
+    report = Report.objects.get(kind="system-health")
+    s = report.evidence["summary"]
+    assert s["sms_error_rate"] == 25.0 and s["twilio_status"] == account_status
+    assert report.evidence["notifications"]["sms"] == 4
+    assert "channel,sms,4,1,25.0" in report.csv
+    cell = f'<td class="warn">{account_status}</td>' if account_status != "active" else f"<td>{account_status}</td>"
+    assert "Twilio" in report.html and cell in report.html
+
+
+def test_twilio_not_configured_or_unreachable_is_reported_not_raised(month, settings):
+    settings.REDIS_URL = ""
+    run_health()
+    assert Report.objects.get(kind="system-health").evidence["summary"]["twilio_status"] == "not configured"
+    Report.objects.all().delete()
+    JobRun.objects.all().delete()
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM_NUMBER = "AC" + "1" * 32, "t", "+15005550006"
+    settings.TWILIO_API_BASE_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    run_health()
+    assert Report.objects.get(kind="system-health").evidence["summary"]["twilio_status"].startswith(
+        "unreachable: Twilio unreachable or timed out")
 
 
 def test_event_bus_on_redis_reports_stream_lengths(month, settings):
