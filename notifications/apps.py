@@ -11,3 +11,10 @@ class NotificationsConfig(AppConfig):
         from scheduling.monitoring.metrics import add_outbox_source
 
         add_outbox_source(NOTIFICATIONS)
+
+        # The blast-radius guard holds a run's messages through this store (the engine
+        # knows no domain app: skillcore/held_messages.py).
+        from notifications.held import OUTBOX_HOLDS
+        from skillcore.held_messages import add_store
+
+        add_store(OUTBOX_HOLDS)

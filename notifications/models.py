@@ -141,6 +141,10 @@ class Status(models.TextChoices):
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
     SUPPRESSED = "suppressed", "Suppressed"
+    # Written by a job run and not claimable: waiting for the run's end, or held by the
+    # blast-radius guard until a system admin releases or discards it
+    # (skillcore/held_messages.py, scheduling/blast_radius.py). Any channel.
+    HELD = "held", "Held (blast-radius guard)"
 
 
 # Statuses a drainer may claim once send_after has passed. "deferred" is "pending, held for
@@ -264,6 +268,9 @@ class DigestItem(models.Model):
     district = models.ForeignKey("students.District", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     language = models.CharField(max_length=5, default="en")
     quiet_hours = models.BooleanField(default=False)
+    # Written by a job run that the blast-radius guard holds (or that has not ended yet):
+    # assembly leaves it out until the run's messages are released.
+    held = models.BooleanField(default=False)
     job_run_id = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField()
     class Meta:

@@ -77,7 +77,7 @@ def queued_recipients(*, requests) -> set[tuple[int, int | None]]:
     requests = list(requests)
     if not requests:
         return set()
-    live = [Status.PENDING, Status.DEFERRED, Status.SENDING, Status.SENT]
+    live = [Status.PENDING, Status.DEFERRED, Status.SENDING, Status.SENT, Status.HELD]
     out: set[tuple[int, int | None]] = set(
         Notification.objects.filter(_among("dedupe_key", [r.dedupe_key for r in requests]), status__in=live)
         .values_list("recipient_id", "student_id")

@@ -44,6 +44,7 @@ from notifications.models import (
     RecipientProfile,
     Status,
 )
+from skillcore import held_messages
 from students.models import DeviceToken, District, GuardianLink, SectionEnrollment, StaffProfile, Student
 
 User = get_user_model()
@@ -362,12 +363,13 @@ class _DigestLine(NamedTuple):
 
 
 def _digest_line(r: NotificationRequest, who: _Audience, frequency: str, context: dict, *,
-                 job_run_id: int | None, now: dt.datetime) -> _DigestLine:
+                 job_run_id: int | None, now: dt.datetime, held: bool = False) -> _DigestLine:
     period = _period_start(frequency, who.today)
     object_key, event = r.object_key or r.dedupe_key, r.event or ""
     return _DigestLine(r.dedupe_key, (r.recipient_id, r.channel, frequency, period, object_key, event), (
         r.recipient_id, r.channel, frequency, period, object_key[:120], event[:40], r.category, r.template,
         context, r.student_id, who.district.pk if who.district else None, who.language, not who.is_staff, job_run_id, now,
+        held,
     ))
 
 
@@ -381,7 +383,7 @@ def _quiet_hours_hold(who: _Audience, *, now: dt.datetime) -> tuple[dt.datetime,
 
 
 def _count(summary: EnqueueSummary, status: str, reason: str) -> None:
-    if status in (Status.PENDING, Status.DEFERRED):
+    if status in (Status.PENDING, Status.DEFERRED, Status.HELD):  # held: queued, sent when its run is released
         summary.inserted += 1
         summary.deferred += status == Status.DEFERRED
     elif status == Status.FAILED:
@@ -422,6 +424,9 @@ def _enqueue_chunk(
 
     # 2. Load the facts the rules need (a fixed number of queries for the whole chunk).
     facts = _load_facts(todo, default_district_id)
+    # Inside a job run the engine holds the run's messages until the run ends (the
+    # blast-radius guard, skillcore/held_messages.py); emergencies are never held.
+    staged = job_run_id is not None and held_messages.staging_run() == job_run_id
     default_district = facts.districts.get(default_district_id) if default_district_id else None
 
     # 3. Decide each request in memory: an outbox row, or a digest line.
@@ -437,8 +442,9 @@ def _enqueue_chunk(
         if who.student:
             context.setdefault("student_first_name", who.student.first_name)
         status, reason, frequency = _verdict(r, who, facts)
+        held = staged and r.category not in EMERGENCY_CATEGORIES
         if status == Status.PENDING and frequency in (Frequency.DAILY, Frequency.WEEKLY):
-            lines.append(_digest_line(r, who, frequency, context, job_run_id=job_run_id, now=now))
+            lines.append(_digest_line(r, who, frequency, context, job_run_id=job_run_id, now=now, held=held))
             continue
         family_notice = not who.is_staff and r.category not in EMERGENCY_CATEGORIES
         send_after = now
@@ -446,6 +452,9 @@ def _enqueue_chunk(
             send_after, reason = _quiet_hours_hold(who, now=now)
             if reason:
                 status = Status.DEFERRED
+        if held and status in (Status.PENDING, Status.DEFERRED):
+            # Quiet hours are applied again when the run's messages are released.
+            status, reason = Status.HELD, f"held until run #{job_run_id} ends"
         _count(summary, status, reason)
         rows.append((
             r.recipient_id, r.channel, r.category[:30], r.priority, r.template[:100], context, r.dedupe_key,
@@ -544,7 +553,7 @@ _DIGEST_COLUMNS = (
     ("recipient_id", "bigint"), ("channel", "varchar"), ("frequency", "varchar"), ("period_start", "date"),
     ("object_key", "varchar"), ("event", "varchar"), ("category", "varchar"), ("template", "varchar"),
     ("context", "jsonb"), ("student_id", "bigint"), ("district_id", "bigint"), ("language", "varchar"),
-    ("quiet_hours", "boolean"), ("job_run_id", "bigint"), ("updated_at", "timestamptz"),
+    ("quiet_hours", "boolean"), ("job_run_id", "bigint"), ("updated_at", "timestamptz"), ("held", "boolean"),
 )
 _DIGEST_KEY = ("recipient_id", "channel", "frequency", "period_start", "object_key", "event")
 
@@ -602,7 +611,8 @@ def _upsert_digest_items(rows: list[tuple]) -> None:
         DigestItem.objects.bulk_create(
             [DigestItem(**dict(zip(names, row))) for row in rows], batch_size=500, update_conflicts=True,
             unique_fields=["recipient", "channel", "frequency", "period_start", "object_key", "event"],
-            update_fields=["category", "template", "context", "student", "district", "language", "quiet_hours", "job_run_id", "updated_at"],
+            update_fields=["category", "template", "context", "student", "district", "language", "quiet_hours", "job_run_id", "updated_at",
+                           "held"],
         )
         return
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c, _ in _DIGEST_COLUMNS if c not in _DIGEST_KEY)
@@ -692,6 +702,7 @@ def _assemble_pass(*, frequency, district, cutoff, now, job_run_id, after_recipi
     open_items = DigestItem.objects.filter(
         frequency=frequency, period_start__lt=cutoff,
         district=district, recipient_id__gt=after_recipient,
+        held=False,  # a held run's lines wait for its release (scheduling/blast_radius.py)
     )
     recipients = list(open_items.order_by("recipient_id").values_list("recipient_id", flat=True).distinct()[:limit])
     if not recipients:

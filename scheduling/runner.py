@@ -25,9 +25,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling import registry, services
+from scheduling import blast_radius, registry, services
 from scheduling.models import JobRun, JobSchedule
 from scheduling.monitoring import alerts, counters
+from skillcore import held_messages
 from skillcore.access import access_trail, current_trail
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
     try:
         if job.entry is None:
             raise NotImplementedError(f"job {job.slug} has no body yet")
-        with access_trail(job_run_id=run.id, purpose=f"scheduled job {job.slug}"):
+        # The run's messages are held until it is judged (scheduling/blast_radius.py).
+        with access_trail(job_run_id=run.id, purpose=f"scheduled job {job.slug}"), held_messages.staging(run.id):
             # Inside a qcluster worker django-q2 already enforces the timeout; ``jobs run``
             # enforces it here with the same SIGALRM handler.
             if enforce_timeout:
@@ -187,6 +189,14 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
 
 def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool) -> None:
     with transaction.atomic():
+        # The blast-radius guard, in this transaction: the run's messages are released to
+        # the outbox, or held with the run ending "held" (no retry: nothing failed), never
+        # both and never lost. A failed run's messages are judged like any run's.
+        judgement = blast_radius.judge(run=run, now=outcome["finished_at"])
+        outcome["outbound"] = judgement.counts
+        if judgement.held:
+            outcome["status"] = JobRun.Status.HELD
+            outcome["note"] = f"held: {judgement.reason}"[:300]
         # Conditional on "running": only the write that ends the run counts it. When the
         # reaper already marked it lost (and counted a failure, and created its retry), the
         # real outcome is still recorded on the row, but counted and retried no second time.
@@ -197,7 +207,9 @@ def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry
         if won:
             counters.run_finished(job=run.job, district_id=run.district_id, status=run.status,
                                   duration_seconds=run.duration_seconds, finished_at=run.finished_at)
-        if won and outcome["status"] != JobRun.Status.SUCCEEDED:
+        if judgement.held:
+            blast_radius.hold_record(run=run, judgement=judgement, now=outcome["finished_at"])
+        if won and outcome["status"] in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT):
             services.after_failure(run=run, job=job, auto_retry=auto_retry)
         alerts.run_finished(run)  # a success resolves the job's open incidents
 

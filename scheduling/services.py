@@ -616,6 +616,9 @@ def restore_schedule(*, schedule: JobSchedule, acting_user, actor_label: str = "
 
 
 # -- failures, retries, lost workers -----------------------------------------------------------
+RETRYABLE = (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.HELD)
+
+
 def _next_attempt(run: JobRun) -> int:
     first = run.retry_of_id or run.pk
     top = JobRun.objects.filter(retry_of_id=first).aggregate(m=Max("attempt"))["m"]
@@ -655,11 +658,13 @@ def after_failure(*, run: JobRun, job: registry.Job, auto_retry: bool = True, no
 
 @transaction.atomic
 def retry_run(*, run: JobRun, acting_user, actor_label: str = "command line", now: dt.datetime | None = None) -> JobRun:
-    """Staff retry of a failed or timed-out run: a new attempt, from its checkpoint, now."""
+    """Staff retry of a failed, timed-out or held run: a new attempt, from its checkpoint,
+    now. A retry of a held run takes its held messages over and holds again (only a system
+    admin's release sends them: scheduling/blast_radius.py)."""
     now = now or timezone.now()
     run = JobRun.objects.select_for_update().get(pk=run.pk)
-    if run.status not in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT):
-        raise ScheduleError(f"run #{run.pk} is {run.status}; only failed or timed-out runs can be retried")
+    if run.status not in RETRYABLE:
+        raise ScheduleError(f"run #{run.pk} is {run.status}; only failed, timed-out or held runs can be retried")
     job = registry.get(run.job)
     if not job.has_body:
         raise ScheduleError(f"job {job.slug} has no body yet")

@@ -31,3 +31,16 @@ class CronForm(forms.Form):
             return cron.validate(self.cleaned_data["cron"])
         except cron.BadCron as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+HOLD_NOTE_MAX = 1000
+
+
+class HoldDecisionForm(forms.Form):
+    """Releasing or discarding a held run's messages needs a note saying why (audited)."""
+
+    note = forms.CharField(
+        max_length=HOLD_NOTE_MAX, strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "Why? (required, recorded with your name)"}),
+        error_messages={"required": "A note is required: say why these messages are released or discarded."},
+    )

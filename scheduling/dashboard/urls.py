@@ -16,4 +16,5 @@ urlpatterns = [
     path("scheduled-jobs/runs/<int:pk>/", views.run_detail, name="scheduled_jobs_run"),
     path("scheduled-jobs/runs/<int:pk>/progress.json", views.run_progress, name="scheduled_jobs_run_progress"),
     path("scheduled-jobs/runs/<int:pk>/retry/", views.retry, name="scheduled_jobs_retry"),
+    path("scheduled-jobs/holds/<int:pk>/<str:decision>/", views.hold_decide, name="scheduled_jobs_hold_decide"),
 ]

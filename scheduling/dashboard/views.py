@@ -12,12 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from scheduling import cron, registry, selectors, services
+from scheduling import blast_radius, cron, registry, selectors, services
 from scheduling.dashboard import pages
 from scheduling.dashboard.charts import duration_chart
-from scheduling.dashboard.forms import CronForm, PauseForm
+from scheduling.dashboard.forms import CronForm, HoldDecisionForm, PauseForm
 from scheduling.dashboard.preview import cron_preview
-from scheduling.models import JobRun, JobSchedule
+from scheduling.models import JobRun, JobSchedule, RunHold
 from scheduling.monitoring import status
 from scheduling.templatetags.times_and_durations import local_text
 from students.roles import staff_of
@@ -76,18 +76,31 @@ def _back(request, schedule: JobSchedule) -> str:
 
 
 # -- pages ---------------------------------------------------------------------------------------
+HOLD_ACTIONS = (("release", "Release and send", "default"), ("discard", "Discard (send none)", ""))
+
+
 @system_admin_required
 def index(request):
+    return _index(request)
+
+
+def _index(request, *, hold_forms: dict | None = None, status_code: int = 200):
     """All jobs (``?job=<slug>``: one job, every district; ``?district=<text>``: districts
-    whose name contains it). Unknown filters show an empty list, never an error."""
+    whose name contains it). Unknown filters show an empty list, never an error. Held runs
+    (the blast-radius guard) come first, each with its release and discard forms."""
     now = timezone.now()
     job = (request.GET.get("job") or "").strip()[:100] or None
     district = (request.GET.get("district") or "")[:100]
+    hold_forms = hold_forms or {}
+    holds = [{
+        "hold": h, "title": blast_radius.job_title(h.run.job), "form": hold_forms.get(h.pk) or HoldDecisionForm(),
+        "audiences": [(a, n, (h.baseline or {}).get(a)) for a, n in h.counts.items()],
+    } for h in blast_radius.undecided_holds()]
     return render(request, "scheduling/dashboard/index.html", _context(
         request, title="Scheduled jobs", now=now, system=status.system_status(now=now),
         jobs=pages.job_lines(now=now, job=job, district=district, limit=None if job else pages.ROWS_PER_JOB),
-        job_filter=job, district_filter=district,
-    ))
+        job_filter=job, district_filter=district, holds=holds, hold_actions=HOLD_ACTIONS,
+    ), status=status_code)
 
 
 def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_code=200):
@@ -173,7 +186,7 @@ def run_detail(request, pk: int):
         request, title=f"Run #{run.pk} — {_job_title(run.job)}", run=run, tz_name=run.zone_name,
         schedule=JobSchedule.objects.filter(job=run.job, district_id=run.district_id).only("id").first(),
         progress=pages.run_progress(run), finished=run.status in JobRun.FINISHED,
-        can_retry=run.status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT),
+        can_retry=run.status in services.RETRYABLE, hold=RunHold.objects.filter(run=run).select_related("decided_by").first(),
         where=run.district.name if run.district_id else "global",
         chart=duration_chart(selectors.recent_durations(job_slug=run.job, district_id=run.district_id),
                              highlight=run.started_at),
@@ -256,3 +269,24 @@ def retry(request, pk: int):
         return redirect("admin:scheduled_jobs_run", pk=pk)
     messages.success(request, f"Retry #{new.pk} (attempt {new.attempt}) of run #{run.pk} queued.")
     return redirect("admin:scheduled_jobs_run", pk=new.pk)
+
+
+@system_admin_required
+@require_POST
+def hold_decide(request, pk: int, decision: str):
+    """Release or discard a held run's messages (a note is required; both audited)."""
+    hold = RunHold.objects.select_related("run").filter(pk=pk).first()
+    if hold is None or decision not in ("release", "discard"):
+        raise Http404("No such hold.")
+    form = HoldDecisionForm(request.POST)
+    if not form.is_valid():
+        return _index(request, hold_forms={hold.pk: form}, status_code=400)
+    act = blast_radius.hold_release if decision == "release" else blast_radius.hold_discard
+    try:
+        hold = act(hold=hold, acting_user=request.user, note=form.cleaned_data["note"])
+    except blast_radius.HoldError as exc:
+        messages.error(request, str(exc))
+        return redirect("admin:scheduled_jobs")
+    verb = "released: they go out through the outbox" if decision == "release" else "discarded: none will be sent"
+    messages.success(request, f"Run #{hold.run_id}: {hold.messages_affected} held message(s) {verb}.")
+    return redirect("admin:scheduled_jobs")

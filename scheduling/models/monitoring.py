@@ -26,6 +26,8 @@ class Incident(models.Model):
         SKIPPED = "skipped", "Skipped slot"
         LONG_RUNNING = "long-running", "Running long"
         SCHEDULER_DOWN = "scheduler-down", "Scheduler not running"
+        HELD = "held", "Run held (blast radius)"
+        HELD_UNDECIDED = "held-24h", "Held run undecided for 24 h"
 
     class Severity(models.TextChoices):
         CRITICAL = "critical", "Critical (PagerDuty)"

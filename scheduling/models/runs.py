@@ -150,6 +150,9 @@ class JobRun(models.Model):
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     checkpoint = models.JSONField(default=dict, blank=True, help_text="Where a retry resumes.")
+    # The blast-radius guard's measure (scheduling/blast_radius.py): the messages the run
+    # wrote, per audience. Null for runs from before the guard, which are no baseline.
+    outbound = models.JSONField(null=True, blank=True, help_text="Messages written per audience (families, staff).")
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -207,6 +210,8 @@ class ScheduleChange(models.Model):
         EDIT_CRON = "edit-cron", "Edited the cron"
         DELETE = "delete", "Deleted"
         RESTORE = "restore", "Restored"
+        RELEASE = "release", "Released held messages"
+        DISCARD = "discard", "Discarded held messages"
 
     schedule = models.ForeignKey(JobSchedule, on_delete=models.PROTECT, related_name="changes")
     action = models.CharField(max_length=12, choices=Action.choices)

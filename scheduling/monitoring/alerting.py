@@ -56,7 +56,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduling import registry
-from scheduling.models import AlertDelivery, Incident, JobRun
+from scheduling.models import AlertDelivery, Incident, JobRun, RunHold
 from scheduling.monitoring import counters
 from scheduling.templatetags.times_and_durations import duration_text
 from skillcore.outbox import Outbox
@@ -101,6 +101,8 @@ def severity_for(kind: str, job: registry.Job | None) -> str:
         return Severity.CRITICAL
     if kind == Kind.LONG_RUNNING:
         return Severity.WARNING
+    if kind == Kind.HELD_UNDECIDED:  # held 24 h with nobody deciding: wake someone
+        return Severity.CRITICAL
     return Severity.CRITICAL if job is not None and job.critical else Severity.WARNING
 
 
@@ -231,6 +233,47 @@ def on_slots_not_run(*, job_slug: str, district: District | None, slots: list[dt
     )
 
 
+def on_run_held(run: JobRun, hold, *, now: dt.datetime | None = None) -> Incident | None:
+    """The blast-radius guard held a run: a Slack warning, PagerDuty for a critical job."""
+    total = sum(hold.counts.values())
+    summary = (f"{_title(run.job)} held {total} message(s) for {_where(run.district)} (run #{run.pk}): {hold.reason}. "
+               "Nothing was sent; a system admin releases or discards them on the dashboard.")
+    return incident_open(
+        kind=Kind.HELD, job_slug=run.job, district=run.district, run=run, summary=summary, now=now,
+        details={"run": run.pk, "counts": hold.counts, "baseline": hold.baseline, "limits": hold.limits,
+                 "reason": hold.reason},
+    )
+
+
+def on_hold_undecided(run: JobRun, hold, *, now: dt.datetime | None = None) -> Incident | None:
+    """A hold left undecided for 24 hours: a PagerDuty alert (critical whatever the job)."""
+    summary = (f"{_title(run.job)} for {_where(run.district)}: run #{run.pk} has held {sum(hold.counts.values())} "
+               f"message(s) since {hold.held_at:%Y-%m-%d %H:%M}Z with no decision; they are not sent until a "
+               "system admin releases them")
+    return incident_open(
+        kind=Kind.HELD_UNDECIDED, job_slug=run.job, district=run.district, run=run, summary=summary, now=now,
+        details={"run": run.pk, "held_at": hold.held_at.isoformat(), "counts": hold.counts},
+    )
+
+
+# A hold left this long without a system admin's decision escalates its alert.
+HOLD_ESCALATE_AFTER = dt.timedelta(hours=24)
+
+
+def escalate_undecided_holds(*, now: dt.datetime | None = None) -> int:
+    """Holds of the blast-radius guard undecided for ``HOLD_ESCALATE_AFTER``: escalate the
+    alert (PagerDuty), once each. Nothing is sent: only a person releases held messages
+    (scheduling/blast_radius.py). Returns how many were escalated."""
+    now = now or timezone.now()
+    due = list(RunHold.objects.filter(decision="", escalated_at__isnull=True, held_at__lte=now - HOLD_ESCALATE_AFTER)
+               .select_related("run", "run__district").order_by("held_at")[:100])
+    for hold in due:
+        on_hold_undecided(hold.run, hold, now=now)
+    if due:
+        RunHold.objects.filter(pk__in=[h.pk for h in due]).update(escalated_at=now)
+    return len(due)
+
+
 def on_run_started(run: JobRun, *, now: dt.datetime | None = None) -> None:
     if _posts_run_events(run.job):
         _queue([_row(None, Channel.SLACK, Action.MESSAGE, _slack_body(
@@ -269,6 +312,7 @@ class WatchReport:
     long_running_closed: int = 0
     scheduler_down: bool = False
     overdue: int = 0
+    holds_escalated: int = 0
     delivered: DeliveryReport = field(default_factory=lambda: DeliveryReport())
 
 
@@ -334,6 +378,7 @@ def watch(*, now: dt.datetime | None = None, deliver: bool = True) -> WatchRepor
     else:
         incidents_resolve(job_slug=SCHEDULER, district_id=None, kinds=[Kind.SCHEDULER_DOWN], now=now,
                           resolution="no schedule is overdue any more")
+    report.holds_escalated = escalate_undecided_holds(now=now)
     if deliver:
         report.delivered = deliver_due(now=now, budget_seconds=WATCH_DELIVERY_BUDGET)
     return report

@@ -56,3 +56,28 @@ def run_finished(run) -> None:
     from scheduling.monitoring import alerting
 
     _safely(f"end of run #{run.pk}", alerting.on_run_finished, run)
+
+
+def run_held(run, hold) -> None:
+    """The blast-radius guard held a run's messages (Slack warning; PagerDuty for a critical job)."""
+    from scheduling.monitoring import alerting
+
+    logger.warning("job %s for %s: run #%s held: %s", run.job, run.district_id or "global", run.pk, hold.reason)
+    _safely(f"hold of run #{run.pk}", alerting.on_run_held, run, hold)
+
+
+def hold_undecided(run, hold, *, now=None) -> None:
+    """A held run was left undecided for 24 hours: the alert escalates (PagerDuty)."""
+    from scheduling.monitoring import alerting
+
+    logger.error("job %s for %s: run #%s held and undecided since %s", run.job, run.district_id or "global", run.pk,
+                 hold.held_at)
+    _safely(f"undecided hold of run #{run.pk}", alerting.on_hold_undecided, run, hold, now=now)
+
+
+def holds_decided(*, job_slug: str, district_id, resolution: str) -> None:
+    """No hold of this job and district is left undecided: resolve their alerts."""
+    from scheduling.monitoring import alerting
+
+    _safely(f"decided holds of {job_slug}", alerting.incidents_resolve, job_slug=job_slug, district_id=district_id,
+            kinds=[alerting.Kind.HELD, alerting.Kind.HELD_UNDECIDED], resolution=resolution)
