@@ -126,14 +126,18 @@ def _due_q(prefix: str, *, dates, major_only_dates) -> Q:
     )
 
 
-def assignments_due_count(*, district: District, dates, major_only_dates=()) -> int:
-    """How many of the district's assignments are due on ``dates`` (see ``_due_q``). One query."""
-    return Assignment.objects.filter(
+def assignments_due_count(*, district: District, dates, major_only_dates=(), school_ids=None) -> int:
+    """How many of the district's assignments are due on ``dates`` (see ``_due_q``), of the
+    schools ``school_ids`` only when given (those in session: students.calendar). One query."""
+    found = Assignment.objects.filter(
         _due_q("", dates=dates, major_only_dates=major_only_dates), section__school__district=district,
-    ).count()
+    )
+    if school_ids is not None:
+        found = found.filter(section__school_id__in=list(school_ids))
+    return found.count()
 
 
-def missing_work_recipients(*, district: District, dates, major_only_dates=(), day: dt.date):
+def missing_work_recipients(*, district: District, dates, major_only_dates=(), day: dt.date, school_ids=None):
     """The missing work of the district and who to tell, as one statement streamed in
     chunks (an iterator fetching 10,000 rows a round trip: memory stays bounded by a chunk, not
     by the district).
@@ -147,7 +151,7 @@ def missing_work_recipients(*, district: District, dates, major_only_dates=(), d
     outbox's enqueue applies revocation, age 18, preferences and muted classes, and records
     why a message was not sent). The submissions are an anti-join (NOT EXISTS), so only the
     missing pairs come back. Ordered by due date, assignment, student and guardian: a pair's
-    rows are adjacent.
+    rows are adjacent. ``school_ids``: only sections of these schools (those in session).
     """
     done = Submission.objects.filter(assignment_id=OuterRef("assignment_id"), student_id=OuterRef("student_id")).filter(
         Q(submitted_at__isnull=False) | Q(is_exempt=True)
@@ -156,8 +160,10 @@ def missing_work_recipients(*, district: District, dates, major_only_dates=(), d
     # Work due before the student was there is not theirs to have missed: the due date must
     # be on or after both the start of this section enrolment and the student's entry into
     # the district (a column comparison in the same statement, so the query count is unchanged).
+    in_schools = Q(section__school_id__in=list(school_ids)) if school_ids is not None else Q()
     return (
         SectionEnrollment.objects.filter(
+            in_schools,
             Q(end_date__isnull=True) | Q(end_date__gte=day),
             _due_q("section__assignments__", dates=dates, major_only_dates=major_only_dates),
             section__school__district=district, start_date__lte=day, student__is_active=True,

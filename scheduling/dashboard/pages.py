@@ -7,8 +7,8 @@ import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from scheduling import selectors
-from scheduling.models import JobRun
+from scheduling import calendar_policy, cron, registry, selectors
+from scheduling.models import JobRun, JobSchedule
 from scheduling.monitoring import status
 
 # A job's expanded table lists this many districts (those needing attention first); the
@@ -159,3 +159,32 @@ def run_progress(run: JobRun) -> dict:
     else:
         percent = None
     return {"done": done, "total": total, "percent": percent}
+
+# The schedule page lists this many next runs, the school calendar's skips marked.
+UPCOMING_RUNS = 5
+
+
+def calendar_skips_of(schedule: JobSchedule):
+    """``slots -> {slot: reason}`` for this schedule's job, district and zone (the cron
+    preview's ``skips``); the same function the slot claim applies."""
+    job = registry.find(schedule.job)
+
+    def skips(slots) -> dict[dt.datetime, str]:
+        if job is None:
+            return {}
+        return calendar_policy.calendar_skips(job, district_id=schedule.district_id, zone_name=schedule.zone_name,
+                                              slots=slots)
+    return skips
+
+
+def upcoming_runs(schedule: JobSchedule, *, now: dt.datetime) -> list[tuple[dt.datetime, str]]:
+    """The schedule's next UPCOMING_RUNS slots after now, each with the reason the school
+    calendar skips it ("" when it runs). None for a paused, deleted or ad-hoc schedule."""
+    if not schedule.cron or schedule.paused or schedule.removed_at is not None:
+        return []
+    try:
+        slots = cron.next_slots(schedule.cron, schedule.zone_name, now, UPCOMING_RUNS)
+    except cron.BadCron:
+        return []
+    skipped = calendar_skips_of(schedule)(slots)
+    return [(s, skipped.get(s, "")) for s in slots]

@@ -1,9 +1,11 @@
 """The cron preview of the edit page: the next runs, and the runs across the zone's next DST
 change, as ``scheduling.cron.preview`` computes them (the engine's own slot function, so the
-preview is what the scheduler will do)."""
+preview is what the scheduler will do), with the slots the school calendar skips marked
+(``calendar_policy.calendar_skips``, the function the slot claim applies)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -30,11 +32,19 @@ class Preview:
     dst_change: dt.datetime | None = None  # the instant the offset changes (UTC)
     dst_label: str = ""
     around_change: list[PreviewSlot] = field(default_factory=list)
+    skipped: dict[dt.datetime, str] = field(default_factory=dict)  # next run -> the calendar's reason
+
+    @property
+    def next_rows(self) -> list[tuple[dt.datetime, str]]:
+        """(slot, reason it is skipped or "") for each next run."""
+        return [(s, self.skipped.get(s, "")) for s in self.next_runs]
 
 
-def cron_preview(expr: str, tz_name: str, *, now: dt.datetime | None = None) -> Preview:
+def cron_preview(expr: str, tz_name: str, *, now: dt.datetime | None = None,
+                 skips: Callable[[Iterable[dt.datetime]], dict[dt.datetime, str]] | None = None) -> Preview:
     """The next PREVIEW_COUNT runs of ``expr`` in ``tz_name`` and the runs that straddle the
-    zone's next DST change (two before, three after); a bad cron or zone sets ``error``."""
+    zone's next DST change (two before, three after); a bad cron or zone sets ``error``.
+    ``skips(slots)``: the slots the schedule's calendar policy skips, with their reasons."""
     preview = Preview(expr=expr, tz_name=tz_name)
     try:
         expr = preview.expr = cron.validate(expr)
@@ -44,6 +54,8 @@ def cron_preview(expr: str, tz_name: str, *, now: dt.datetime | None = None) -> 
         preview.error = str(exc)
         return preview
     preview.next_runs = slots["next"]
+    if skips is not None:
+        preview.skipped = skips(preview.next_runs)
     change = preview.dst_change = slots["transition"]
     if change is not None:
         tz = cron.zone(tz_name)

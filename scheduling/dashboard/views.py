@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from scheduling import blast_radius, cron, registry, selectors, services
+from scheduling import calendar_policy, blast_radius, cron, registry, selectors, services
 from scheduling.dashboard import pages
 from scheduling.dashboard.charts import duration_chart
 from scheduling.dashboard.forms import CronForm, HoldDecisionForm, PauseForm
@@ -99,6 +99,7 @@ def _index(request, *, hold_forms: dict | None = None, status_code: int = 200):
     return render(request, "scheduling/dashboard/index.html", _context(
         request, title="Scheduled jobs", now=now, system=status.system_status(now=now),
         jobs=pages.job_lines(now=now, job=job, district=district, limit=None if job else pages.ROWS_PER_JOB),
+        missing_calendars=calendar_policy.missing_calendars(now=now),
         job_filter=job, district_filter=district, holds=holds, hold_actions=HOLD_ACTIONS,
     ), status=status_code)
 
@@ -111,6 +112,7 @@ def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_co
         request, title=_schedule_title(schedule), schedule=schedule, tz_name=schedule.zone_name,
         job=registry.find(schedule.job), words=cron.describe(schedule.cron) if schedule.cron else "ad hoc (run on demand)",
         next_run=q.next_run if (q is not None and not schedule.paused and q.repeats != 0) else None,
+        upcoming=pages.upcoming_runs(schedule, now=timezone.now()),
         runs=list(runs), changes=[(c, pages.change_diff(c.before, c.after)) for c in changes],
         chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id)),
         pause_form=pause_form or PauseForm(),
@@ -132,11 +134,11 @@ def edit_cron(request, pk: int):
     if request.method != "POST":
         form = CronForm(initial={"cron": schedule.cron})
         if schedule.cron:
-            preview = cron_preview(schedule.cron, schedule.zone_name)
+            preview = cron_preview(schedule.cron, schedule.zone_name, skips=pages.calendar_skips_of(schedule))
     elif not (form := CronForm(request.POST)).is_valid():
         code = 400
     elif "_preview" in request.POST:
-        preview = cron_preview(form.cleaned_data["cron"], schedule.zone_name)
+        preview = cron_preview(form.cleaned_data["cron"], schedule.zone_name, skips=pages.calendar_skips_of(schedule))
     else:
         try:
             services.edit_cron(schedule=schedule, acting_user=request.user, cron_expr=form.cleaned_data["cron"])
@@ -157,7 +159,8 @@ def edit_cron(request, pk: int):
 def preview(request, pk: int):
     """The preview fragment (HTML) the edit page's script fetches as the cron is typed."""
     schedule = _schedule_or_404(pk)
-    result = cron_preview((request.GET.get("cron") or "")[:100], schedule.zone_name)
+    result = cron_preview((request.GET.get("cron") or "")[:100], schedule.zone_name,
+                          skips=pages.calendar_skips_of(schedule))
     return render(request, "scheduling/dashboard/_preview.html", {"preview": result},
                   status=400 if result.error else 200)
 

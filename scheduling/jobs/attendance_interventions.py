@@ -57,6 +57,7 @@ from interventions.services import attendance_interventions_apply, attendance_re
 from notifications.models import Category, Channel, Priority
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling.registry import Job
+from students.calendar import schools_in_session
 from students.selectors import current_session
 
 TEMPLATE = "attendance-intervention"
@@ -77,9 +78,12 @@ def run(ctx) -> dict:
         return {**summary, "skipped": "no current session"}
     local_date = ctx.scheduled_for.astimezone(district.zone).date()
 
-    # 1. Who is at risk, as of the slot's local date.
+    # 1. Who is at risk, as of the slot's local date. A school-days job: interventions are
+    #    opened only for students of the schools in session today (or without a calendar for
+    #    it); the engine already skipped the slot when there is none (docs/jobs.md).
     evidence = attendance_evidence(district=district, session=session, as_of=local_date)
-    checked, risks = evidence.checked, evidence.risks
+    in_session = schools_in_session(district_id=district.id, day=local_date)
+    checked, risks = evidence.checked, [r for r in evidence.risks if r.school_id in in_session]
     summary.update(checked=checked, at_risk=len(risks))
     ctx.progress(0, checked)
     ctx.logger.info("%s of %s active students at risk as of %s (%s)", len(risks), checked, local_date, session.name)

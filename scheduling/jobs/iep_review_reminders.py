@@ -263,5 +263,6 @@ JOB = Job(
     backoff_base=60,
     catch_up_window=timedelta(hours=8),
     overlap="skip",
+    calendar="any day",
     entry=run,
 )

@@ -38,6 +38,7 @@ from notifications.selectors import queued_recipients
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling.registry import Job
 from students import selectors
+from students.calendar import schools_in_session
 
 EVENING_OFFSETS = (7, 3, 1)  # days before due, sent by the 19:00 run
 MAJOR_ONLY = {"7"}  # offsets sent for major assignments only
@@ -107,8 +108,12 @@ def run(ctx) -> dict:
     labels = targets(today, morning=morning)
     major_only = [d for d, label in labels.items() if label in MAJOR_ONLY]
 
+    # 0. A school-days job: only the schools in session today (or without a calendar for
+    #    it); the engine already skipped the slot when there is none (docs/jobs.md).
+    in_session = schools_in_session(district_id=district.id, day=today)
     # 1. How much work is due on the target dates (one COUNT), for the summary and progress.
-    checked = selectors.assignments_due_count(district=district, dates=labels, major_only_dates=major_only)
+    checked = selectors.assignments_due_count(district=district, dates=labels, major_only_dates=major_only,
+                                              school_ids=in_session)
     ctx.progress(0, checked)
     # 2. One statement for the whole district, streamed: the missing work (an anti-join on
     #    submissions) with its recipients (the student's account, a LEFT JOIN to the guardian
@@ -117,7 +122,8 @@ def run(ctx) -> dict:
     #    revocation, age 18 and muted classes, ~12 queries a chunk), so the query count
     #    depends on the messages written, never on how many assignments were read.
     stream = _Stream(
-        selectors.missing_work_recipients(district=district, dates=labels, major_only_dates=major_only, day=today),
+        selectors.missing_work_recipients(district=district, dates=labels, major_only_dates=major_only, day=today,
+                                          school_ids=in_session),
         labels, today,
     )
     queued_total, digested, suppressed = 0, 0, Counter()

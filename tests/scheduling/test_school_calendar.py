@@ -5,10 +5,12 @@ decided at run time from the database through the real django-q2 scheduler loop,
 from __future__ import annotations
 
 import datetime as dt
+from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -164,6 +166,48 @@ def test_an_any_day_job_ignores_the_calendar(district, monkeypatch):
 
 
 
+
+@pytest.mark.django_db
+def test_jobs_next_marks_the_days_the_calendar_skips(attendance_only, district):
+    with time_machine.travel(at(18, hour=12), tick=False):
+        services.sync_schedules()
+    out = StringIO()
+    call_command("jobs", "next", JOB, "--district", str(district.pk), "--after", "2026-12-18T12:00", "--count", "4",
+                 stdout=out)
+    assert out.getvalue().splitlines() == [
+        "2026-12-18T18:30:00-05:00",
+        "2026-12-19T18:30:00-05:00 — skipped: Weekend",
+        "2026-12-20T18:30:00-05:00 — skipped: Weekend",
+        "2026-12-21T18:30:00-05:00 — skipped: Winter break",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_date_the_calendar_does_not_cover_runs_and_the_dashboard_says_the_calendar_is_missing(
+        attendance_only, district, client):
+    # The calendar ends on 8 Jan 2027: next year's is not entered. Monday 11 Jan runs as before.
+    with time_machine.travel(at(11, month=1, year=2027, hour=12), tick=False) as traveller:
+        services.sync_schedules()
+        traveller.move_to(at(11, month=1, year=2027))
+        scheduler_pass()
+        run = slot_run(district, at(11, month=1, year=2027))
+        assert run.status == "succeeded"
+
+        admin = f.UserFactory(username="sysadmin", is_staff=True, is_superuser=True)
+        client.force_login(admin)
+        page = client.get("/admin/scheduled-jobs/").content.decode()
+    assert "School calendar missing" in page
+    assert "Hudson Valley: no school calendar from Mon 2027-01-11" in page
+
+
+@pytest.mark.django_db
+def test_the_dashboard_does_not_warn_while_the_calendar_covers_the_coming_weeks(attendance_only, district, client):
+    with time_machine.travel(at(14, hour=12), tick=False):
+        admin = f.UserFactory(username="sysadmin", is_staff=True, is_superuser=True)
+        client.force_login(admin)
+        page = client.get("/admin/scheduled-jobs/").content.decode()
+    assert "School calendar missing" not in page
+
 def test_every_job_declares_its_calendar_policy():
     """No job of scheduling/jobs/ relies on the default: each says "any day" or "school days"
     in its Job(...), and docs/jobs.md gives the reason."""
@@ -189,3 +233,31 @@ def test_a_bad_calendar_policy_is_refused_at_definition():
         registry.Job(slug="t-bad", title="t", default_cron=None, why="t", calendar="weekdays")
     with pytest.raises(ValueError, match="global job cannot follow the school calendar"):
         registry.Job(slug="t-bad", title="t", default_cron=None, why="t", scope="global", calendar=registry.SCHOOL_DAYS)
+
+
+@pytest.mark.django_db
+def test_the_schedule_page_and_the_cron_preview_mark_the_days_the_calendar_skips(attendance_only, district, client):
+    with time_machine.travel(at(25, hour=12), tick=False):
+        services.sync_schedules()
+        schedule = district.job_schedules.get(job=JOB)
+        client.force_login(f.UserFactory(username="sysadmin", is_staff=True, is_superuser=True))
+        page = client.get(f"/admin/scheduled-jobs/{schedule.pk}/").content.decode()
+        preview = client.get(f"/admin/scheduled-jobs/{schedule.pk}/preview/", {"cron": "30 18 * * 1-5"}).content.decode()
+    assert "Fri 2026-12-25 18:30 EST (UTC−05:00) — skipped: Winter break" in page
+    assert "Sat 2026-12-26 18:30 EST (UTC−05:00) — skipped: Weekend" in page
+    assert "school days" in page
+    # Weekdays only: the next five are the break's 25, 28, 29, 30, 31 December.
+    assert preview.count("— skipped: Winter break") == 5
+    assert "Mon 2026-12-28 18:30" in preview
+
+
+def test_docs_jobs_md_gives_each_jobs_calendar_policy_as_the_registry_declares_it():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
+    section = text.split("## Calendar policy", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        cells[1].strip("` "): cells[2].strip()
+        for cells in (line.split("|") for line in section.splitlines() if line.startswith("| `"))
+    }
+    assert documented == {job.slug: job.calendar for job in registry.all_jobs()}

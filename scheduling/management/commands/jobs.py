@@ -13,7 +13,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import cron, registry, runner, selectors, services
+from scheduling import calendar_policy, cron, registry, runner, selectors, services
 from scheduling.models import JobRun, JobSchedule
 from scheduling.templatetags.times_and_durations import duration_text, local_text
 from skillcore.cli import one_line_errors, table
@@ -66,7 +66,8 @@ class Command(BaseCommand):
         p.add_argument("--district", type=int)
         p.add_argument("--limit", type=int, default=20)
         p.add_argument("--json", action="store_true")
-        p = verb("next", "the next run times, one ISO-8601 time per line in the district's zone")
+        p = verb("next", "the next run times, one ISO-8601 time per line in the district's zone "
+                         "(then ' — skipped: <reason>' where the school calendar skips it)")
         p.add_argument("name")
         p.add_argument("--district", type=int)
         p.add_argument("--after", help="ISO-8601; local time without an offset (default: now)")
@@ -226,8 +227,13 @@ class Command(BaseCommand):
             slots = cronlib.next_slots(expr, zone, start, count)
         except cronlib.BadCron as exc:
             raise _bad(str(exc)) from None
+        # The school calendar's verdict, the same function the slot claim applies: a
+        # skipped slot keeps its ISO time first, so scripts reading the first word still work.
+        skips = calendar_policy.calendar_skips(job, district_id=district.pk if district else None, zone_name=zone,
+                                               slots=slots)
         for slot in slots:
-            self.stdout.write(slot.astimezone(tzinfo).isoformat())
+            mark = f" — skipped: {skips[slot]}" if slot in skips else ""
+            self.stdout.write(slot.astimezone(tzinfo).isoformat() + mark)
 
     def do_check(self, **_):
         now = timezone.now()
