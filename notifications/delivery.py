@@ -28,6 +28,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications import counters, push, sms
@@ -62,9 +63,12 @@ def backoff(attempts: int) -> dt.timedelta:
     return OUTBOX.backoff(attempts)
 
 
-def claim_batch(*, worker: str, limit: int, now: dt.datetime, lease: dt.timedelta = LEASE) -> list[int]:
-    """Claim up to ``limit`` due rows for ``worker`` (the outbox protocol's claim)."""
-    return OUTBOX.claim(now=now, limit=limit, owner=worker, lease=lease)
+def claim_batch(*, worker: str, limit: int, now: dt.datetime, lease: dt.timedelta = LEASE,
+                channels: tuple[str, ...] | None = None) -> list[int]:
+    """Claim up to ``limit`` due rows for ``worker`` (the outbox protocol's claim), only on
+    ``channels`` if given."""
+    return OUTBOX.claim(now=now, limit=limit, owner=worker, lease=lease,
+                        among=Q(channel__in=channels) if channels else None)
 
 
 @dataclass
@@ -205,12 +209,13 @@ def _deliver_sms(rows: list[Notification], *, worker, now, summary) -> None:
 
 
 def drain_batch(*, worker: str | None = None, batch_size: int = 100, now: dt.datetime | None = None,
-                lease: dt.timedelta = LEASE) -> DrainSummary:
-    """Claim one batch and deliver it. Returns counts; ``claimed == 0`` means nothing was due."""
+                lease: dt.timedelta = LEASE, channels: tuple[str, ...] | None = None) -> DrainSummary:
+    """Claim one batch (of ``channels`` only, if given: the demo sends its texts alone) and
+    deliver it. Returns counts; ``claimed == 0`` means nothing was due."""
     worker = worker or worker_name()
     now = now or timezone.now()
     summary = DrainSummary()
-    ids = claim_batch(worker=worker, limit=batch_size, now=now, lease=lease)
+    ids = claim_batch(worker=worker, limit=batch_size, now=now, lease=lease, channels=channels)
     summary.claimed = len(ids)
     if not ids:
         return summary

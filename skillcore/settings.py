@@ -299,7 +299,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # twilio's HTTP client logs every request's URL and headers at INFO: a dozen lines per text.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "twilio.http_client": {"level": "WARNING"}},
 }
 
 # --- admin login lockout (django-axes; skillcore/login_lockout.py says what it adds) ----------

@@ -6,7 +6,9 @@ Steps, each idempotent so running twice changes nothing but passwords:
 3. create a demo system admin, and one login per staff role taken from the seeded staff
    (renamed ``demo-<role>``), so each role sees a real caseload;
 4. create the job schedules and run each job once (first demo only), so the dashboard
-   shows real history;
+   shows real history; then (first demo only) an emergency broadcast that reaches a
+   guardian by SMS through a local Twilio-compatible server (skillcore/sms_recorder.py),
+   which records every text in var/demo-sms.jsonl;
 5. print the logins and the admin URL;
 6. serve the admin with a qcluster beside it (skipped with ``--no-serve``); SIGTERM or
    Ctrl-C stops both, the qcluster's workers included.
@@ -41,6 +43,13 @@ DEMO_SEED = 1
 DEMO_PASSWORD = "skillcore-demo"
 ADMIN_USERNAME = "admin"
 # Roles that log in to the staff admin; guardians and students use other front ends.
+# The demo's texts: a Twilio-compatible recorder plays Twilio (skillcore/sms_recorder.py).
+# 555-01xx numbers are reserved for fiction in North America: nobody can be texted by mistake.
+DEMO_TWILIO_SID = "AC" + "de" * 16
+DEMO_TWILIO_TOKEN = "skillcore-demo-twilio-token"
+DEMO_TWILIO_FROM = "+12025550100"
+DEMO_GUARDIAN_MOBILE = "+12025550143"
+DEMO_BROADCAST = "This is the SkillCore demo: what an emergency broadcast looks like. No action is needed."
 DEMO_ROLES = [Role.DISTRICT_ADMIN, Role.PRINCIPAL, Role.COUNSELOR, Role.SPED_COORDINATOR, Role.CASE_MANAGER, Role.TEACHER]
 
 
@@ -65,9 +74,15 @@ class Command(BaseCommand):
         district = self.seed(students, show_progress=options["verbosity"] > 0)
         logins = self.logins(district)
         self.jobs(district)
-        self.announce(logins, options["addrport"])
-        if not options["no_serve"]:
-            self.serve(options["addrport"])
+        recorder = self.sms_recorder()
+        try:
+            self.texts(district, recorder)
+            self.announce(logins, options["addrport"])
+            if not options["no_serve"]:
+                self.serve(options["addrport"])
+        finally:
+            if recorder is not None:
+                recorder.stop()
 
     # -- steps ------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -138,6 +153,71 @@ class Command(BaseCommand):
             run = runner.run_sync(job_slug=job.slug, district=None if job.is_global else district)
             note = f" ({run.note})" if run.note and run.status != JobRun.Status.SUCCEEDED else ""
             self.stdout.write(f"   ran {job.slug}: {run.get_status_display().lower()}{note} in {run.duration_seconds or 0:.1f}s")
+
+    def sms_recorder(self):
+        """Without a Twilio account (TWILIO_ACCOUNT_SID unset), a local Twilio-compatible
+        server for the demo's texts, with settings (and the environment the qcluster
+        inherits) pointing at it until it stops. None when Twilio is configured."""
+        if settings.TWILIO_ACCOUNT_SID:
+            return None
+        from skillcore.sms_recorder import SmsRecorder
+
+        recorder = SmsRecorder(DEMO_TWILIO_SID, DEMO_TWILIO_TOKEN, settings.VAR_DIR / "demo-sms.jsonl")
+        values = {"TWILIO_ACCOUNT_SID": DEMO_TWILIO_SID, "TWILIO_AUTH_TOKEN": DEMO_TWILIO_TOKEN,
+                  "TWILIO_FROM_NUMBER": DEMO_TWILIO_FROM, "TWILIO_API_BASE_URL": recorder.start()}
+        saved = {name: (getattr(settings, name), os.environ.get(name)) for name in values}
+        for name, value in values.items():
+            setattr(settings, name, value)
+            os.environ[name] = value
+        stop = recorder.stop
+
+        def stop_and_restore():
+            stop()
+            for name, (setting, environ) in saved.items():
+                setattr(settings, name, setting)
+                if environ is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = environ
+
+        recorder.stop = stop_and_restore
+        return recorder
+
+    def texts(self, district: District, recorder) -> None:
+        """First demo only: a guardian with a mobile number (consent by paper form), an
+        emergency broadcast to the district, and its texts sent at once (the other channels
+        stay queued) to the local Twilio-compatible server."""
+        from notifications import delivery, emergency
+        from notifications.models import Channel, RecipientProfile
+        from notifications.services import recipient_sms_consent_record
+        from scheduling.models import EmergencyBroadcast
+        from students.models import GuardianLink
+
+        if recorder is None:
+            self.stdout.write("   SMS: Twilio is configured (TWILIO_ACCOUNT_SID): the demo sends no texts.")
+            return
+        link = (GuardianLink.objects.filter(student__school__district=district, student__is_active=True, access_revoked=False)
+                .select_related("guardian").order_by("guardian__username").first())
+        if link is None:
+            return
+        guardian = link.guardian
+        if not RecipientProfile.objects.filter(user=guardian).exclude(mobile_number="").exists():
+            recipient_sms_consent_record(user_id=guardian.pk, mobile_number=DEMO_GUARDIAN_MOBILE, method="paper-form")
+        if EmergencyBroadcast.objects.filter(district=district).exists():
+            self.stdout.write(f"   SMS: texts go to a local Twilio-compatible server, recorded in {recorder.path}.")
+            return
+        broadcast = emergency.emergency_broadcast_send(
+            district=district, scenario="broadcast", message=DEMO_BROADCAST, actor_label="manage.py demo")
+        sent = 0
+        while True:
+            batch = delivery.drain_batch(batch_size=100, channels=(Channel.SMS,))
+            sent += batch.sent
+            if batch.claimed < 100:
+                break
+        texted = [m for m in recorder.messages() if m["to"] == DEMO_GUARDIAN_MOBILE]
+        self.stdout.write(f"   Emergency broadcast #{broadcast.pk}: {sent} text(s) sent, recorded in {recorder.path}:")
+        if texted:
+            self.stdout.write(f"   to {guardian.get_full_name() or guardian.username} ({texted[-1]['to']}): {texted[-1]['body']!r}")
 
     def announce(self, logins: list[tuple[str, str, str]], addrport: str) -> None:
         self.stdout.write(f"5. Log in at http://{addrport}/admin/ with password {DEMO_PASSWORD!r} as:")
