@@ -1,7 +1,7 @@
 """Reads over the outbox."""
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from notifications.models import Category, DigestItem, Notification, NotificationPreference, RecipientProfile, Status
 from students import scoping
@@ -88,3 +88,19 @@ def queued_recipients(*, requests) -> set[tuple[int, int | None]]:
     ).values_list("recipient_id", "object_key", "student_id")
     out.update((u, s) for u, k, s in rows if (u, k) in wanted)
     return out
+
+
+def sms_texting(*, user_ids, category: str) -> set[int]:
+    """Of ``user_ids`` (ids or a QuerySet of ids), who may be texted about ``category`` now:
+    a mobile number, consent recorded, no STOP since, and SMS chosen for the category
+    (``RecipientProfile.sms_allows`` and the preference, as one query). A job asks this before
+    adding SMS requests, so people without texts cost no suppressed outbox rows; enqueue
+    decides again."""
+    if not isinstance(user_ids, QuerySet):
+        user_ids = list(user_ids)
+    chose = NotificationPreference.objects.filter(
+        user_id=OuterRef("user_id"), category=category, channel="sms", frequency="immediately")
+    return set(
+        RecipientProfile.objects.filter(user_id__in=user_ids, sms_consent_at__isnull=False, sms_opted_out_at__isnull=True)
+        .exclude(mobile_number="").filter(Exists(chose)).values_list("user_id", flat=True)
+    )

@@ -15,11 +15,13 @@ class, assignment, score, maximum and percentage (score / maximum). The outbox's
 applies the recipient's grade-digest frequency (immediately: the digest goes now; daily or
 weekly: it joins that digest; never: suppressed), guardian revocation and age 18
 (student_id is passed). Classes the student muted are left out of the student's own digest.
+Guardians who chose the grade digest by SMS (consent recorded, no STOP reply since:
+notifications.selectors.sms_texting) also get it as a text that names the child and no score.
 Guardians with ``NotificationPreference.low_grade_threshold`` (category grade-digest) also
 get an immediate performance alert, per grade below the threshold, on that preference's
 channel (the grade stays in the digest: the digest is the full record).
 
-Idempotency: ``grade-digest:<slot>:<student>:<recipient>:email`` (a re-run of a slot has the
+Idempotency: ``grade-digest:<slot>:<student>:<recipient>:<email|sms>`` (a re-run of a slot has the
 same window and keys) and ``low-grade:<grade>:<posted_at>:<recipient>:<channel>``. The
 messages and the ``delivered_through`` checkpoint commit in one transaction.
 
@@ -39,7 +41,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications.models import Category, Channel, Priority
-from notifications.selectors import low_grade_thresholds, queued_recipients
+from notifications.selectors import low_grade_thresholds, queued_recipients, sms_texting
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling import selectors as run_selectors
 from scheduling.registry import Job
@@ -81,14 +83,16 @@ def window(ctx) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _requests(grades, *, guardians: dict[int, list[int]], thresholds: dict, until: dt.datetime, slot_key: str,
-              tally: dict) -> Iterator[NotificationRequest]:
-    """The messages for the window's grades (ordered by student), one student at a time."""
+              tally: dict, texting: set[int] = frozenset()) -> Iterator[NotificationRequest]:
+    """The messages for the window's grades (ordered by student), one student at a time.
+    Guardians in ``texting`` also get the digest by SMS (its text names the child, never a
+    score: templates/notifications/grade-digest.<lang>.sms.txt)."""
 
-    def digest(recipient_id: int, student_id: int, lines: list[dict]) -> NotificationRequest:
+    def digest(recipient_id: int, student_id: int, lines: list[dict], channel: str = Channel.EMAIL) -> NotificationRequest:
         return NotificationRequest(
-            recipient_id=recipient_id, category=Category.GRADE_DIGEST, channel=Channel.EMAIL, template="grade-digest",
+            recipient_id=recipient_id, category=Category.GRADE_DIGEST, channel=channel, template="grade-digest",
             context={"grades": [g["line"] for g in lines], "grade_count": len(lines), "window_end": until.isoformat()},
-            dedupe_key=f"grade-digest:{slot_key}:{student_id}:{recipient_id}:{Channel.EMAIL}",
+            dedupe_key=f"grade-digest:{slot_key}:{student_id}:{recipient_id}:{channel}",
             student_id=student_id, object_key=f"grade-digest:{slot_key}:{student_id}", event="posted",
         )
 
@@ -110,6 +114,8 @@ def _requests(grades, *, guardians: dict[int, list[int]], thresholds: dict, unti
                 yield digest(user_id, student_id, own)
         for guardian_id in guardians.get(student_id, ()):
             yield digest(guardian_id, student_id, lines)
+            if guardian_id in texting:
+                yield digest(guardian_id, student_id, lines, Channel.SMS)
             for channel, threshold in thresholds.get(guardian_id, ()):
                 for g in lines:
                     if percentage(g["score"], g["assignment__max_score"]) >= threshold:
@@ -140,6 +146,8 @@ def run(ctx) -> dict:
     for student_id, guardian_id in selectors.guardians_of(student_ids=graded):
         guardians[student_id].append(guardian_id)
     thresholds = low_grade_thresholds(user_ids=selectors.guardian_ids_of(student_ids=graded))
+    # Guardians who chose the digest by text (consent recorded, no STOP since): one query.
+    texting = sms_texting(user_ids=selectors.guardian_ids_of(student_ids=graded), category=Category.GRADE_DIGEST)
     tally = {"student_users": set(), "low_alerts": 0, "grades": 0, "students": 0}
     queued_total = digested = 0
     suppressed: Counter = Counter()
@@ -153,7 +161,7 @@ def run(ctx) -> dict:
     with transaction.atomic():
         requests = _requests(
             selectors.grades_posted_between(district=district, after=after, until=until),
-            guardians=guardians, thresholds=thresholds, until=until, slot_key=slot_key, tally=tally,
+            guardians=guardians, thresholds=thresholds, until=until, slot_key=slot_key, tally=tally, texting=texting,
         )
         while chunk := list(itertools.islice(requests, REQUEST_CHUNK)):
             queued = notifications_enqueue(

@@ -406,3 +406,35 @@ def test_query_count_does_not_grow_with_students_read(district, school, klass, d
     assert large_run.result["grades"] == 2101
     assert (large_run.result["guardians_notified"], large_run.result["students_notified"]) == (601, 1)
     assert large_run.result["notifications_queued"] == 602
+
+
+def test_a_guardian_who_chose_texts_gets_the_digest_by_sms_until_stop(client, district, klass, settings):
+    """SMS opt-in (consent + the grade-digest preference by SMS) adds a text without scores;
+    a signed STOP reply to Twilio's webhook and the next digest sends no text, email as before."""
+    from twilio.request_validator import RequestValidator
+
+    from notifications.models import Status
+    from notifications.services import recipient_sms_consent_record
+
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "7" * 32, "hook-token"
+    guardian = klass["guardian"]
+    recipient_sms_consent_record(user_id=guardian.pk, mobile_number="+12025550143", method="portal")
+    f.NotificationPreferenceFactory(user=guardian, category="grade-digest", channel="sms", frequency="immediately")
+    run_at(district, evening(district, D1))
+    grade(klass, evening(district, D2) - dt.timedelta(hours=1), score="17", max_score="20")
+    run_at(district, evening(district, D2))
+    text = Notification.objects.get(recipient=guardian, channel="sms")
+    assert text.status == Status.PENDING and text.category == "grade-digest"
+    body = render(text).sms_body
+    assert "Ana" in body and not any(ch.isdigit() for ch in body)
+    assert Notification.objects.filter(channel="sms").count() == 1  # the student's own account: no text
+
+    params = {"AccountSid": settings.TWILIO_ACCOUNT_SID, "From": "+12025550143", "Body": "STOP", "To": "+15005550006"}
+    signature = RequestValidator("hook-token").compute_signature("http://testserver/notifications/twilio/inbound", params)
+    assert client.post("/notifications/twilio/inbound", params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
+
+    grade(klass, evening(district, D3) - dt.timedelta(hours=1))
+    run = run_at(district, evening(district, D3))
+    assert run.result["guardians_notified"] == 1  # by email
+    assert Notification.objects.filter(recipient=guardian, channel="email").count() == 2
+    assert Notification.objects.filter(recipient=guardian, channel="sms").count() == 1  # D2's only
