@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import F
@@ -16,10 +17,21 @@ from django.utils.html import format_html, format_html_join
 from scheduling import (
     cron,
     queue_admin,  # noqa: F401  (registers django-q2's models, narrowed)
+    registry,
     selectors,
 )
 from scheduling import reports as report_lib
-from scheduling.models import AlertDelivery, Incident, JobRun, JobSchedule, Report, ScheduleChange, SchedulerHeartbeat
+from scheduling.models import (
+    AlertDelivery,
+    BlastRadiusLimit,
+    Incident,
+    JobRun,
+    JobSchedule,
+    Report,
+    RunHold,
+    ScheduleChange,
+    SchedulerHeartbeat,
+)
 from scheduling.monitoring import alerting
 from skillcore.access import access_trail, render_now
 from skillcore.admin import ReadOnlyMixin, SystemAdminsOnly
@@ -234,3 +246,39 @@ class AlertDeliveryAdmin(_SystemAdminReadOnly):
         if has_role(request.user, "system-admin"):
             actions.setdefault("resend", (AlertDeliveryAdmin.resend, "resend", AlertDeliveryAdmin.resend.short_description))
         return actions
+
+
+# -- the blast-radius guard: a district's limits (editable), holds (read-only; decided on the dashboard) --
+class BlastRadiusLimitForm(forms.ModelForm):
+    """The job is picked from the registered jobs (never free text); empty: every job."""
+
+    job = forms.ChoiceField(required=False, help_text="Empty: every job of the district (a job's own row wins).")
+
+    class Meta:
+        model = BlastRadiusLimit
+        fields = ("district", "job", "multiplier", "floor", "cap")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["job"].choices = [("", "every job")] + [(j.slug, j.title) for j in registry.all_jobs()]
+
+
+@admin.register(BlastRadiusLimit)
+class BlastRadiusLimitAdmin(SystemAdminsOnly, admin.ModelAdmin):
+    form = BlastRadiusLimitForm
+    list_display = ("district", "job_label", "multiplier", "floor", "cap")
+    list_select_related = ("district",)
+    list_filter = ("district",)
+
+    @admin.display(description="job")
+    def job_label(self, obj):
+        return obj.job or "every job"
+
+
+@admin.register(RunHold)
+class RunHoldAdmin(_SystemAdminReadOnly):
+    list_display = ("held_at", "run", "reason", "decision", "decided_at", "actor_label", "messages_affected")
+    list_filter = ("decision",)
+    list_select_related = ("run",)
+    readonly_fields = [f.name for f in RunHold._meta.fields]
+    ordering = ("-held_at", "-id")

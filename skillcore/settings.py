@@ -363,7 +363,7 @@ if not DEBUG:
         email_use_tls=EMAIL_USE_TLS, email_use_ssl=EMAIL_USE_SSL, s3_bucket=ARCHIVE_S3_BUCKET,
         s3_endpoint=STORAGES["archive"]["OPTIONS"].get("endpoint_url") or "",
         http_urls={"FCM_ENDPOINT": FCM_ENDPOINT, "PAGERDUTY_EVENTS_URL": PAGERDUTY_EVENTS_URL,
-                   "SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL},
+                   "SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL, "TWILIO_API_BASE_URL": TWILIO_API_BASE_URL},
     ):
         if _plain.service not in ALLOW_PLAINTEXT_TRANSPORT:
             env.fail(_plain.variable, f"{_plain.problem} (or add {_plain.service} to ALLOW_PLAINTEXT_TRANSPORT)")

@@ -15,7 +15,7 @@ What counts as encrypted, per service:
   backend verifies the server's certificate against the system's CAs. An HTTPS API backend
   (anymail) is https by construction.
 - s3: an ``https://`` ARCHIVE_S3_ENDPOINT_URL (none at all: the provider's https default).
-- http: FCM_ENDPOINT, PAGERDUTY_EVENTS_URL and SLACK_WEBHOOK_URL are https.
+- http: FCM_ENDPOINT, PAGERDUTY_EVENTS_URL, SLACK_WEBHOOK_URL and TWILIO_API_BASE_URL are https.
 
 Why a connection to this machine needs no TLS: a unix socket or loopback address (localhost,
 127.0.0.0/8, ::1) never leaves the host; whoever can read loopback traffic is root there and

@@ -93,6 +93,7 @@ def test_this_machine_needs_no_tls_and_the_demo_is_not_checked():
     ({"ARCHIVE_S3_BUCKET": "b", "ARCHIVE_S3_ENDPOINT_URL": "http://minio.internal:9000"}, "ARCHIVE_S3_ENDPOINT_URL", ["https://"]),
     ({"SLACK_WEBHOOK_URL": "http://hooks.slack.example/services/T/B/x"}, "SLACK_WEBHOOK_URL", ["https://"]),
     ({"FCM_ENDPOINT": "http://push.internal/v1/projects/{project_id}/messages:send"}, "FCM_ENDPOINT", ["https://"]),
+    ({"TWILIO_API_BASE_URL": "http://sms-gateway.internal"}, "TWILIO_API_BASE_URL", ["https://"]),
 ])
 def test_production_refuses_other_clear_text_connections(env, variable, words):
     _refused(_start_up(**env), variable, *words)
@@ -109,6 +110,7 @@ def test_production_refuses_other_clear_text_connections(env, variable, words):
     {"ARCHIVE_S3_BUCKET": "b"},  # AWS itself: https
     {"ARCHIVE_S3_BUCKET": "b", "ARCHIVE_S3_ENDPOINT_URL": "http://127.0.0.1:9000"},
     {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T/B/x"},
+    {"TWILIO_API_BASE_URL": "http://127.0.0.1:8025"},  # the demo's local recorder
 ])
 def test_production_starts_with_encrypted_or_local_connections(env):
     result = _start_up(**env)
