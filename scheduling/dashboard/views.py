@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from scheduling import calendar_policy, blast_radius, cron, registry, selectors, services
+from scheduling import blast_radius, calendar_policy, cron, registry, selectors, services
 from scheduling.dashboard import pages
 from scheduling.dashboard.charts import duration_chart
 from scheduling.dashboard.forms import CronForm, HoldDecisionForm, PauseForm
