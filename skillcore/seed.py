@@ -27,8 +27,16 @@ What it builds, and the decisions behind it:
    chronically absent (>= 10% of enrolled days), statuses excused / unexcused / tardy /
    oss / iss, some partial days under half present (which count as absent).
 6. About 15% of students with an active IEP (team, services, weekly service logs,
-   meetings; annual reviews spread across the year, some overdue), about 3% with a 504 plan
-   (accommodations and their implementers), behaviour incidents.
+   meetings; annual reviews spread across the year, some overdue; reevaluations every 3
+   years since eligibility, kept up to date except where the annual review is overdue too),
+   about 3% with a 504 plan (accommodations and their implementers), behaviour incidents.
+7. The demo family: the first school's first active student under 18 with an IEP has a
+   household that prefers Spanish, and a meeting scheduled ``DEMO_MEETING_LEAD`` days (to the
+   next weekday) after ``as_of`` with no notice yet, so the IEP job's first run sends that
+   family the meeting notice in Spanish in time (34 CFR 300.322(b)). The household's first
+   guardian gets IEP notices immediately (its random preference is drawn, then replaced), and
+   every choice above is still drawn from the same streams, so the rest of the district is the
+   same as without it.
 
 Determinism: every random choice comes from ``random.Random`` seeded with the seed (one
 stream for the district, one per school, so a school does not depend on how much another
@@ -68,6 +76,7 @@ from iep.models import (
     IEPTeamMember,
     Section504Plan,
     ServiceLog,
+    reevaluation_due_after,
 )
 from notifications.models import Category, Channel, Frequency, NotificationPreference
 from students.models import (
@@ -372,6 +381,11 @@ class _Kid:
     sections: list[int] = field(default_factory=list)  # indexes into the school's section list
 
 
+# The demo family's meeting: this many days after as_of (then the next weekday), beyond the
+# default 10-day notice lead time, so the notice the IEP job sends at once is on time.
+DEMO_MEETING_LEAD = 12
+
+
 class _Seeder:
     def __init__(self, spec: SeedSpec, progress: Callable[[int, int, str], None] | None):
         self.spec = spec
@@ -386,6 +400,9 @@ class _Seeder:
         self.next_local_id = 100001
         self.groups = {r: Group.objects.get_or_create(name=str(r))[0].pk for r in Role}
         self.p_chronic = self.rng.uniform(0.11, 0.14)
+        # The demo family (decision 7): the student, and the guardian told immediately.
+        self.demo_kid: _Kid | None = None
+        self.demo_guardian: str | None = None
 
     # time helpers
     def midnight(self, day: dt.date) -> dt.datetime:
@@ -569,7 +586,7 @@ class _Seeder:
         self.seed_coursework(kids, sections, section_plan, days, rng)
         self.seed_attendance(kids, taught, rng)
         teacher_ids_of = {k.local_id: [teachers[section_plan[s][2]].pk for s in k.sections] for k in kids}
-        self.seed_iep(kids, teacher_ids_of, managers, principal, days, rng)
+        self.seed_iep(school, kids, teacher_ids_of, managers, principal, days, rng)
         self.seed_504(kids, teacher_ids_of, counselors, rng)
         self.seed_incidents(kids, taught, [t.pk for t in teachers], rng)
 
@@ -693,6 +710,10 @@ class _Seeder:
                 rows.append((username, first, last, f"{first}.{last}.{code}{i + 1}{j + 1}@family.example.com".lower(), False))
             households.append(members)
             language.append("es" if rng.random() < 0.22 else "en")
+            if self.demo_kid is None and k.iep and k.exit is None and self.age(k, as_of + dt.timedelta(days=60)) < 18:
+                # Drawn above all the same, so the stream (and the rest of the district) is unchanged.
+                self.demo_kid, self.demo_guardian = k, members[0][0]
+                language[-1] = "es"
         users = self.make_users(rows, Role.GUARDIAN, self.session_start)
         ids = {u.username: u.pk for u in users}
         links = []
@@ -727,6 +748,8 @@ class _Seeder:
                 for category in GUARDIAN_CATEGORIES:
                     for channel in (Channel.EMAIL.value, Channel.PUSH.value) if has_app else (Channel.EMAIL.value,):
                         freq = rng.choices(frequencies, (0.35, 0.35, 0.2, 0.1))[0]
+                        if u.username == self.demo_guardian and category == Category.IEP_REMINDER:
+                            freq = Frequency.IMMEDIATELY.value  # the demo's notice arrives, not in a digest
                         threshold = (rng.choice(("60.00", "65.00", "70.00"))
                                      if category == Category.GRADE_DIGEST and rng.random() < 0.3 else None)
                         W.add(NotificationPreference, pref_fields, (u.pk, category.value, channel, freq, threshold))
@@ -841,7 +864,7 @@ class _Seeder:
                     status, fraction = "iss", "1.00"  # in-school suspension is not an absence
                 add(AttendanceRecord, fields, (sid, day, status, fraction, recorded))
 
-    def seed_iep(self, kids, teacher_ids_of, managers, principal, days, rng: random.Random) -> None:
+    def seed_iep(self, school, kids, teacher_ids_of, managers, principal, days, rng: random.Random) -> None:
         as_of = self.spec.as_of
         iep_kids = [k for k in kids if k.iep]
         ieps = []
@@ -851,12 +874,15 @@ class _Seeder:
             last = as_of - dt.timedelta(days=ago)
             earliest = k.birth + dt.timedelta(days=3 * 365)
             eligibility = min(last, max(earliest, last - dt.timedelta(days=rng.randint(0, 5 * 365))))
-            reevals = (last - eligibility).days // (3 * 365)
+            # Reevaluated every 3 years since eligibility up to as_of; where the annual review is
+            # overdue the reevaluation stopped at the last review too (and may be overdue).
+            reevals = ((last if ago > 365 else as_of) - eligibility).days // (3 * 365)
+            reevaluated = eligibility + dt.timedelta(days=3 * 365 * reevals) if reevals else None
             ieps.append(IEP(
                 student_id=k.id, status=IEP.Status.ACTIVE, eligibility_date=eligibility,
                 disability_category=rng.choices([d for d, _ in DISABILITIES], [w for _, w in DISABILITIES])[0],
                 last_annual_review=last, next_review_due=last + dt.timedelta(days=ANNUAL_REVIEW_DAYS),
-                last_reevaluation=eligibility + dt.timedelta(days=3 * 365 * reevals) if reevals else None,
+                last_reevaluation=reevaluated, reevaluation_due=reevaluation_due_after(reevaluated or eligibility),
                 case_manager_id=managers[j % len(managers)].pk,
             ))
         _bulk(IEP, ieps, self.counts)
@@ -889,6 +915,8 @@ class _Seeder:
                                            guardian_notice_sent_on=notice if notice <= as_of and rng.random() < 0.7 else None))
             elif to_due < 0 and rng.random() < 0.5:
                 meetings.append(IEPMeeting(iep_id=iep.pk, status=IEPMeeting.Status.PROPOSED))
+        if self.demo_kid in iep_kids:
+            meetings = self.demo_meeting(school, ieps[iep_kids.index(self.demo_kid)], meetings)
         _bulk(IEPTeamMember, team, self.counts)
         _bulk(IEPService, services, self.counts)
         _bulk(IEPMeeting, meetings, self.counts)
@@ -912,6 +940,20 @@ class _Seeder:
                     if first <= day <= last:
                         minutes = max(15, min(480, round(weekly * rng.uniform(0.8, 1.2))))
                         self.writer.add(ServiceLog, fields, (service.pk, k.id, day, minutes, service.provider_id))
+
+    def demo_meeting(self, school: School, iep: IEP, meetings: list[IEPMeeting]) -> list[IEPMeeting]:
+        """The demo family's scheduled meeting (decision 7), with no notice sent yet: the annual
+        review when it falls due within 90 days of the meeting's date, otherwise an amendment.
+        Another open meeting of the same purpose for that IEP is dropped (one open meeting per
+        IEP and purpose)."""
+        day = self.spec.as_of + dt.timedelta(days=DEMO_MEETING_LEAD)
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        review = day <= iep.next_review_due <= day + dt.timedelta(days=90)
+        purpose = IEPMeeting.Purpose.ANNUAL_REVIEW if review else IEPMeeting.Purpose.AMENDMENT
+        kept = [m for m in meetings if not (m.iep_id == iep.pk and m.purpose == purpose and m.status != IEPMeeting.Status.HELD)]
+        return [*kept, IEPMeeting(iep_id=iep.pk, purpose=purpose, status=IEPMeeting.Status.SCHEDULED,
+                                  scheduled_for=self.at(day, 15 * 3600 + 30 * 60), location=f"{school.name}, conference room")]
 
     def seed_504(self, kids, teacher_ids_of, counselors, rng: random.Random) -> None:
         as_of = self.spec.as_of
