@@ -13,7 +13,14 @@ from django.utils.html import format_html
 
 from notifications import selectors, services
 from notifications.emergency import emergency_broadcast_send
-from notifications.models import DigestItem, Notification, NotificationPreference, RecipientProfile, Status
+from notifications.models import (
+    DigestItem,
+    Notification,
+    NotificationPreference,
+    RecipientProfile,
+    Status,
+    normalize_mobile_number,
+)
 from notifications.rendering import RenderError, render_email, render_push
 from scheduling.models import EmergencyBroadcast
 from skillcore.admin import ReadOnlyMixin
@@ -133,13 +140,31 @@ class DigestItemAdmin(OutboxPermissionMixin, StudentRecordAdmin):
         return selectors.digest_items_visible_to(request.user).filter(pk=obj.pk).exists()
 
 
+class RecipientProfileForm(forms.ModelForm):
+    # Wider than the stored E.164 (16): what people type carries spaces and brackets.
+    mobile_number = forms.CharField(max_length=40, required=False,
+                                    help_text=RecipientProfile._meta.get_field("mobile_number").help_text)
+
+    class Meta:
+        model = RecipientProfile
+        fields = "__all__"
+
+    def clean_mobile_number(self):
+        # Before the model's E.164 validator sees it: "+1 (202) 555-0143" is a fine answer.
+        return normalize_mobile_number(self.cleaned_data.get("mobile_number", ""))
+
+
 @admin.register(RecipientProfile)
 class RecipientProfileAdmin(admin.ModelAdmin):
-    """Language and email health. Staff reset a bounce here after a family fixes its address."""
+    """Language, email health and the SMS channel. Staff reset a bounce here after a family
+    fixes its address, and record a mobile number (E.164; anything else is a form error) and
+    the family's consent to texts, when and how (a STOP reply shows as "opted out")."""
 
-    list_display = ["user", "language", "email_status", "email_status_reason", "email_status_at"]
-    list_filter = ["email_status", "language"]
-    search_fields = ["=user__username", "user__email"]
+    list_display = ["user", "language", "email_status", "email_status_reason", "email_status_at", "mobile_number",
+                    "sms_consent_method", "sms_opted_out_at"]
+    form = RecipientProfileForm
+    list_filter = ["email_status", "language", "sms_consent_method"]
+    search_fields = ["=user__username", "user__email", "=mobile_number"]
     raw_id_fields = ["user"]
 
     def get_queryset(self, request):

@@ -104,6 +104,19 @@ def test_the_admin_refuses_a_bad_number_with_a_form_error(client, system_admin, 
     assert not RecipientProfile.objects.exists()
 
 
+def test_the_admin_stores_a_typed_number_in_e164_and_finds_it(client, system_admin, family):
+    client.force_login(system_admin)
+    response = client.post("/admin/notifications/recipientprofile/add/", {
+        "user": family["guardian"].pk, "language": "es", "email_status": "ok", "mobile_number": "+1 (202) 555-0143",
+        "sms_consent_at_0": "2026-10-14", "sms_consent_at_1": "12:00:00", "sms_consent_method": "paper-form",
+    })
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    profile = RecipientProfile.objects.get(user=family["guardian"])
+    assert profile.mobile_number == ANA and profile.sms_consent_method == "paper-form"
+    found = client.get("/admin/notifications/recipientprofile/", {"q": ANA})
+    assert found.status_code == 200 and "ana" in found.content.decode()
+
+
 # --- who gets a text ---------------------------------------------------------------------------
 
 def test_sms_is_opt_in_per_category_and_needs_consent(family):
