@@ -40,12 +40,14 @@ from students.models import (
     Student,
     Submission,
 )
+from students.overview import person_name, student_overview
 from students.roles import staff_of
 from students.scoped_admin import (
     ScopedAdmin,
     ScopedTabularInline,
     StudentRecordAdmin,
     grade_filter,
+    grade_label,
     related_only,
     school_filter,
     staff_filter,
@@ -185,24 +187,61 @@ class GuardianLinkInline(ScopedTabularInline):
 
     model = GuardianLink
     fk_name = "student"
-    fields = ["guardian", "relationship", "is_custodial", "access_revoked", "access_revoked_note", "is_dependent_claim", "preferred_language"]
-    readonly_fields = ["guardian"]
+    fields = ["guardian_name", "relationship", "is_custodial", "access_revoked", "access_revoked_note", "is_dependent_claim",
+              "preferred_language"]
+    readonly_fields = ["guardian_name"]
     select_related = ("guardian", "student")
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="Guardian")
+    def guardian_name(self, obj):
+        # By name, as staff know them; the username (a generated login) only when no name is on file.
+        return person_name(obj.guardian.first_name, obj.guardian.last_name, obj.guardian.username) if obj.pk else "-"
+
 
 @admin.register(Student)
 class StudentAdmin(StudentRecordAdmin):
+    """The student list and page. The page opens with the student overview (students/overview.py:
+    attendance, interventions, IEP/504, recent grades, guardians, as far as the viewer's role may
+    see them), read inside the page's access trail. People show by name everywhere: the
+    counselor in the list, the filter and the form's choices, guardians in the inline."""
+
     student_path = ""
-    list_display = ["last_name", "first_name", "local_id", "school", "grade_level", "is_active", "counselor"]
+    list_display = ["last_name", "first_name", "local_id", "school", "grade", "is_active", "counselor_name"]
     list_display_links = ["last_name", "first_name"]
     list_filter = [
         school_filter("school"), grade_filter(), "is_active", staff_filter("counselor", Role.COUNSELOR, "counselor"),
         "directory_opt_out",
     ]
     list_select_related = ["school", "counselor"]
+    change_form_template = "admin/students/student/change_form.html"
+
+    @admin.display(description="Grade", ordering="grade_level")
+    def grade(self, obj):
+        return grade_label(obj.grade_level)
+
+    @admin.display(description="Counselor", ordering="counselor__last_name")
+    def counselor_name(self, obj):
+        c = obj.counselor
+        return person_name(c.first_name, c.last_name, c.username) if c else "-"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "counselor" and field is not None:
+            field.label_from_instance = lambda u: person_name(u.first_name, u.last_name, u.username)
+        return field
+
+    def get_queryset(self, request):
+        # The overview reads the district's zone: fetched with the student, not one more query.
+        return super().get_queryset(request).select_related("school__district")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Rendered inside changeform_view, so inside the page's access trail (StudentRecordAdmin).
+        if obj is not None and obj.pk:
+            context["overview"] = student_overview(user=request.user, student=obj, now=timezone.now())
+        return super().render_change_form(request, context, add, change, form_url, obj)
     search_fields = ["last_name", "first_name", "=local_id"]
     raw_id_fields = ["user"]
     person_roles = {"counselor": (Role.COUNSELOR,), "user": (Role.STUDENT,)}
@@ -216,13 +255,17 @@ class StudentAdmin(StudentRecordAdmin):
 
 @admin.register(GuardianLink)
 class GuardianLinkAdmin(StudentRecordAdmin):
-    list_display = ["guardian", "student", "relationship", "is_custodial", "access_revoked", "preferred_language"]
+    list_display = ["guardian_name", "student", "relationship", "is_custodial", "access_revoked", "preferred_language"]
     list_filter = ["relationship", "is_custodial", "access_revoked", "preferred_language"]
     list_select_related = ["guardian", "student"]
     search_fields = ["guardian__last_name", "guardian__email", "student__last_name", "=student__local_id"]
     autocomplete_fields = ["student"]
     raw_id_fields = ["guardian"]
     person_roles = {"guardian": (Role.GUARDIAN,)}
+
+    @admin.display(description="Guardian", ordering="guardian__last_name")
+    def guardian_name(self, obj):
+        return person_name(obj.guardian.first_name, obj.guardian.last_name, obj.guardian.username)
 
 
 @admin.register(DeviceToken)

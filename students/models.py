@@ -323,7 +323,9 @@ class GuardianLink(models.Model):
         indexes = [models.Index(fields=["student"], name="guardian_link_student_idx")]
 
     def __str__(self) -> str:
-        return f"{self.guardian} → {self.student} ({self.get_relationship_display()})"
+        # By name, as staff know the guardian; a family account's username is a generated login.
+        who = self.guardian.get_full_name() or self.guardian.get_username()
+        return f"{who} → {self.student} ({self.get_relationship_display()})"
 
     # Why a guardian may not be told about the student (the notification's status reason).
     REVOKED = "guardian-access-revoked"
