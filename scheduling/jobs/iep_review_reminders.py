@@ -23,8 +23,9 @@ The 3-year reevaluation (34 CFR 300.303(b)(2); due = last evaluation, or the eli
 + 3 years: IEP.reevaluation_due) climbs the same ladder on its own due date: the same offsets,
 audiences, catch-up and priority, its own bookkeeping (last_reevaluation_reminder_sent_at/offset),
 and once overdue (no reevaluation recorded) the coordinator is alerted once per local day. No
-meeting is proposed for it: a reevaluation may start with a review of existing data without a
-meeting (300.305(a)); a reevaluation meeting the team schedules gets the family notice above.
+meeting is proposed for it: a reevaluation begins with a review of existing data (300.305(a)),
+which may be held without a meeting (300.305(b)); a reevaluation meeting the team schedules gets
+the family notice above.
 
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
