@@ -16,7 +16,7 @@ from django.utils import timezone
 from notifications.delivery import drain_batch
 from notifications.models import Notification
 from notifications.push import build_message
-from notifications.rendering import render_push
+from notifications.rendering import render_push, render_sms
 from notifications.services import NotificationRequest, notifications_enqueue
 from scheduling import runner
 from scheduling.models import AlertDelivery, JobRun
@@ -157,6 +157,26 @@ def test_no_push_template_shows_a_grade_or_attendance_figure(language):
     # Every template a job uses was rendered (most fall back to the generic push body).
     assert {"low-grade-alert", "performance-trend-alert", "attendance-intervention", "grade-digest",
             "assignment-reminder", "digest"} <= set(checked)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_no_sms_template_shows_a_grade_or_attendance_figure(language):
+    """Texts travel through carriers and sit on lock screens: like push, no figure, and at
+    most 320 characters, whatever the context holds."""
+    guardian = f.UserFactory(first_name="Ana")
+    checked = []
+    for template, variables in sorted(_templates_and_context_names().items()):
+        if template == "emergency":
+            continue  # the district admin's own words (cut to 320, never checked for figures)
+        n = Notification(pk=1, recipient=guardian, channel="sms", category="general", template=template,
+                         language=language, context=_poisoned_context(variables), dedupe_key="x")
+        body = render_sms(n).sms_body
+        assert body and len(body) <= 320, template
+        assert not SENSITIVE_TEXT.search(body), f"{template}.{language}: {body!r}"
+        checked.append(template)
+    assert {"low-grade-alert", "attendance-intervention", "grade-digest", "assignment-reminder", "digest",
+            "emergency-drill"} <= set(checked)
 
 
 @pytest.mark.django_db
