@@ -2,9 +2,11 @@
 would carry student data in clear text over a network (skillcore/transport.py); and
 ``sslmode=verify-full`` really connects over TLS to a PostgreSQL whose certificate this test
 makes (a throwaway cluster with ssl=on, its own CA, a server certificate for
-db.skillcore.test reached at 127.0.0.1), and refuses a server it cannot verify.
+db.skillcore.test reached at 127.0.0.1), and refuses a server it cannot verify; ``rediss://``
+likewise carries the cache and django-q2's broker to a TLS-only Redis made here.
 
-Runs on both suites: the cluster is its own (PostgreSQL's binaries), not the test database."""
+Runs on both suites: the servers are its own (PostgreSQL's binaries, redis-server), not the
+test database."""
 from __future__ import annotations
 
 import os
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -145,28 +148,42 @@ def _make_ca(cwd: Path, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_postgres():
-    """A PostgreSQL cluster of this test's own: ssl=on with a certificate for db.skillcore.test
-    signed by a CA made here; clear-text TCP connections refused by pg_hba. Removed after."""
-    if not (PG_BIN / "initdb").exists() or not shutil.which("openssl"):
-        pytest.skip(f"needs PostgreSQL's server binaries ({PG_BIN}) and openssl")
-    root = Path(tempfile.mkdtemp(prefix="skc-pgtls-"))
-    as_owner: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root: the cluster is postgres's
-        as_owner = ["runuser", "-u", "postgres", "--"]
+def pki():
+    """A CA made here, another (rogue) CA, and a server certificate the first one signed for
+    db.skillcore.test and 127.0.0.1. Removed after."""
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    root = Path(tempfile.mkdtemp(prefix="skc-pki-"))
     try:
         _make_ca(root, "ca")
         _make_ca(root, "rogue-ca")
-        (root / "server.ext").write_text(f"subjectAltName=DNS:{HOST}\nbasicConstraints=CA:FALSE\n"
+        (root / "server.ext").write_text(f"subjectAltName=DNS:{HOST},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
                                          "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key",
                  "-out", "server.csr", "-subj", f"/CN={HOST}", cwd=root)
         _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
                  "-out", "server.crt", "-extfile", "server.ext", cwd=root)
         os.chmod(root / "server.key", 0o600)
-        if as_owner:
-            shutil.chown(root, "postgres")
-            for p in root.iterdir():
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tls_postgres(pki):
+    """A PostgreSQL cluster of this test's own: ssl=on with the server certificate; clear-text
+    TCP connections refused by pg_hba. Stopped and removed after."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"needs PostgreSQL's server binaries ({PG_BIN})")
+    root = Path(tempfile.mkdtemp(prefix="skc-pgtls-"))
+    as_owner: list[str] = []
+    try:
+        for name in ("server.crt", "server.key"):
+            shutil.copy(pki / name, root / name)
+        os.chmod(root / "server.key", 0o600)
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root: the cluster is postgres's
+            as_owner = ["runuser", "-u", "postgres", "--"]
+            for p in (root, *root.iterdir()):
                 shutil.chown(p, "postgres")
         data = root / "data"
         subprocess.run([*as_owner, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
@@ -182,7 +199,7 @@ def tls_postgres():
         subprocess.run([*as_owner, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w",
                         "start"], check=True, capture_output=True, timeout=120)
         try:
-            yield {"port": port, "ca": root / "ca.crt", "rogue_ca": root / "rogue-ca.crt"}
+            yield {"port": port, "ca": pki / "ca.crt", "rogue_ca": pki / "rogue-ca.crt"}
         finally:
             subprocess.run([*as_owner, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, timeout=120)
@@ -235,3 +252,61 @@ def test_the_server_refuses_clear_text_which_the_override_would_have_allowed(tls
     _refused(_connect(url), "DATABASE_URL", "sslmode=disable")
     done = _connect(url, ALLOW_PLAINTEXT_TRANSPORT="database")
     assert done.returncode != 0 and "no encryption" in done.stderr  # pg_hba: hostnossl ... reject
+
+
+# -- a real Redis over TLS, verified ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_redis(pki):
+    """A Redis of this test's own that speaks TLS only (no plain port), with the server certificate."""
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(pki / "server.crt"),
+         "--tls-key-file", str(pki / "server.key"), "--tls-ca-cert-file", str(pki / "ca.crt"), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                pytest.fail("redis-server did not start with TLS: " + proc.stdout.read().decode())
+            time.sleep(0.1)
+        yield {"port": port, "ca": pki / "ca.crt", "rogue_ca": pki / "rogue-ca.crt"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+REDIS_PROBE = """
+import django
+django.setup()
+from django.core.cache import cache
+from django_q.brokers import get_broker
+cache.set("tls-probe", "through the cache", 30)
+print(cache.get("tls-probe"))
+print("broker ping", get_broker().ping())
+"""
+
+
+def _redis(url: str) -> subprocess.CompletedProcess:
+    """A production process using REDIS_URL as the settings wire it: the cache and django-q2's broker."""
+    return subprocess.run([sys.executable, "-c", REDIS_PROBE], cwd=ROOT, env=_env(REDIS_URL=url), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_rediss_with_the_ca_carries_the_cache_and_the_broker_over_tls(tls_redis):
+    done = _redis(f"rediss://127.0.0.1:{tls_redis['port']}/0?ssl_ca_certs={tls_redis['ca']}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["through the cache", "broker ping True"]
+
+
+def test_rediss_refuses_a_server_another_ca_signed(tls_redis):
+    done = _redis(f"rediss://127.0.0.1:{tls_redis['port']}/0?ssl_ca_certs={tls_redis['rogue_ca']}")
+    assert done.returncode != 0 and "certificate verify failed" in done.stderr
+
+
+def test_clear_text_redis_gets_nothing_from_a_tls_only_server(tls_redis):
+    done = _redis(f"redis://127.0.0.1:{tls_redis['port']}/0")  # allowed (this machine), and useless: no plain port
+    assert done.returncode != 0 and "through the cache" not in done.stdout
