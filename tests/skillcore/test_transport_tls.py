@@ -310,3 +310,54 @@ def test_rediss_refuses_a_server_another_ca_signed(tls_redis):
 def test_clear_text_redis_gets_nothing_from_a_tls_only_server(tls_redis):
     done = _redis(f"redis://127.0.0.1:{tls_redis['port']}/0")  # allowed (this machine), and useless: no plain port
     assert done.returncode != 0 and "through the cache" not in done.stdout
+
+
+# -- SMTP with STARTTLS and implicit TLS, verified ------------------------------------------------------
+class _Recorder:
+    def __init__(self):
+        self.received: list[tuple[bool, str]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((session.ssl is not None, envelope.content.decode()))
+        return "250 OK"
+
+
+@pytest.fixture
+def tls_smtp(pki, settings, monkeypatch):
+    """An SMTP server with the server certificate that refuses mail before STARTTLS, and the
+    SMTP backend pointed at it with EMAIL_USE_TLS; SSL_CERT_FILE makes the CA made here the
+    one Python's default context trusts (what the system's store is in production)."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki / "server.crt", pki / "server.key")
+    recorder = _Recorder()
+    port = _free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL = "127.0.0.1", port, True, False
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki / "ca.crt"))
+    yield recorder
+    controller.stop()
+
+
+def test_starttls_delivers_to_the_server_the_ca_vouches_for(tls_smtp):
+    from django.core.mail import send_mail
+
+    assert send_mail("Subject", "Attendance notice", "from@skillcore.test", ["family@skillcore.test"]) == 1
+    ((encrypted, content),) = tls_smtp.received
+    assert encrypted and "Attendance notice" in content
+
+
+def test_starttls_refuses_a_server_another_ca_signed(tls_smtp, pki, monkeypatch):
+    import ssl
+
+    from django.core.mail import send_mail
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki / "rogue-ca.crt"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        send_mail("Subject", "Attendance notice", "from@skillcore.test", ["family@skillcore.test"])
+    assert tls_smtp.received == []
