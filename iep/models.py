@@ -77,9 +77,26 @@ class IEP(models.Model):
         return f"IEP for {self.student}" if self.student_id else "IEP"
 
     def clean(self) -> None:
+        errors = {}
         # Also the iep_review_after_eligibility constraint; this names the field.
         if self.eligibility_date and self.last_annual_review and self.last_annual_review < self.eligibility_date:
-            raise ValidationError({"last_annual_review": "The annual review cannot precede the eligibility date."})
+            errors["last_annual_review"] = "The annual review cannot precede the eligibility date."
+        # The reevaluation's due date follows from this one: a date before the first evaluation
+        # or still to come would move a legal deadline (34 CFR 300.303) on a typing error.
+        evaluated = self.last_reevaluation
+        if evaluated and self.eligibility_date and evaluated < self.eligibility_date:
+            errors["last_reevaluation"] = "A reevaluation cannot precede the eligibility date."
+        elif evaluated and evaluated > self.local_today():
+            errors["last_reevaluation"] = "Record a reevaluation once it has taken place (the date is in the future)."
+        if errors:
+            raise ValidationError(errors)
+
+    def local_today(self) -> dt.date:
+        """Today in the student's district (the server's date for an IEP without a student yet)."""
+        now = timezone.now()
+        if self.student_id:
+            return now.astimezone(self.student.school.district.zone).date()
+        return timezone.localdate(now)
 
     def save(self, *args, **kwargs):
         # Derived, never typed: the legal due date follows from the last review.
