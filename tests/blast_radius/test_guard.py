@@ -261,3 +261,22 @@ def test_a_guardian_reached_by_another_run_is_not_affected(district, school, all
         context={"subject": "hello", "body": "x"}, dedupe_key="unrelated:1")], district_id=district.pk)
     held_run(district, all_absent)
     assert Notification.objects.get(dedupe_key="unrelated:1").status in (Status.PENDING, Status.DEFERRED)
+
+
+def test_jobs_run_says_the_run_is_held_and_exits_1(district, all_absent, limits):
+    import io
+
+    from django.core.management import call_command
+
+    from tests.jobs.slot_runs import local_slot
+
+    seed_history(district, staff=2)
+    day = all_absent["days"][-1]
+    slot = local_slot(district, day.year, day.month, day.day, 18, 30)
+    out = io.StringIO()
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False), pytest.raises(SystemExit) as exit_:
+        call_command("jobs", "run", SLUG, "--district", str(district.id), "--as-of", slot.isoformat(), stdout=out)
+    assert exit_.value.code == 1
+    first = out.getvalue().splitlines()[0]
+    assert first.startswith(f"run #{JobRun.objects.get(job=SLUG, trigger='manual').pk} {SLUG} Lakeside Unified held")
+    assert set(Notification.objects.filter(channel="email").values_list("status", flat=True)) == {Status.HELD}
