@@ -102,7 +102,7 @@ class JobMetricsCollector:
             "missed": CounterMetricFamily(
                 "scheduled_job_missed_runs", "Slots recorded as missed (no scheduler running in time), by job.", labels=["job"]),
             "skipped": CounterMetricFamily(
-                "scheduled_job_skipped_runs", "Slots recorded as skipped (paused, or overlap with a run still going), by job.",
+                "scheduled_job_skipped_runs", "Slots recorded as skipped (paused, overlap with a run still going, or the school calendar), by job.",
                 labels=["job"]),
             "calendar_skipped": CounterMetricFamily(
                 "scheduled_job_skipped",
