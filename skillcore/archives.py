@@ -188,6 +188,21 @@ def read_manifest(storage, name: str) -> dict:
     return manifest
 
 
+def district_manifests(storage, district_id: int) -> list[str]:
+    """Every manifest of a district, oldest archive first. The layout is the data-archival
+    job's (``district-<id>/<as-of>/manifest-run-<run>.json``)."""
+    prefix = f"district-{district_id}"
+    try:
+        days = storage.listdir(prefix)[0]
+    except FileNotFoundError:  # the file system's answer; S3 lists nothing
+        return []
+    names = []
+    for day in sorted(days):
+        names += [f"{prefix}/{day}/{f}" for f in sorted(storage.listdir(f"{prefix}/{day}")[1])
+                  if f.startswith("manifest-run-") and f.endswith(".json")]
+    return names
+
+
 def read_file(storage, entry: dict, *, ring: KeyRing) -> list[dict]:
     """One archive file's rows, checked against its manifest entry: the stored object's
     SHA-256, the key it names, the rows and their ids."""

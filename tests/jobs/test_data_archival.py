@@ -494,6 +494,10 @@ def test_archive_restore_returns_the_original_rows_and_is_on_the_trail(world, di
     (["district-1/none/manifest-run-1.json", "--purpose", "p"], "no manifest"),
     (["../../etc/passwd", "--purpose", "p"], "outside the archive storage"),
     (["MANIFEST", "--purpose", "p", "--dataset", "report-cards"], "holds no dataset report-cards"),
+    (["--purpose", "p"], "name one MANIFEST or --district ID"),
+    (["MANIFEST", "--district", "1", "--purpose", "p"], "name one MANIFEST or --district ID"),
+    (["--district", "987654", "--purpose", "p"], "no archive manifest for district 987654"),
+    (["--district", "x", "--purpose", "p"], "invalid int value"),
     (["MANIFEST", "--purpose", "p", "--student", "abc"], "invalid int value"),
     (["MANIFEST", "--purpose", "p", "--student", "0"], "--student must be a student id"),
     (["MANIFEST", "--purpose", "  "], "--purpose must say why"),
@@ -560,3 +564,53 @@ def test_s3_objects_are_sealed_and_server_side_encrypted_when_asked(world, distr
                  stderr=io.StringIO())
     rows = {r["id"]: r for r in map(json.loads, out.getvalue().splitlines())}
     assert rows[before.id]["body"] == "Old note" and rows[before.id]["student_id"] == before.student_id
+
+
+def test_archive_restore_of_a_district_reads_every_month_and_each_file_once(world, district, fs_archive, monkeypatch):
+    """A records request covers every archive: two months' runs, the first failed once and
+    retried (the retry's manifest lists the failed attempt's verified file again)."""
+    st = world["student"]
+    monkeypatch.setattr(archival, "BATCH_SIZE", 1)
+    FailingOnce.calls = 0
+    real = archival.write_verified
+    monkeypatch.setattr(archival, "write_verified", FailingOnce(real))
+    failed = run_archival(district)
+    assert failed.status == JobRun.Status.FAILED and failed.checkpoint["files"]
+    monkeypatch.setattr(archival, "write_verified", real)
+    retry = run_archival(district, retry_of=failed)
+    assert retry.status == JobRun.Status.SUCCEEDED, retry.error
+    AttendanceRecord.objects.bulk_create(_old_attendance(st, 2))
+    new_days = set(AttendanceRecord.objects.filter(date__lt=dt.date(2016, 1, 1)).values_list("id", flat=True))
+    assert len(new_days) == 2
+    with time_machine.travel(local_slot(district, 2027, 1, 1, 3) + dt.timedelta(minutes=1), tick=False):
+        january = run_slot(SLUG, district, local_slot(district, 2027, 1, 1, 3))
+    assert january.status == JobRun.Status.SUCCEEDED, january.error
+    out, err = io.StringIO(), io.StringIO()
+    call_command("archive_restore", "--district", str(district.id), "--purpose", "records request", "--student", str(st.id),
+                 stdout=out, stderr=err)
+    keys = [(r["dataset"], r["id"]) for r in map(json.loads, out.getvalue().splitlines())]
+    # December's five rows about the student; January's six: the two new days, and the rows
+    # December kept that are now past their cutoff (a month later). Each once.
+    assert len(keys) == len(set(keys)) == 11
+    assert set(keys) == {
+        ("grades", world["grade_old"].id), ("attendance", world["att_old"].id), ("interventions", world["int_closed"].id),
+        ("interventions", world["int_escalated"].id), ("messages", world["msg_old"].id),
+        ("grades", world["grade_kept"].id), ("attendance", world["att_kept"].id), ("interventions", world["int_recent"].id),
+        ("messages", world["msg_kept"].id), *(("attendance", i) for i in new_days)}
+    assert "3 manifests of district" in err.getvalue()  # the failed attempt's, its retry's, January's
+
+
+class FailingOnce:
+    """write_verified that fails on the third batch object of the first attempt."""
+
+    calls = 0
+
+    def __init__(self, real):
+        self.real = real
+
+    def __call__(self, storage, name, data, **kwargs):
+        if kwargs.get("ids") is not None:
+            FailingOnce.calls += 1
+            if FailingOnce.calls == 3:
+                raise OSError("storage hiccup")
+        return self.real(storage, name, data, **kwargs)

@@ -2,7 +2,9 @@
 for a records request (FERPA 99.10: a parent's or eligible student's right to inspect).
 
 MANIFEST is the manifest's name in the archive storage, as the data-archival run's result
-gives it (``district-3/2026-12-01/manifest-run-41.json``). Every file the manifest lists is
+gives it (``district-3/2026-12-01/manifest-run-41.json``); ``--district ID`` instead reads
+every manifest of the district (every month's archive: what a records request needs), each
+file once even when a retried run's manifest lists it again. Every file the manifest lists is
 read, its SHA-256 checked against the manifest, opened with the key the manifest names
 (ARCHIVE_ENCRYPTION_KEY or one of ARCHIVE_ENCRYPTION_RETIRED_KEYS) and its rows counted;
 ``--dataset`` and ``--student`` narrow what is written. Output: JSON Lines, each archived row
@@ -11,8 +13,8 @@ with its ``dataset`` added, to ``--output`` (written whole or not at all) or sta
 The read is on the access trail: one row per model with the rows and students written,
 the purpose given and the operating-system user who ran it.
 
-Exit status: 2 with one line for bad input (no such manifest, a dataset the manifest does
-not hold, a student id that is not a number, an output file that exists); 1 with one line
+Exit status: 2 with one line for bad input (no such manifest, neither or both of MANIFEST and
+--district, a dataset the archive does not hold, a student id that is not a number, an output file that exists); 1 with one line
 when the archive does not read back (a checksum that differs, a key not configured, an
 object that does not open); nothing is written and nothing logged then.
 """
@@ -47,7 +49,9 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser):
-        parser.add_argument("manifest", help="the manifest's name in the archive storage (the run's result names it)")
+        parser.add_argument("manifest", nargs="?", help="the manifest's name in the archive storage (the run's result names it)")
+        parser.add_argument("--district", type=int,
+                            help="instead of MANIFEST: every manifest of this district (all its archive runs)")
         parser.add_argument("--purpose", required=True,
                             help="why the records are read, for the access trail (e.g. 'records request 2026-114')")
         parser.add_argument("--dataset", action="append", default=[],
@@ -55,7 +59,9 @@ class Command(BaseCommand):
         parser.add_argument("--student", type=int, help="only rows about this student id")
         parser.add_argument("--output", help="write to this new file instead of standard output")
 
-    def handle(self, *args, manifest, purpose, dataset, student, output, **options):
+    def handle(self, *args, manifest, district, purpose, dataset, student, output, **options):
+        if (manifest is None) == (district is None):
+            raise _bad("name one MANIFEST or --district ID")
         purpose = purpose.strip()
         if not purpose:
             raise _bad("--purpose must say why the records are read")
@@ -66,22 +72,35 @@ class Command(BaseCommand):
             raise _bad(f"--output {output}: " + ("exists" if out_path.exists() else "its directory does not exist"))
         storage = storages["archive"]
         try:
-            exists = storage.exists(manifest)
+            if district is not None:
+                names = archives.district_manifests(storage, district)
+                if not names:
+                    raise _bad(f"no archive manifest for district {district} in the archive storage")
+            elif storage.exists(manifest):
+                names = [manifest]
+            else:
+                raise _bad(f"no manifest {manifest!r} in the archive storage")
         except SuspiciousFileOperation as error:
             raise _bad(f"{manifest!r} is outside the archive storage") from error
+        except CommandError:
+            raise
         except Exception as error:  # a storage that cannot even be asked: bad configuration, not bad input
             raise CommandError(f"the archive storage is unreachable: {error}") from error
-        if not exists:
-            raise _bad(f"no manifest {manifest!r} in the archive storage")
-        try:
-            body = archives.read_manifest(storage, manifest)
-        except (ValueError, archives.ArchiveIntegrityError) as error:
-            raise _bad(f"{manifest} is not an archive manifest ({error})") from error
-        held = sorted({f["dataset"] for f in body["files"]})
+        files: dict[str, dict] = {}
+        for name in names:
+            try:
+                body = archives.read_manifest(storage, name)
+            except (ValueError, archives.ArchiveIntegrityError) as error:
+                raise _bad(f"{name} is not an archive manifest ({error})") from error
+            # A retried run's manifest lists the failed attempt's files again: each file once.
+            for entry in body["files"]:
+                files.setdefault(entry["name"], entry)
+        held = sorted({f["dataset"] for f in files.values()})
         unknown = sorted(set(dataset) - set(held))
         if unknown:
-            raise _bad(f"the manifest holds no dataset {', '.join(unknown)} (it holds {', '.join(held) or 'none'})")
-        wanted = [f for f in body["files"] if not dataset or f["dataset"] in dataset]
+            raise _bad(f"the archive holds no dataset {', '.join(unknown)} (it holds {', '.join(held) or 'none'})")
+        wanted = [f for f in files.values() if not dataset or f["dataset"] in dataset]
+        what = manifest if district is None else f"{len(names)} manifests of district {district}"
 
         try:
             ring = archives.keyring()
@@ -118,5 +137,5 @@ class Command(BaseCommand):
         logged = access_log_archive_read(now=timezone.now(), actor_label=f"archive_restore ({getpass.getuser()})",
                                          purpose=purpose, reads=reads)
         total = sum(count for count, _ in reads.values())
-        self.stderr.write(f"{total} rows from {len(wanted)} files of {manifest}"
+        self.stderr.write(f"{total} rows from {len(wanted)} files of {what}"
                           f"{f' written to {output}' if output else ''}; {logged} access-trail rows written")
