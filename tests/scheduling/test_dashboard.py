@@ -148,8 +148,9 @@ def test_dashboard_query_count_does_not_grow_with_schedules(only_test_jobs, admi
         schedules_small = JobSchedule.objects.count()
         small = _dashboard_queries(admin_client)
         # session, user, staff (2), rows and 30-day figures (2), alert states (1), status card (5:
-        # heartbeat, overdue, running, incidents, and "anything scheduled?" as no heartbeat exists)
-        assert small == 12
+        # heartbeat, overdue, running, incidents, and "anything scheduled?" as no heartbeat exists),
+        # held runs (1: the blast-radius guard's card)
+        assert small == 13
         f.DistrictFactory.create_batch(30)
         services.sync_schedules()
         assert JobSchedule.objects.count() == 16 * schedules_small - 15 * 1  # 16x the districts, one global
@@ -252,7 +253,7 @@ def test_retry_a_failed_run_and_refuse_others(
     retry.refresh_from_db()
     assert retry.status == "succeeded"
     response = admin_client.post(url("_retry", retry.pk), follow=True)
-    assert "only failed or timed-out runs can be retried" in response.content.decode()
+    assert "only failed, timed-out or held runs can be retried" in response.content.decode()
     assert JobRun.objects.count() == 2
 
 
