@@ -352,3 +352,41 @@ def test_any_other_reply_changes_nothing(client, family, twilio):
     RecipientProfile.objects.create(user=family["guardian"], mobile_number=ANA)
     assert signed_post(client, reply("please stop sending me these")).status_code == 200
     assert RecipientProfile.objects.get(user=family["guardian"]).sms_opted_out_at is None
+
+
+def test_two_drainers_text_each_message_once(transactional_db, pg_only, district, school, twilio, httpserver):
+    """Two drainers at once on PostgreSQL (SKIP LOCKED): every text reaches Twilio once, is
+    settled once and counted once."""
+    import threading
+
+    from django.db import connections
+
+    from notifications.delivery import drain
+
+    people = [f.UserFactory(username=f"parent{i}") for i in range(40)]
+    for i, person in enumerate(people):
+        RecipientProfile.objects.create(user=person, mobile_number=f"+120255501{i:02d}")
+    notifications_enqueue(NotificationRequest(
+        recipient_id=p.pk, category="emergency", channel="sms", template="emergency", priority="high",
+        context={"headline": "Lakeside", "message": "Stay home today.", "scenario": "school-closure"},
+        dedupe_key=f"em:{p.pk}:sms") for p in people)
+    barrier, totals = threading.Barrier(2), {}
+
+    def run(name):
+        try:
+            barrier.wait()
+            totals[name] = drain(batch_size=5, worker=name)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(f"drainer-{i}",)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    numbers = [r["form"]["To"] for r in twilio.received]
+    assert len(numbers) == 40 and len(set(numbers)) == 40
+    assert totals["drainer-1"].sent + totals["drainer-2"].sent == 40
+    assert set(Notification.objects.values_list("status", "attempts")) == {(Status.SENT, 1)}
+    assert len(set(Notification.objects.values_list("provider_message_id", flat=True))) == 40
+    assert counted() == (40, 0)
