@@ -101,7 +101,9 @@ class ReportAdmin(ReadOnlyAdmin):
     system admins all (scheduling.reports.reports_visible_to). "View" serves the stored,
     printable HTML as it was written; "CSV" downloads the figures (and any export file)."""
 
-    list_display = ("title", "kind", "district", "school", "period_start", "period_end", "updated_at", "links")
+    # Few, short columns beside the title (which names the kind and the school or district),
+    # so a list holds at 1280 px beside the filter sidebar (templates/admin/scheduling/report/).
+    list_display = ("title", "period", "updated", "links")
     list_filter = ("kind",)
     search_fields = ("title",)
     date_hierarchy = "period_start"
@@ -134,7 +136,28 @@ class ReportAdmin(ReadOnlyAdmin):
         ]
         return own + super().get_urls()
 
-    @admin.display(description="report")
+    @admin.display(description="period", ordering="period_start")
+    def period(self, obj):
+        start, end = obj.period_start, obj.period_end
+        if start == end:
+            return f"{end:%b} {end.day}, {end.year}"
+        if (start.year, start.month) == (end.year, end.month):
+            return f"{start:%b} {start.day} – {end.day}, {end.year}"
+        if start.year == end.year:
+            return f"{start:%b} {start.day} – {end:%b} {end.day}, {end.year}"
+        return f"{start:%b} {start.day}, {start.year} – {end:%b} {end.day}, {end.year}"
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj):
+        from scheduling.templatetags.times_and_durations import local_text, utc_text
+
+        # The day in the list; the local time with its offset, and UTC, on hover.
+        zone = obj.district.time_zone if obj.district_id else settings.SCHEDULING_GLOBAL_TIME_ZONE
+        local = obj.updated_at.astimezone(cron.zone(zone))
+        return format_html('<span title="{} · {}">{} {}, {}</span>', local_text(obj.updated_at, zone),
+                           utc_text(obj.updated_at), f"{local:%b}", local.day, local.year)
+
+    @admin.display(description="files")
     def links(self, obj):
         files = [("CSV", reverse("admin:scheduling_report_csv", args=[obj.pk]))]
         files += [(name, reverse("admin:scheduling_report_csv", args=[obj.pk]) + f"?name={name}") for name in sorted(obj.extra_csv or {})]

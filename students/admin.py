@@ -545,8 +545,9 @@ class TrailTableFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         from django.apps import apps
 
-        project = {"students", "interventions", "iep", "notifications", "scheduling", "skillcore"}
-        labels = [m._meta.label for m in apps.get_models() if m._meta.app_label in project]
+        # The records of students and what is sent about them, and the reports that name them.
+        domain = {"students", "interventions", "iep", "notifications"}
+        labels = [m._meta.label for m in apps.get_models() if m._meta.app_label in domain] + ["scheduling.Report"]
         return sorted(((label, AccessLog.model_text(label)) for label in labels), key=lambda choice: choice[1])
 
     def queryset(self, request, queryset):
@@ -574,7 +575,7 @@ class AccessLogAdmin(ReadOnlyMixin, ScopedAdmin):
     like every student-record page.
     """
 
-    list_display = ["when", "actor_label", "operation", "record", "purpose_words", "row_count", "student_numbers", "job_run_id"]
+    list_display = ["when", "who", "operation", "record", "purpose_words", "row_count", "student_numbers"]
     # No actor filter: its choices would be every distinct actor in an ever-growing log (or
     # every staff member); an auditor finds a person's actions by searching their username.
     list_filter = ["operation", TrailTableFilter, ("at", admin.DateFieldListFilter)]
@@ -616,7 +617,11 @@ class AccessLogAdmin(ReadOnlyMixin, ScopedAdmin):
         zone = getattr(obj, "shown_zone", None)
         if zone is None:
             return utc_text(obj.at)
-        return format_html('<span title="{}" style="white-space: nowrap">{}</span>', utc_text(obj.at), local_text(obj.at, zone))
+        return format_html('<span title="{}">{}</span>', utc_text(obj.at), local_text(obj.at, zone))
+
+    @admin.display(description="Who", ordering="actor_label")
+    def who(self, obj):
+        return f"{obj.actor_label} (run {obj.job_run_id})" if obj.job_run_id and str(obj.job_run_id) not in obj.actor_label else obj.actor_label
 
     @admin.display(description="Record", ordering="model")
     def record(self, obj):
