@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,11 @@ class Job:
     catch_up_window: dt.timedelta = dt.timedelta(hours=2)
     overlap: str = "skip"
     calendar: str = ANY_DAY
+    # What the run's summary figures mean to people (scheduling/summaries.py): key -> label,
+    # or (label, a one-line meaning) where the label alone could mislead. Keys of nested
+    # figures (a per-channel count) are labelled from the same mapping.
+    figures: Mapping[str, str | tuple[str, str]] = field(default_factory=dict, compare=False)
+    progress_unit: str = "items"  # what ctx.progress(done, total) counts: "5 of 12 students"
     entry: Callable[[Any], dict] | None = field(default=None, compare=False)
 
     def __post_init__(self):

@@ -73,6 +73,7 @@ class JobContext:
         self._last_write = 0.0
         self._done: int | None = None
         self._total: int | None = None
+        self.warnings: list[str] = []
 
     @property
     def log_text(self) -> str:
@@ -85,6 +86,13 @@ class JobContext:
         if now - self._last_write >= self._progress_interval:
             self._last_write = now
             self._write(progress_done=done, progress_total=total, log=self.log_text)
+
+    def warn(self, reason: str) -> None:
+        """The run did not do what it is for (an empty emergency test group, no current
+        session): it still ends without error, but as "succeeded with warnings", the reason in
+        its note, and it is alerted on (scheduling/monitoring/alerting.py)."""
+        self.warnings.append(reason)
+        self.logger.warning("%s", reason)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         """Store where a retry should resume. Call it inside the same transaction as the
@@ -181,6 +189,8 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
         log=ctx.log_text, progress_done=ctx._done if ctx._done is not None else run.progress_done,
         progress_total=ctx._total if ctx._total is not None else run.progress_total,
     )
+    if status == JobRun.Status.SUCCEEDED and ctx.warnings:  # kept its result; said why in the note
+        outcome.update(status=JobRun.Status.WARNING, note="; ".join(ctx.warnings)[:300])
     left = (run.deadline - timezone.now()).total_seconds() if run.deadline else 0
     _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry),
                            patience=max(left, OUTCOME_MIN_PATIENCE))

@@ -15,7 +15,10 @@ from django.utils import timezone
 from scheduling import cron, registry
 from scheduling.models import JobRun, JobSchedule, SchedulerHeartbeat
 
-EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+# Runs that ran the job's body to an end: their durations and success rate are shown. A run
+# that succeeded with warnings counts as a success in the rate (it did not fail).
+EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.WARNING, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+SUCCEEDED = (JobRun.Status.SUCCEEDED, JobRun.Status.WARNING)
 
 
 def next_run_local(row: JobSchedule) -> dt.datetime | None:
@@ -52,12 +55,13 @@ class DashboardRow:
     runs_30d: int
     success_rate: float | None  # None: no executed run in 30 days
     overdue: bool
+    last_note: str = ""  # why the last run was skipped, retried or succeeded with warnings
 
 
 _ROW_FIELDS = (
     "id", "job", "district_id", "district__name", "district__time_zone", "cron", "cron_customized",
     "paused", "pause_note", "paused_by__username", "paused_at", "q_schedule__next_run", "q_schedule__repeats",
-    "last_run_id", "last_run__status", "last_run__started_at", "last_run__finished_at",
+    "last_run_id", "last_run__status", "last_run__started_at", "last_run__finished_at", "last_run__note",
 )
 
 
@@ -77,12 +81,12 @@ def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | Non
     figures = {
         (r["job"], r["district_id"]): r
         for r in runs.values("job", "district_id")
-        .annotate(runs=Count("id"), succeeded=Count("id", filter=Q(status=JobRun.Status.SUCCEEDED)), avg=Avg("duration_seconds"))
+        .annotate(runs=Count("id"), succeeded=Count("id", filter=Q(status__in=SUCCEEDED)), avg=Avg("duration_seconds"))
         .order_by()
     }
     out = []
     for (pk, slug, district_id, district_name, district_zone, expr, customized, paused, note, paused_by, paused_at,
-         next_run, repeats, last_id, last_status, last_started, last_finished) in (
+         next_run, repeats, last_id, last_status, last_started, last_finished, last_note) in (
         qs.order_by("job", "district__name").values_list(*_ROW_FIELDS)
     ):
         zone_name = JobSchedule.zone_name_for(district_zone if district_id else None)
@@ -99,7 +103,7 @@ def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | Non
             last_run_id=last_id, last_status=last_status, last_started=last_started, last_finished=last_finished,
             avg_duration=fig["avg"] if fig else None, runs_30d=runs_30d,
             success_rate=round(fig["succeeded"] / runs_30d, 3) if runs_30d else None,
-            overdue=bool(live_next is not None and live_next < cutoff),
+            overdue=bool(live_next is not None and live_next < cutoff), last_note=last_note or "",
         ))
     return out
 
@@ -146,11 +150,19 @@ def running_runs() -> QuerySet[JobRun]:
     return JobRun.objects.filter(status=JobRun.Status.RUNNING).select_related("district")
 
 
-def recent_durations(*, job_slug: str, district_id: int | None, limit: int = 30) -> list[tuple[dt.datetime, float]]:
-    """(started, seconds) of the latest executed runs, oldest first: the run page's chart."""
+@dataclass(frozen=True)
+class DurationPoint:
+    run_id: int
+    started: dt.datetime
+    seconds: float
+    status: str
+
+
+def recent_durations(*, job_slug: str, district_id: int | None, limit: int = 30) -> list[DurationPoint]:
+    """The latest executed runs' durations, oldest first: the run and schedule pages' chart."""
     qs = JobRun.objects.filter(job=job_slug, district_id=district_id, status__in=EXECUTED, duration_seconds__isnull=False)
-    rows = list(qs.order_by("-started_at").values_list("started_at", "duration_seconds")[:limit])
-    return rows[::-1]
+    rows = qs.order_by("-started_at", "-id").values_list("id", "started_at", "duration_seconds", "status")[:limit]
+    return [DurationPoint(*row) for row in reversed(rows)]
 
 
 def last_delivered_slot(*, job_slug: str, district_id: int | None, before: dt.datetime) -> dt.datetime | None:

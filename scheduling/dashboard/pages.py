@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from scheduling import calendar_policy, cron, registry, selectors
 from scheduling.models import JobRun, JobSchedule
 from scheduling.monitoring import status
+from scheduling.templatetags.times_and_durations import local_text
 
 # A job's expanded table lists this many districts (those needing attention first); the
 # "all districts" link shows one job with every district. 13 jobs x 500 districts as rows
@@ -138,15 +139,38 @@ def job_lines(*, now: dt.datetime, job: str | None = None, district: str = "",
     return list(jobs.values())
 
 
-def change_diff(before: dict, after: dict) -> list[tuple[str, str, str]]:
-    """(field, before, after) for the fields a change altered, in a stable order; a field only
-    on one side (run now: after = {"run": ...}) shows with an empty other side."""
-    def text(value) -> str:
-        return "—" if value is None or value == "" else str(value)
+# The fields a ScheduleChange snapshot holds (services._snapshot, run now, retry), in words.
+CHANGE_FIELDS = {
+    "cron": "cron", "cron_customized": "cron edited by staff", "paused": "paused", "pause_note": "pause note",
+    "removed": "deleted", "next_run": "next run", "run": "run", "slot": "slot", "status": "status",
+    "attempt": "attempt",
+}
+
+
+def change_diff(before: dict, after: dict, *, zone: str = "UTC") -> list[tuple[str, str, str]]:
+    """(field, before, after) in words for the fields a change altered, in a stable order; a
+    field only on one side (run now: after = {"run": ...}) shows with an empty other side.
+    Yes/no for flags, times in ``zone`` with their offset, "#12" for a run, a status's label."""
+    def text(key: str, value) -> str:
+        if value is None or value == "":
+            return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if key == "run":
+            return f"#{value}"
+        if key == "status" and value in JobRun.Status.values:
+            return JobRun.Status(value).label.lower()
+        if key in ("next_run", "slot") and isinstance(value, str):
+            try:
+                return local_text(dt.datetime.fromisoformat(value), zone)
+            except ValueError:
+                return value
+        return str(value)
 
     before, after = before or {}, after or {}
     keys = [k for k in (*before, *(k for k in after if k not in before)) if before.get(k) != after.get(k)]
-    return [(k.replace("_", " "), text(before.get(k)) if k in before else "", text(after.get(k))) for k in keys]
+    return [(CHANGE_FIELDS.get(k, k.replace("_", " ")), text(k, before.get(k)) if k in before else "",
+             text(k, after.get(k))) for k in keys]
 
 
 def run_progress(run: JobRun) -> dict:

@@ -19,6 +19,8 @@ from scheduling.dashboard.forms import CronForm, HoldDecisionForm, PauseForm
 from scheduling.dashboard.preview import cron_preview
 from scheduling.models import JobRun, JobSchedule, RunHold
 from scheduling.monitoring import status
+from scheduling.summaries import figures as summary_figures
+from scheduling.summaries import log_lines
 from scheduling.templatetags.times_and_durations import local_text
 from students.roles import staff_of
 
@@ -61,6 +63,16 @@ def _run_or_404(pk: int) -> JobRun:
 def _job_title(slug: str) -> str:
     job = registry.find(slug)
     return job.title if job is not None else slug
+
+
+def _expected(slug: str):
+    job = registry.find(slug)
+    return job.expected_duration if job is not None else None
+
+
+def _progress_unit(slug: str) -> str:
+    job = registry.find(slug)
+    return job.progress_unit if job is not None else "items"
 
 
 def _schedule_title(schedule: JobSchedule) -> str:
@@ -113,8 +125,9 @@ def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_co
         job=registry.find(schedule.job), words=cron.describe(schedule.cron) if schedule.cron else "ad hoc (run on demand)",
         next_run=q.next_run if (q is not None and not schedule.paused and q.repeats != 0) else None,
         upcoming=pages.upcoming_runs(schedule, now=timezone.now()),
-        runs=list(runs), changes=[(c, pages.change_diff(c.before, c.after)) for c in changes],
-        chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id)),
+        runs=list(runs), changes=[(c, pages.change_diff(c.before, c.after, zone=schedule.zone_name)) for c in changes],
+        chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id),
+                             expected=_expected(schedule.job), zone=schedule.zone_name),
         pause_form=pause_form or PauseForm(),
     ), status=status_code)
 
@@ -191,8 +204,11 @@ def run_detail(request, pk: int):
         progress=pages.run_progress(run), finished=run.status in JobRun.FINISHED,
         can_retry=run.status in services.RETRYABLE, hold=RunHold.objects.filter(run=run).select_related("decided_by").first(),
         where=run.district.name if run.district_id else "global",
+        # The summary in the job's words and the log in the district's time (scheduling/summaries.py).
+        figures=summary_figures(registry.find(run.job), run.result, zone=run.zone_name),
+        log_lines=log_lines(run.log, zone=run.zone_name), progress_unit=_progress_unit(run.job),
         chart=duration_chart(selectors.recent_durations(job_slug=run.job, district_id=run.district_id),
-                             highlight=run.started_at),
+                             current_run_id=run.pk, expected=_expected(run.job), zone=run.zone_name),
     ))
 
 
@@ -203,7 +219,7 @@ def run_progress(request, pk: int):
     run = _run_or_404(pk)
     return JsonResponse({
         "id": run.pk, "status": run.status, "status_label": run.get_status_display(),
-        "finished": run.status in JobRun.FINISHED, **pages.run_progress(run),
+        "finished": run.status in JobRun.FINISHED, **pages.run_progress(run), "unit": _progress_unit(run.job),
     })
 
 

@@ -9,7 +9,13 @@ The entry point contract, for the issues that write the job bodies::
         # ctx.logger         a logger whose lines are kept on the run (last 500)
         # ctx.progress(done, total)          throttled progress writes
         # ctx.checkpoint / ctx.save_checkpoint(dict)   resume point for a retry
+        # ctx.warn(reason)   did nothing it is for: ends "succeeded with warnings", alerted
         return {"students_checked": 1200, "interventions_created": 14}   # counts
+
+Each job declares what its summary figures mean, ``Job(figures={"students_checked":
+"Students checked", "at_risk": ("At risk", "a one-line meaning")}, progress_unit="students")``:
+the run page, ``jobs run`` and the alerts show the labels (scheduling/summaries.py), never
+the keys; ``tests/scheduling/test_run_pages_in_words.py`` fails on a figure not declared.
 
 Until a job's body lands, its module declares only metadata (``entry=None``): sync, list
 and next work, and ``jobs run`` refuses it with exit status 2.

@@ -56,6 +56,7 @@ from interventions.selectors import attendance_evidence, needs_tier_2
 from interventions.services import attendance_interventions_apply, attendance_review_marks_apply
 from notifications.models import Category, Channel, Priority
 from notifications.services import NotificationRequest, notifications_enqueue
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 from students.calendar import schools_in_session
 from students.selectors import current_session
@@ -74,7 +75,7 @@ def run(ctx) -> dict:
                "notifications_queued": 0, "notifications_not_queued": 0, "without_counselor": 0}
     session = current_session(district)
     if session is None:
-        ctx.logger.info("no current session for %s: nothing to check", district)
+        ctx.warn("no current session: no attendance to check (mark the school year current in the admin)")
         return {**summary, "skipped": "no current session"}
     local_date = ctx.scheduled_for.astimezone(district.zone).date()
 
@@ -134,6 +135,23 @@ def run(ctx) -> dict:
     return summary
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "checked": ("Students checked", "active students of the current session"),
+    "at_risk": ("At risk", "absent on at least 10% of their enrolled days, or 3 days in a row"),
+    "created": "Interventions opened",
+    "escalated": "Interventions escalated",
+    "closed_by_counselor": ("Kept closed by a counselor", "closed by a counselor, no absence since: not reopened"),
+    "ready_to_review": ("Ready to review", "active interventions a counselor should now look at"),
+    "review_marked": "Marked ready to review",
+    "review_cleared": "No longer ready to review",
+    "tasks_created": "Counselor tasks created",
+    "without_counselor": ("At risk with no counselor", "no counselor assigned: nobody could be told"),
+    "skipped": "Nothing checked",
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug='attendance-interventions',
     title='Attendance interventions',
@@ -148,5 +166,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=6),
     overlap="skip",
     calendar="school days",
+    figures=FIGURES,
+    progress_unit="students",
     entry=run,
 )

@@ -149,6 +149,25 @@ def run(ctx) -> dict:
     }
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "report_id": "Report number",
+    "month": "Month audited",
+    "created": ("New report", "no report for this month existed"),
+    "changed": ("Changed", "its figures differ from the stored report's"),
+    "content_hash": ("Content fingerprint", "SHA-256 of the report: the same data gives the same fingerprint"),
+    "access_log_rows": "Access-trail rows in the month",
+    "disclosures": "Disclosures recorded",
+    "ieps_due_or_overdue": "IEP reviews due or overdue",
+    "iep_services": "IEP services checked",
+    "plans_504": "504 plans",
+    "accommodations": "504 accommodations",
+    "accommodations_without_implementer": "Accommodations with no implementer",
+    "directory_opt_outs_left_out": ("Directory opt-outs left out", "students whose families opted out of directory information"),
+    "iep_meetings_without_minutes": "IEP meetings held without minutes",
+}
+
+
 JOB = Job(
     slug='compliance-audit-report',
     title='Compliance audit report',
@@ -163,5 +182,7 @@ JOB = Job(
     catch_up_window=timedelta(days=2),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="reports",
     entry=run,
 )

@@ -326,6 +326,23 @@ def run(ctx) -> dict:
     result["digest_keys_deleted"] = digest_dedupe_keys_prune(now=ctx.scheduled_for)
     return result
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "as_of": "Archived as of",
+    "cutoffs": ("Archived when older than", "each kind of record's retention cut-off"),
+    "archived": "Rows archived, by kind",
+    "rows_archived": "Rows archived",
+    "files": "Archive files written",
+    "manifest": "Manifest file",
+    "manifest_sha256": ("Manifest fingerprint", "SHA-256 of the manifest, to check the archive later"),
+    "key_id": "Encryption key",
+    "notifications_deleted": "Old notifications deleted",
+    "digest_keys_deleted": "Old digest keys deleted",
+    "storage": "Stored in",
+    "grades": "grades", "attendance": "attendance", "interventions": "interventions", "messages": "messages",
+}
+
+
 JOB = Job(
     slug='data-archival',
     title='Data archival',
@@ -340,5 +357,7 @@ JOB = Job(
     catch_up_window=timedelta(days=1),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="rows",
     entry=run,
 )

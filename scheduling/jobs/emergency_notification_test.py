@@ -18,6 +18,7 @@ Student data read: none (staff and test-group users only).
 """
 from datetime import timedelta
 
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 
 
@@ -27,13 +28,27 @@ def run(ctx) -> dict:
     day = ctx.scheduled_for.astimezone(ctx.district.zone).date()
     sent = emergency.emergency_test_send(district=ctx.district, day=day, job_run_id=ctx.run.id, now=ctx.scheduled_for)
     if not sent["recipients"]:
-        ctx.logger.warning("the emergency test group of %s is empty: nothing sent", ctx.district)
+        # A drill that reached nobody tested nothing: the run says so and is alerted on.
+        ctx.warn("the emergency test group is empty (or has no active member): no test message was sent")
     report, delivery = emergency.emergency_test_report_store(
         district=ctx.district, day=day, recipients=sent["recipients"], job_run_id=ctx.run.id, now=ctx.scheduled_for)
     follow_up = emergency.schedule_report_refresh(
         district=ctx.district, day=day, recipients=sent["recipients"], job_run_id=ctx.run.id,
         when=ctx.scheduled_for + emergency.REPORT_DELAY)
     return {"day": day.isoformat(), **sent, "report_id": report.pk, "delivery": delivery, "report_follow_up": follow_up}
+
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "day": "Test day",
+    "recipients": ("Test group members reached", "active members of the district's emergency test group"),
+    "report_id": "Delivery report number",
+    "delivery": ("Delivery so far, by channel", "recounted 15 minutes later in the delivery report"),
+    "report_follow_up": ("Report recount", "the one-off task that recounts the report after the outbox drains"),
+    "total": "total", "sent": "sent", "waiting": "waiting",
+    "delivery.failed": "failed", "delivery.suppressed": "not sent (a rule said no)",
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
 
 JOB = Job(
     slug='emergency-notification-test',
@@ -49,5 +64,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=4),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="messages",
     entry=run,
 )

@@ -26,6 +26,7 @@ academic sessions, interventions.
 from datetime import timedelta
 
 from scheduling.registry import Job
+from students.rollover import COUNT_LABELS
 
 
 def run(ctx) -> dict:
@@ -41,6 +42,18 @@ def run(ctx) -> dict:
         rollover.mark_failed(req, f"{type(exc).__name__}: {exc}")
         raise
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    **COUNT_LABELS,
+    "request": "Rollover request",
+    "requests": ("Approved requests", "none approved and due: nothing to roll over"),
+    "steps_run": "Steps run",
+    "steps_skipped": ("Steps already done", "done by an earlier attempt: not repeated"),
+    "no_feeder_schools": ("Schools with no usable feeder", "their top grade was promoted in place, to transfer by hand"),
+    "new_session_id": "New school year's session",
+}
+
+
 JOB = Job(
     slug='end-of-year-rollover',
     title='End-of-year rollover',
@@ -55,5 +68,7 @@ JOB = Job(
     catch_up_window=timedelta(0),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="steps",
     entry=run,
 )

@@ -43,6 +43,7 @@ from django.utils import timezone
 from notifications.models import Category, Channel, Priority
 from notifications.selectors import low_grade_thresholds, queued_recipients, sms_texting
 from notifications.services import NotificationRequest, notifications_enqueue
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling import selectors as run_selectors
 from scheduling.registry import Job
 from students import selectors
@@ -195,6 +196,18 @@ def run(ctx) -> dict:
     }
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "window_after": "Grades posted after",
+    "window_until": "Up to",
+    "grades": "Grades posted in the window",
+    "students_notified": "Students told",
+    "guardians_notified": "Guardians told",
+    "low_grade_alerts": "Low-grade alerts",
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug=SLUG,
     title='Grade posting digest',
@@ -209,5 +222,7 @@ JOB = Job(
     catch_up_window=timedelta(minutes=50),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="students",
     entry=run,
 )

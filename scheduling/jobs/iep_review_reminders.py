@@ -51,6 +51,7 @@ from django.utils import timezone
 from iep import selectors, services
 from notifications.models import Category, Channel, Priority
 from notifications.services import NotificationRequest, notifications_enqueue
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 
 PROPOSE_AT = 14  # days before due: a meeting is proposed from this offset on
@@ -251,6 +252,22 @@ def run(ctx) -> dict:
     }
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "ieps_checked": "IEPs checked",
+    "reminders_sent": ("Review reminders, by days before due", "the district's reminder ladder (90, 60, 30, 14, 7, 0)"),
+    "overdue": "Reviews overdue",
+    "reevaluation_reminders_sent": ("Reevaluation reminders, by days before due", "the same ladder, for the 3-year reevaluation"),
+    "reevaluations_overdue": "Reevaluations overdue",
+    "meetings_proposed": "Review meetings proposed",
+    "notices_flagged": ("Meeting notices flagged late", "the family notice is due before the meeting's lead time"),
+    "meeting_notices_sent": "Family meeting notices sent",
+    "minutes_missing": ("Meetings without minutes", "held 2 school days ago or more; the case manager is reminded"),
+    **{str(days): ("due today" if days == 0 else f"{days} days before") for days in range(0, 366)},
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug='iep-review-reminders',
     title='IEP review reminders',
@@ -265,5 +282,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=8),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="IEPs",
     entry=run,
 )

@@ -42,6 +42,18 @@ def run(ctx) -> dict:
     return {"as_of": local_date.isoformat(), "changes": len(changes), **summarize(changes)}
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "as_of": "Inactive as of",
+    "changes": "Accounts changed or flagged",
+    "teachers_deactivated": "Teachers deactivated",
+    "students_archived": "Students archived",
+    "student_accounts_deactivated": "Student logins deactivated",
+    "guardians_deactivated": "Guardians deactivated",
+    "staff_flagged": ("Staff flagged for review", "inactive, or holding a current duty: never deactivated by the job"),
+}
+
+
 JOB = Job(
     slug='inactive-user-cleanup',
     title='Inactive user cleanup',
@@ -56,5 +68,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=24),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="accounts",
     entry=run,
 )

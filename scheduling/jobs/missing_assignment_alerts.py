@@ -36,6 +36,7 @@ from django.utils import timezone
 from notifications.models import Category, Channel
 from notifications.selectors import queued_recipients
 from notifications.services import NotificationRequest, notifications_enqueue
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 from students import selectors
 from students.calendar import schools_in_session
@@ -156,6 +157,20 @@ def run(ctx) -> dict:
     }
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "slot": "Run",
+    "assignments_checked": "Assignments checked",
+    "students_notified": "Students told",
+    "reminders": ("Reminders, by days before due", "missing work due soon"),
+    "overdue": "Overdue reminders",
+    "0": "due today", "1": "due tomorrow",
+    **{str(days): f"due in {days} days" for days in range(2, 15)},
+    **{f"overdue-{days}": f"{days} days overdue" for days in range(1, 15)},
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug='missing-assignment-alerts',
     title='Missing assignment alerts',
@@ -170,5 +185,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=1),
     overlap="skip",
     calendar="school days",
+    figures=FIGURES,
+    progress_unit="assignments",
     entry=run,
 )

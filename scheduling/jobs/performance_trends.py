@@ -30,6 +30,7 @@ from datetime import timedelta
 
 from django.db import transaction
 
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 
 BATCH = 2000
@@ -114,6 +115,23 @@ def run(ctx) -> dict:
     return summary
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "week_start": "Week from",
+    "week_end": "to",
+    "students_checked": "Students checked",
+    "rows_upserted": "Trend rows written",
+    "grade_trends": "Grade trends computed",
+    "no_grade_trend": ("No grade trend", "too few grades this week and last to compare"),
+    "up": "Grades going up",
+    "down": "Grades going down",
+    "stable": "Grades stable",
+    "interventions_measured": "Interventions measured",
+    "alerts": ("Counselor alerts", "a grade drop of more than 10 points"),
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug='performance-trends',
     title='Performance trends',
@@ -128,5 +146,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=12),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="students",
     entry=run,
 )

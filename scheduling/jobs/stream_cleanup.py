@@ -49,6 +49,20 @@ def run(ctx) -> dict:
     }
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "backend": "Event stream",
+    "cutoff": "Trimmed events older than",
+    "streams": "Streams",
+    "events_trimmed": "Events trimmed",
+    "trimmed_by_stream": "Trimmed, by stream",
+    "store_cutoff": "Purged stored events older than",
+    "stored_events_purged": "Stored events purged",
+    "heartbeat_cutoff": "Pruned scheduler heartbeats silent since",
+    "heartbeats_pruned": "Scheduler heartbeats pruned",
+}
+
+
 JOB = Job(
     slug='stream-cleanup',
     title='Stream cleanup',
@@ -63,5 +77,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=4),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="events",
     entry=run,
 )

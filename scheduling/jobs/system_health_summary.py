@@ -275,6 +275,30 @@ def run(ctx) -> dict:
         "metric_rows_pruned": pruned,
     }
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "period": "Month",
+    "report_id": "Report number",
+    "report": "Report",
+    "availability": ("Availability", "share of observed hours that were healthy (none: no hour observed)"),
+    "requests": "Web requests",
+    "server_errors": "Server errors",
+    "job_runs": "Job runs",
+    "job_failures": "Job failures",
+    "missed": "Missed slots",
+    "slow_queries": "Slow queries",
+    "event_bus_entries": "Event bus entries",
+    "email_error_rate": ("Email error rate", "share of emails that failed (none: no email sent)"),
+    "push_error_rate": ("Push error rate", "share of pushes that failed (none: no push sent)"),
+    "sms_error_rate": ("SMS error rate", "share of text messages that failed (none: none sent)"),
+    "twilio_status": "SMS provider (Twilio)",
+    "admins": "System admins told",
+    "emails_queued": "Emails queued",
+    "emails_duplicate": ("Emails already queued", "queued by an earlier run of this month: not sent twice"),
+    "metric_rows_pruned": "Old metric rows pruned",
+}
+
+
 JOB = Job(
     slug='system-health-summary',
     title='System health summary',
@@ -289,5 +313,7 @@ JOB = Job(
     catch_up_window=timedelta(days=1),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="reports",
     entry=run,
 )

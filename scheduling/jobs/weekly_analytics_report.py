@@ -37,6 +37,7 @@ from decimal import Decimal
 from django.db.models import Count, Q
 
 from interventions.selectors import _local_bounds, attendance_risks, district_students, student_week_figures
+from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
 from scheduling.reports import bar_chart, pct, render_html, report_store, report_url, to_csv
 from students.models import District, School
@@ -341,6 +342,18 @@ def run(ctx) -> dict:
     return summary
 
 
+# What the run's summary figures mean on its page and in the CLI (scheduling/summaries.py).
+FIGURES = {
+    "week_start": "Week from",
+    "schools": "Schools",
+    "students": "Students",
+    "reports_created": "Reports created",
+    "reports_updated": "Reports updated",
+    "reports_unchanged": ("Reports unchanged", "the same figures as the stored report"),
+    **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job
+}
+
+
 JOB = Job(
     slug='weekly-analytics-report',
     title='Weekly analytics report',
@@ -355,5 +368,7 @@ JOB = Job(
     catch_up_window=timedelta(hours=24),
     overlap="skip",
     calendar="any day",
+    figures=FIGURES,
+    progress_unit="reports",
     entry=run,
 )

@@ -26,6 +26,8 @@ class Incident(models.Model):
         SKIPPED = "skipped", "Skipped slot"
         LONG_RUNNING = "long-running", "Running long"
         SCHEDULER_DOWN = "scheduler-down", "Scheduler not running"
+        # A run that ended "succeeded with warnings": it did not do what it is for.
+        DID_NOTHING = "did-nothing", "Did nothing it was meant to"
         HELD = "held", "Run held (blast radius)"
         HELD_UNDECIDED = "held-24h", "Held run undecided for 24 h"
 
@@ -34,7 +36,9 @@ class Incident(models.Model):
         WARNING = "warning", "Warning (Slack)"
 
     # Kinds a later success of the same job and district resolves.
-    RESOLVED_BY_SUCCESS = (Kind.FAILURE, Kind.TIMEOUT, Kind.MISSED, Kind.SKIPPED)
+    RESOLVED_BY_SUCCESS = (Kind.FAILURE, Kind.TIMEOUT, Kind.MISSED, Kind.SKIPPED, Kind.DID_NOTHING)
+    # A run that ran to its end, even with warnings, resolves these (it was not a failure).
+    RESOLVED_BY_ANY_RUN = (Kind.FAILURE, Kind.TIMEOUT, Kind.MISSED, Kind.SKIPPED)
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     severity = models.CharField(max_length=8, choices=Severity.choices)

@@ -9,6 +9,7 @@ failed for good (last attempt)  PagerDuty trigger           Slack warning
 timed out for good              PagerDuty trigger           Slack warning
 slot missed / skipped (overlap) PagerDuty trigger           Slack warning
 run longer than expected x F    Slack warning               Slack warning
+succeeded with warnings         Slack warning               Slack warning
 scheduler not running           PagerDuty trigger (one incident for the whole system)
 next success of the job         PagerDuty resolve / Slack "resolved" for what it triggered
 ==============================  ==========================  =====================================
@@ -58,6 +59,7 @@ from django.utils import timezone
 from scheduling import registry
 from scheduling.models import AlertDelivery, Incident, JobRun, RunHold
 from scheduling.monitoring import counters
+from scheduling.summaries import one_line as summary_one_line
 from scheduling.templatetags.times_and_durations import duration_text
 from skillcore.outbox import Outbox
 from students.models import District, Role
@@ -99,7 +101,7 @@ def dedup_key(job: str, district_id: int | None) -> str:
 def severity_for(kind: str, job: registry.Job | None) -> str:
     if kind == Kind.SCHEDULER_DOWN:
         return Severity.CRITICAL
-    if kind == Kind.LONG_RUNNING:
+    if kind in (Kind.LONG_RUNNING, Kind.DID_NOTHING):
         return Severity.WARNING
     if kind == Kind.HELD_UNDECIDED:  # held 24 h with nobody deciding: wake someone
         return Severity.CRITICAL
@@ -288,15 +290,23 @@ def on_run_finished(run: JobRun, *, now: dt.datetime | None = None) -> None:
     kinds = [Kind.LONG_RUNNING]
     if run.status == JobRun.Status.SUCCEEDED:
         kinds += list(Incident.RESOLVED_BY_SUCCESS)
+    elif run.status == JobRun.Status.WARNING:
+        kinds += list(Incident.RESOLVED_BY_ANY_RUN)
     incidents_resolve(
         job_slug=run.job, district_id=run.district_id, kinds=kinds, now=now,
-        resolution=f"run #{run.pk} {run.status} after {run.duration_seconds or 0:.0f} s",
+        resolution=f"run #{run.pk} {run.get_status_display().lower()} after {run.duration_seconds or 0:.0f} s",
     )
+    if run.status == JobRun.Status.WARNING:
+        incident_open(
+            kind=Kind.DID_NOTHING, job_slug=run.job, district=run.district, run=run, now=now,
+            summary=f"{_title(run.job)} succeeded with warnings for {_where(run.district)} (run #{run.pk}): {run.note}",
+            details={"run": run.pk, "slot": run.slot.isoformat(), "trigger": run.trigger, "note": run.note},
+        )
     if _posts_run_events(run.job):
-        icon = ":white_check_mark:" if run.status == JobRun.Status.SUCCEEDED else ":x:"
-        counts = ", ".join(f"{k}={v}" for k, v in sorted((run.result or {}).items()) if isinstance(v, (int, float)))
+        icon = {JobRun.Status.SUCCEEDED: ":white_check_mark:", JobRun.Status.WARNING: ":warning:"}.get(run.status, ":x:")
+        counts = summary_one_line(registry.find(run.job), run.result, zone=run.zone_name)  # the job's own words
         _queue([_row(None, Channel.SLACK, Action.MESSAGE, _slack_body(
-            f"{icon} {_title(run.job)} {run.status} for {_where(run.district)} (run #{run.pk}, "
+            f"{icon} {_title(run.job)} {run.get_status_display().lower()} for {_where(run.district)} (run #{run.pk}, "
             f"{run.duration_seconds or 0:.1f} s){': ' + counts if counts else ''}", run.pk), now)])
 
 

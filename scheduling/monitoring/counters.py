@@ -61,9 +61,9 @@ def run_finished(*, job: str, district_id: int | None, status: str, duration_sec
                  finished_at: dt.datetime | None) -> None:
     """Count one run that has just entered ``status`` (call it only when your write won)."""
     changes: dict = {}
-    if status in (S.SUCCEEDED, S.FAILED, S.TIMED_OUT):
+    if status in (S.SUCCEEDED, S.WARNING, S.FAILED, S.TIMED_OUT):
         changes["executions"] = _plus("executions")
-        if status != S.SUCCEEDED:
+        if status in (S.FAILED, S.TIMED_OUT):
             changes["failures"] = _plus("failures")
         if status == S.TIMED_OUT:
             changes["timeouts"] = _plus("timeouts")

@@ -160,7 +160,7 @@ def test_a_down_endpoint_is_retried_with_backoff_and_the_job_still_succeeds(
     assert alerting.deliver_due(now=d.next_attempt_at).sent == 2
     texts = [b["text"] for b in received(endpoints, SLACK)]
     assert texts[0].startswith(":arrow_forward: Obs OK started for Lakeside Unified")
-    assert texts[1].startswith(":white_check_mark: Obs OK succeeded for Lakeside Unified") and "items=3" in texts[1]
+    assert texts[1].startswith(":white_check_mark: Obs OK succeeded for Lakeside Unified") and "Items: 3" in texts[1]
     assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
 
 

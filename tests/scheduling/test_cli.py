@@ -85,7 +85,7 @@ def test_run_executes_here_records_a_manual_run_and_prints_the_summary(only_test
     run = JobRun.objects.get()
     assert (run.trigger, run.status, run.slot) == ("manual", "succeeded", dt.datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
     assert out.startswith(f"run #{run.pk} t-daily Hudson Valley succeeded in ")
-    assert out.rstrip().endswith('{"slots": 1}')
+    assert out.rstrip().endswith(":\n  Slots: 1")  # the summary in words, one figure a line
     data = json.loads(jobs("run", "t-global", "--json"))
     assert data["status"] == "succeeded" and data["result"] == {"slots": 1} and data["trigger"] == "manual"
 

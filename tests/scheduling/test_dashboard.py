@@ -211,9 +211,10 @@ def test_run_now_queues_a_manual_run_recording_who_and_the_worker_runs_it(
     assert run.status == "succeeded"
     assert admin_client.get(url("_run_progress", run.pk)).json() | {} == {
         "id": run.pk, "status": "succeeded", "status_label": "Succeeded", "finished": True,
-        "done": None, "total": None, "percent": 100}
+        "done": None, "total": None, "percent": 100, "unit": "items"}
     page = admin_client.get(url("_run", run.pk)).content.decode()
-    assert "ran for slot" in page and "slots: 1" in page and "<svg" in page
+    assert "ran for slot" in page and '<th scope="row">Slots</th><td><span class="figure-value">1</span>' in page
+    assert "<svg" in page
 
 
 def test_run_now_of_a_job_without_a_body_is_a_message(synced, admin_client, new_york):
@@ -235,7 +236,7 @@ def test_run_page_shows_error_traceback_and_a_progress_bar_while_running(synced,
         progress_done=3, progress_total=12,
     )
     page = admin_client.get(url("_run", running.pk)).content.decode()
-    assert 'aria-valuenow="25"' in page and "3 / 12 (25%)" in page and 'http-equiv="refresh"' in page
+    assert 'aria-valuenow="25"' in page and "3 of 12 items (25%)" in page and 'http-equiv="refresh"' in page
     assert admin_client.get(url("_run_progress", running.pk)).json()["percent"] == 25
 
 
@@ -356,7 +357,8 @@ def test_bad_ids_and_methods_never_500(synced, admin_client, new_york):
 def test_run_page_chart_marks_this_run(synced, admin_client, new_york):
     runs = [_finished_run(new_york, seconds=s, started=NOW - dt.timedelta(days=d)) for d, s in ((3, 1.0), (2, 4.0), (1, 2.0))]
     page = admin_client.get(url("_run", runs[1].pk)).content.decode()
-    assert page.count('<rect class="bar') == 3 and page.count('class="bar current"') == 1
+    assert page.count('<rect class="bar') == 3 and page.count(' current"') == 1
+    assert f"this run (#{runs[1].pk}, 4.0 s)" in page  # named in the legend
     assert "4.0 s" in page  # the chart's top
 
 
@@ -385,5 +387,11 @@ def test_change_history_shows_what_changed():
     diff = pages.change_diff(
         {"cron": "0 2 * * *", "paused": False, "next_run": "a"}, {"cron": "30 6 * * *", "paused": False, "next_run": "b"})
     assert diff == [("cron", "0 2 * * *", "30 6 * * *"), ("next run", "a", "b")]
-    assert pages.change_diff({}, {"run": 7, "slot": "x"}) == [("run", "", "7"), ("slot", "", "x")]
+    assert pages.change_diff({}, {"run": 7, "slot": "x"}) == [("run", "", "#7"), ("slot", "", "x")]
     assert pages.change_diff({"pause_note": ""}, {"pause_note": "break"}) == [("pause note", "—", "break")]
+    # Flags in words, times in the schedule's zone with their offset, statuses by their label.
+    assert pages.change_diff({"paused": False, "next_run": "2026-12-02T07:00:00+00:00"},
+                             {"paused": True, "next_run": None}, zone="America/New_York") == [
+        ("paused", "no", "yes"), ("next run", "Wed 2026-12-02 02:00 EST (UTC−05:00)", "—")]
+    assert pages.change_diff({"run": 3, "status": "timed_out"}, {"run": 4, "attempt": 2}) == [
+        ("run", "#3", "#4"), ("status", "timed out", "—"), ("attempt", "", "2")]

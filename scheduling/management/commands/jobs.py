@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from scheduling import calendar_policy, cron, registry, runner, selectors, services
 from scheduling.models import JobRun, JobSchedule
+from scheduling.summaries import figures as summary_figures
 from scheduling.templatetags.times_and_durations import duration_text, local_text
 from skillcore.cli import one_line_errors, table
 from students.models import District
@@ -151,9 +152,14 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"run #{run.pk} {job.slug} {run.district.name if run.district_id else 'global'} "
-                f"{run.status} in {duration_text(run.duration_seconds)}: {_dumps(run.result) if run.result else run.error}"
+                f"{_status_text(run.status)}{f' ({run.note})' if run.status == JobRun.Status.WARNING else ''} "
+                f"in {duration_text(run.duration_seconds)}{':' if run.result else ': ' + run.error}"
             )
-        if run.status != JobRun.Status.SUCCEEDED:
+            # The summary in the job's words, one figure a line (--json keeps the keys).
+            for fig in summary_figures(job, run.result, zone=run.zone_name):
+                self.stdout.write(f"  {fig.label}: {fig.value}")
+        # Succeeded with warnings is not a failure: the job ran to its end (its alert is raised).
+        if run.status not in (JobRun.Status.SUCCEEDED, JobRun.Status.WARNING):
             sys.exit(1)
 
     def do_pause(self, *, name, district, note, **_):
