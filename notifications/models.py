@@ -89,6 +89,12 @@ class NotificationPreference(models.Model):
             raise ValidationError({"low_grade_threshold": "A low-grade threshold applies to the grade digest only."})
         if self.channel == Channel.SMS and self.frequency not in (Frequency.IMMEDIATELY, Frequency.NEVER):
             raise ValidationError({"frequency": "Texts go immediately or never: a digest does not fit in an SMS."})
+        if (self.channel == Channel.SMS and self.frequency == Frequency.IMMEDIATELY and self.user_id
+                and self.category not in EMERGENCY_CATEGORIES
+                and not RecipientProfile.objects.filter(user_id=self.user_id, sms_consent_at__isnull=False).exists()):
+            # Texts are opt-in: choosing a category by SMS needs the consent recorded first
+            # (when and how, on the recipient profile); enqueue would suppress it anyway.
+            raise ValidationError({"channel": "Record this person's consent to texts (recipient profile) before choosing SMS."})
 
     @staticmethod
     def default_frequency(category: str, channel: str) -> str:

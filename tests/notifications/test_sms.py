@@ -95,6 +95,15 @@ def test_sms_preferences_are_immediate_or_never(family):
         pref.save()
 
 
+def test_choosing_a_category_by_sms_needs_consent_first(family):
+    pref = NotificationPreference(user=family["guardian"], category="assignment-reminder", channel="sms", frequency="immediately")
+    with pytest.raises(ValidationError, match="consent to texts"):
+        pref.full_clean()
+    NotificationPreference(user=family["guardian"], category="assignment-reminder", channel="sms", frequency="never").full_clean()
+    recipient_sms_consent_record(user_id=family["guardian"].pk, mobile_number=ANA, method="verbal")
+    pref.full_clean()
+
+
 def test_the_admin_refuses_a_bad_number_with_a_form_error(client, system_admin, family):
     client.force_login(system_admin)
     response = client.post("/admin/notifications/recipientprofile/add/", {
