@@ -32,6 +32,19 @@ def pct(value) -> str:
     return f"{Decimal(value):.1f}%"
 
 
+def number(value) -> str:
+    """A count for people: thousands separated ("34,001"), an en dash when there is none.
+    Written out here, not through the locale: a report's bytes must not depend on the
+    process that rendered it (its content hash)."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
 def bar_chart(bars: Sequence[tuple[str, float | Decimal | None]], *, title: str, maximum: float = 100.0,
               unit: str = "%") -> SafeString:
     """A horizontal bar chart as inline SVG: one bar per (label, value); None draws no bar

@@ -27,6 +27,64 @@ import datetime as dt
 from datetime import timedelta
 
 from scheduling.registry import Job
+from scheduling.reports import number
+
+
+def shortfall_groups(services: list[dict]) -> dict:
+    """The services short of their monthly minutes, grouped by school and then by service,
+    each group with its subtotals (required, delivered, shortfall), and the total over all.
+    A principal reads their school's block; a coordinator the service's rows. Schools and
+    services by name; students in the order read (by name)."""
+    by_school: dict[str, dict[str, list[dict]]] = {}
+    for s in services:
+        if s["shortfall"]:
+            by_school.setdefault(s["school"], {}).setdefault(s["service"], []).append(s)
+
+    def totals(rows: list[dict]) -> dict:
+        return {"required": sum(r["required"] for r in rows), "delivered": sum(r["delivered"] for r in rows),
+                "shortfall": sum(r["shortfall"] for r in rows), "count": len(rows),
+                "students": len({r["student_id"] for r in rows})}
+
+    schools = []
+    for school in sorted(by_school):
+        groups = [{"service": name, "rows": rows, **totals(rows)} for name, rows in sorted(by_school[school].items())]
+        schools.append({"school": school, "services": groups,
+                        **totals([r for g in groups for r in g["rows"]])})
+    return {"schools": schools, **totals([r for sc in schools for g in sc["services"] for r in g["rows"]])}
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{number(n)} {one if n == 1 else many}"
+
+
+def _day(d: dt.date) -> str:
+    return f"{d:%B} {d.day}, {d.year}"
+
+
+def evidence_sentences(*, inputs: dict, window: dict) -> list[str]:
+    """The evidence stored with the report (its inputs and time window), said in sentences
+    for the printed page; the keys themselves stay in Report.evidence for machines."""
+    first, last, as_of = (dt.date.fromisoformat(window[k]) for k in ("start", "end", "as_of"))
+    utc = [dt.datetime.fromisoformat(window[k]).strftime("%Y-%m-%d %H:%M UTC") for k in ("utc_start", "utc_end")]
+    i = inputs
+    disclosed = _count(i["disclosures"], "disclosure", "disclosures")
+    return [
+        f"The month covered runs from {_day(first)} to {_day(last)} in the district's time ({window['time_zone']}), "
+        f"that is from {utc[0]} to {utc[1]}; IEP and 504 status is as of {_day(as_of)}.",
+        f"The access trail held {_count(i['access_log_rows'], 'entry', 'entries')} for the month, and "
+        f"{disclosed} to a third party {'was' if i['disclosures'] == 1 else 'were'} recorded.",
+        f"{_count(i['ieps_due_or_overdue'], 'IEP has', 'IEPs have')} an annual review overdue or due within 30 days; "
+        f"{_count(i['iep_services'], 'IEP service was', 'IEP services were')} checked against "
+        f"{'its' if i['iep_services'] == 1 else 'their'} monthly minutes; "
+        f"{_count(i['iep_meetings_without_minutes'], 'IEP meeting was', 'IEP meetings were')} held without minutes.",
+        f"{_count(i['plans_504'], 'Section 504 plan is', 'Section 504 plans are')} active, with "
+        f"{_count(i['accommodations'], 'accommodation', 'accommodations')}, "
+        f"{number(i['accommodations_without_implementer'])} of them without an implementer.",
+        f"{_count(i['directory_opt_outs_left_out'], 'student who opted', 'students who opted')} out of directory "
+        "information (FERPA 99.37) "
+        f"{'is' if i['directory_opt_outs_left_out'] == 1 else 'are'} left out of the state exports.",
+        "The report's SHA-256 content hash is stored with it: the same inputs give the same hash.",
+    ]
 
 
 def build(*, district, as_of: dt.date) -> dict:
@@ -110,7 +168,8 @@ def build(*, district, as_of: dt.date) -> dict:
             {"label": "Disclosures", "value": len(ferpa.disclosures)},
             {"label": "IEP reviews overdue", "value": overdue, "warn": overdue > 0},
             {"label": "IEP reviews due in 30 days", "value": len(reviews) - overdue},
-            {"label": "Service minutes delivered", "value": f"{delivered} / {required}", "warn": delivered < required},
+            {"label": "Service minutes delivered", "value": f"{number(delivered)} / {number(required)}",
+             "warn": delivered < required},
             {"label": "IEP meetings without minutes", "value": no_minutes, "warn": no_minutes > 0},
             {"label": "504 plans past review", "value": len(past_review), "warn": bool(past_review)},
             {"label": "Accommodations without implementer", "value": inputs["accommodations_without_implementer"],
@@ -121,9 +180,9 @@ def build(*, district, as_of: dt.date) -> dict:
             [(school, by_school[school][0] * 100 / by_school[school][1]) for school in sorted(by_school)],
             title="Service minutes delivered, % of required, by school",
         ),
-        "short_services": [s for s in services if s["shortfall"]], "full_services": sum(1 for s in services if not s["shortfall"]),
+        "shortfalls": shortfall_groups(services), "full_services": sum(1 for s in services if not s["shortfall"]),
         "plans_past_review": past_review, "unassigned": unassigned, "exports": sorted(exports), "opted_out": opted_out,
-        "evidence_line": ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in inputs.items()),
+        "evidence": evidence_sentences(inputs=inputs, window=evidence["window"]),
     })
     return {"title": title, "first": first, "last": last, "html": html, "csv": main_csv, "exports": exports,
             "evidence": evidence, "inputs": inputs, "overdue": overdue}

@@ -295,3 +295,101 @@ def test_report_changelist_and_change_page_are_on_the_access_trail(district, wor
         ("admin: changelist scheduling.report", named, 3, 1),
         ("admin: change report compliance-audit", named, 3, 1),
     ]
+
+
+# -- how the report reads ------------------------------------------------------------------------
+def table_rows(html: str, table_id: str) -> list[tuple[str, list[str]]]:
+    """The rows of one table of the report as (the row's class, its cells' text)."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.rows, self.cell = False, [], None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table":
+                self.inside = attrs.get("id") == table_id
+            elif self.inside and tag == "tr":
+                self.rows.append((attrs.get("class") or "", []))
+            elif self.inside and tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1][1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Rows()
+    parser.feed(html)
+    return parser.rows
+
+
+@pytest.mark.django_db
+def test_shortfalls_are_grouped_by_school_and_service_with_subtotals(district, world, school):
+    adams = f.SchoolFactory(district=district, name="Adams Elementary")  # sorts before the fixture's school
+    for first, minutes, delivered in (("Dee", 1200, 200), ("Eli", 900, 0)):
+        student = f.StudentFactory(school=adams, first_name=first, last_name="Adams", local_id=f"D{minutes}")
+        iep = f.IEPFactory(student=student, last_annual_review=dt.date(2026, 3, 1))
+        speech = f.IEPServiceFactory(iep=iep, name="Speech therapy", minutes_per_month=minutes)
+        if delivered:
+            f.ServiceLogFactory(service=speech, delivered_on=dt.date(2026, 10, 6), minutes=delivered)
+        if first == "Dee":
+            f.IEPServiceFactory(iep=iep, name="Counseling", minutes_per_month=600)
+    run_month(district)
+    html = Report.objects.get(kind="compliance-audit").html
+
+    assert table_rows(html, "shortfalls") == [
+        ("", ["Student", "ID", "Required", "Delivered", "Shortfall"]),
+        ("group school", ["Adams Elementary"]),
+        ("group service", ["Counseling"]),
+        ("", ["Adams, Dee", "D1200", "600", "0", "600"]),
+        ("subtotal", ["Subtotal, Counseling: 1 service", "600", "0", "600"]),
+        ("group service", ["Speech therapy"]),
+        ("", ["Adams, Dee", "D1200", "1,200", "200", "1,000"]),
+        ("", ["Adams, Eli", "D900", "900", "0", "900"]),
+        ("subtotal", ["Subtotal, Speech therapy: 2 services", "2,100", "200", "1,900"]),
+        ("subtotal school-total", ["Total, Adams Elementary: 3 services", "2,700", "200", "2,500"]),
+        ("group school", [school.name]),
+        ("group service", ["Speech therapy"]),
+        ("", ["Ruiz, Ana", "A1", "120", "60", "60"]),
+        ("subtotal", ["Subtotal, Speech therapy: 1 service", "120", "60", "60"]),
+        ("subtotal school-total", [f"Total, {school.name}: 1 service", "120", "60", "60"]),
+    ]
+    assert table_rows(html, "shortfalls-by-school") == [
+        ("", ["School", "Services short", "Students", "Required", "Delivered", "Shortfall"]),
+        ("", ["Adams Elementary", "3", "2", "2,700", "200", "2,500"]),
+        ("", [school.name, "1", "1", "120", "60", "60"]),
+        ("total", ["All schools", "4", "3", "2,820", "260", "2,560"]),
+    ]
+    # The headline's minutes: delivered (capped per service) of required, with separators.
+    assert "320 / 2,880" in html  # 60 + 60 (OT in full) + 200 of 120 + 60 + 1,200 + 900 + 600
+    assert "1 of 5 services delivered in full; 4 short of their monthly minutes, by school and service." in html
+
+
+@pytest.mark.django_db
+def test_evidence_reads_as_sentences(district, world):
+    run_month(district)
+    report = Report.objects.get(kind="compliance-audit")
+    evidence = report.html.split('<div id="evidence">')[1].split("</div>")[0]
+    sentences = [p.removeprefix("<p>") for p in evidence.split("</p>") if p]
+    assert sentences == [
+        "The month covered runs from October 1, 2026 to October 31, 2026 in the district&#x27;s time (America/New_York), "
+        "that is from 2026-10-01 04:00 UTC to 2026-11-01 04:00 UTC; IEP and 504 status is as of November 1, 2026.",
+        f"The access trail held {report.evidence['inputs']['access_log_rows']} entries for the month, and "
+        "1 disclosure to a third party was recorded.",
+        "2 IEPs have an annual review overdue or due within 30 days; 2 IEP services were checked against their monthly "
+        "minutes; 0 IEP meetings were held without minutes.",
+        "2 Section 504 plans are active, with 2 accommodations, 1 of them without an implementer.",
+        "1 student who opted out of directory information (FERPA 99.37) is left out of the state exports.",
+        "The report&#x27;s SHA-256 content hash is stored with it: the same inputs give the same hash.",
+    ]
+    # No key of the stored evidence (snake_case) is printed anywhere in the report.
+    assert not [key for key in report.evidence["inputs"] if "_" in key and key in report.html]
