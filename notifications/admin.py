@@ -198,6 +198,8 @@ class EmergencyBroadcastForm(forms.ModelForm):
         model = EmergencyBroadcast
         fields = ("district", "scenario", "message")
         widgets = {"message": forms.Textarea(attrs={"rows": 4, "maxlength": 1000})}
+        help_texts = {"message": "Sent by email, push and SMS. A text carries the headline and the first "
+                                 "320 characters or so: put what families must do first."}
 
     def clean_message(self):
         text = (self.cleaned_data.get("message") or "").strip()
@@ -208,8 +210,8 @@ class EmergencyBroadcastForm(forms.ModelForm):
 
 @admin.register(EmergencyBroadcast)
 class EmergencyBroadcastAdmin(admin.ModelAdmin):
-    """Send a real emergency message: every family and staff member of the district, email
-    and push, at once (quiet hours and preferences do not apply). District admins send for
+    """Send a real emergency message: every family and staff member of the district, email,
+    push and SMS, at once (quiet hours and preferences do not apply). District admins send for
     their own district; system admins for any."""
 
     form = EmergencyBroadcastForm
