@@ -18,12 +18,11 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from notifications import delivery, emergency
-from notifications.models import Category, Frequency, Notification, Status
+from notifications.models import Category, Frequency, Notification, RecipientProfile, Status
 from scheduling.models import EmergencyBroadcast, JobRun, Report
 from students.models import Role
 from tests import factories as f
 from tests.jobs.slot_runs import local_slot, run_slot, statements
-from notifications.models import RecipientProfile
 from tests.notifications.conftest import fcm, fcm_error, twilio  # noqa: F401 - real FCM and Twilio APIs on localhost
 
 SLUG = "emergency-notification-test"
