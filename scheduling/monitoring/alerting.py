@@ -54,6 +54,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from scheduling import registry
@@ -123,7 +124,8 @@ def _link(path: str) -> str | None:
 
 
 def _run_link(run_id: int | None) -> str | None:
-    return _link(f"/admin/scheduling/jobrun/{run_id}/change/") if run_id else None
+    # The dashboard's run page: the summary in the job's words, the log in the district's time.
+    return _link(reverse("admin:scheduled_jobs_run", args=[run_id])) if run_id else None
 
 
 # -- opening and resolving incidents ---------------------------------------------------------

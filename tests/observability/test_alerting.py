@@ -69,7 +69,7 @@ def test_critical_failure_pages_once_after_the_last_attempt_and_the_next_success
     assert payload["source"].startswith("skillcore@")
     assert payload["custom_details"]["run"] == retry.pk and payload["custom_details"]["attempt"] == 2
     assert dt.datetime.fromisoformat(payload["timestamp"])
-    assert event["links"] == [{"href": f"https://skillcore.example/admin/scheduling/jobrun/{retry.pk}/change/",
+    assert event["links"] == [{"href": f"https://skillcore.example/admin/scheduled-jobs/runs/{retry.pk}/",
                                "text": f"Run #{retry.pk}"}]
     assert received(endpoints, SLACK) == []  # critical goes to PagerDuty only
 
@@ -116,7 +116,7 @@ def test_a_normal_jobs_failure_is_a_slack_warning_resolved_in_slack(
     assert received(endpoints, PD) == []
     [warning] = received(endpoints, SLACK)
     assert warning["text"].startswith(":warning: Obs warn failed for Lakeside Unified")
-    assert "https://skillcore.example/admin/scheduling/jobrun/" in warning["text"]
+    assert "https://skillcore.example/admin/scheduled-jobs/runs/" in warning["text"]  # the run page, in words
     assert Incident.objects.get().severity == "warning"
 
     jobs_for_tests.FAILING["obs-warn"] = False
