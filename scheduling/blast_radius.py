@@ -54,6 +54,9 @@ HISTORY = 10  # successful runs the baseline is the median of
 MIN_HISTORY = 3  # fewer is no baseline: one or two runs are not a usual volume
 SAMPLE_SIZE = 20
 BASELINE_STATUSES = (JobRun.Status.SUCCEEDED, JobRun.Status.WARNING)
+# The checkpoint key of the retry a system admin's release of proposals starts: that run
+# applies the proposals and its messages are released without a limit (scheduling/runner.py).
+RELEASED_PROPOSALS = "blast_radius_released_hold"
 
 
 class HoldError(ValueError):
@@ -115,6 +118,64 @@ class Judgement:
     reason: str = ""
     baseline: dict | None = None
     limits: Limits | None = None
+    proposal: dict | None = None  # writes held as proposals (``propose_check``): what they would send
+
+
+def _staged_counts(run_id: int) -> dict[str, int]:
+    counts = {a: 0 for a in AUDIENCES}
+    for store in held_messages.stores():
+        for audience, n in store.counts(run_id=run_id).items():
+            counts[audience] += n
+    return counts
+
+
+def _undecided_earlier(run: JobRun) -> tuple[list[int], list[int]]:
+    """(earlier attempts of the run's slot, those with an undecided hold)."""
+    if not (run.retry_of_id or run.trigger == JobRun.Trigger.RETRY):
+        return [], []
+    earlier = _earlier_attempts(run)
+    undecided = list(RunHold.objects.filter(run_id__in=earlier, decision="").values_list("run_id", flat=True))
+    return earlier, undecided
+
+
+def _reason(run: JobRun, counts: dict, undecided: list[int]) -> tuple[str | None, dict | None, Limits]:
+    limits = Limits.for_job(job_slug=run.job, district_id=run.district_id)
+    base = baseline(job_slug=run.job, district_id=run.district_id)
+    reason = verdict(counts, base, limits)
+    if undecided:
+        # Only a person releases held messages: a retry of a held run holds again.
+        reason = (f"a retry of held run #{undecided[0]}, whose messages only a system admin may release"
+                  + (f"; {reason}" if reason else ""))
+    return reason, base, limits
+
+
+def propose_check(*, run: JobRun) -> dict | None:
+    """For a job whose other writes are irreversible in practice (attendance-interventions'
+    interventions): called inside the transaction of those writes, after it enqueued their
+    messages. Over the limit it returns the proposal (reason, counts, baseline, limits, the
+    breakdown and samples of the messages, taken now): the job rolls its writes back and the
+    run ends held with them as proposals; a release runs the slot again with them approved.
+    None: within the limit (or this run is that approved retry)."""
+    if run.checkpoint.get(RELEASED_PROPOSALS):
+        return None
+    counts = _staged_counts(run.pk)
+    _, undecided = _undecided_earlier(run)
+    if not any(counts.values()) and not undecided:
+        return None
+    reason, base, limits = _reason(run, counts, undecided)
+    if not reason:
+        return None
+    breakdown, samples = _snapshot(run.pk)
+    return {"reason": reason, "counts": counts, "baseline": base, "limits": limits,
+            "breakdown": breakdown, "samples": samples}
+
+
+def _snapshot(run_id: int) -> tuple[list, list]:
+    breakdown, samples = [], []
+    for store in held_messages.stores():
+        breakdown += store.breakdown(run_id=run_id)
+        samples += store.samples(run_id=run_id, limit=SAMPLE_SIZE - len(samples))
+    return breakdown, samples
 
 
 def _earlier_attempts(run: JobRun) -> list[int]:
@@ -122,37 +183,37 @@ def _earlier_attempts(run: JobRun) -> list[int]:
     return list(JobRun.objects.filter(Q(pk=first) | Q(retry_of_id=first)).exclude(pk=run.pk).values_list("pk", flat=True))
 
 
-def judge(*, run: JobRun, now: dt.datetime) -> Judgement:
+def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None) -> Judgement:
     """Step 2 of the module docstring, for a run that just ended (inside the transaction
     that records its outcome). Releases the messages when within the limits; the caller
-    records the hold (``hold_record``) when ``held``."""
+    records the hold (``hold_record``) when ``held``. ``proposal``: the run held its other
+    writes as proposals (``propose_check``), so it is held whatever is staged."""
     stores = held_messages.stores()
-    earlier = _earlier_attempts(run) if run.retry_of_id or run.trigger == JobRun.Trigger.RETRY else []
-    undecided = list(RunHold.objects.filter(run_id__in=earlier, decision="").values_list("run_id", flat=True)) if earlier else []
+    earlier, undecided = _undecided_earlier(run)
     if earlier:
         # 2a. A retry answers for what its slot's earlier attempts left held (a worker that
         # died mid-run leaves its messages held with no hold; a held run, with one).
-        if sum(store.adopt(run_id=run.pk, from_run_ids=earlier) for store in stores) and undecided:
-            RunHold.objects.filter(run_id__in=undecided, decision="").update(
-                decision=RunHold.Decision.SUPERSEDED, decided_at=now, actor_label="blast-radius guard",
-                note=f"its held messages were taken over by retry run #{run.pk}",
-            )
-    counts = {a: 0 for a in AUDIENCES}
-    for store in stores:
-        for audience, n in store.counts(run_id=run.pk).items():
-            counts[audience] += n
+        for store in stores:
+            store.adopt(run_id=run.pk, from_run_ids=earlier)
+    counts = _staged_counts(run.pk)
     judgement = Judgement(counts=counts)
-    if not any(counts.values()):
+    if run.checkpoint.get(RELEASED_PROPOSALS):
+        reason = None  # the slot run again with a system admin's approval
+    elif proposal is not None:
+        judgement.counts = {a: counts[a] + proposal["counts"].get(a, 0) for a in AUDIENCES}
+        judgement.baseline, judgement.limits, judgement.proposal = proposal["baseline"], proposal["limits"], proposal
+        reason = proposal["reason"]
+    elif not any(counts.values()) and not undecided:
         return judgement
-    judgement.limits = Limits.for_job(job_slug=run.job, district_id=run.district_id)
-    judgement.baseline = baseline(job_slug=run.job, district_id=run.district_id)
-    reason = verdict(counts, judgement.baseline, judgement.limits)
-    if undecided:
-        # Only a person releases held messages: a retry of a held run holds again.
-        reason = (f"a retry of held run #{undecided[0]}, whose messages only a system admin may release"
-                  + (f"; {reason}" if reason else ""))
+    else:
+        reason, judgement.baseline, judgement.limits = _reason(run, counts, undecided)
     if reason:
         judgement.held, judgement.reason = True, reason
+        if undecided:
+            RunHold.objects.filter(run_id__in=undecided, decision="").update(
+                decision=RunHold.Decision.SUPERSEDED, decided_at=now, actor_label="blast-radius guard",
+                note=f"held again by retry run #{run.pk}, which took its held messages over",
+            )
         return judgement
     for store in stores:
         store.release(run_id=run.pk, now=now)
@@ -162,14 +223,14 @@ def judge(*, run: JobRun, now: dt.datetime) -> Judgement:
 def hold_record(*, run: JobRun, judgement: Judgement, now: dt.datetime) -> RunHold:
     """Record a held run (what it would send, by template and school, 20 recipients and
     what each would be told, the baseline and limits) and raise its alert."""
-    breakdown, samples = [], []
-    for store in held_messages.stores():
-        breakdown += store.breakdown(run_id=run.pk)
-        samples += store.samples(run_id=run.pk, limit=SAMPLE_SIZE - len(samples))
+    breakdown, samples = _snapshot(run.pk)
+    limits = judgement.limits.as_dict() if judgement.limits else {}
+    if judgement.proposal is not None:
+        breakdown, samples = judgement.proposal["breakdown"] + breakdown, judgement.proposal["samples"] + samples
+        limits["proposals"] = True  # its other writes were not made: a release runs the slot again
     hold, _ = RunHold.objects.update_or_create(run=run, defaults=dict(
-        held_at=now, counts=judgement.counts, baseline=judgement.baseline or {},
-        limits=judgement.limits.as_dict() if judgement.limits else {}, reason=judgement.reason[:300],
-        breakdown=breakdown, samples=samples,
+        held_at=now, counts=judgement.counts, baseline=judgement.baseline or {}, limits=limits,
+        reason=judgement.reason[:300], breakdown=breakdown, samples=samples[:SAMPLE_SIZE],
     ))
     alerts.run_held(run, hold)
     return hold
@@ -195,6 +256,11 @@ def _decide(*, hold: RunHold, decision: str, acting_user, note: str, actor_label
         note = _check(hold, acting_user, note)
         run = hold.run
         affected = sum(act(store, run.pk, now) for store in held_messages.stores())
+        if decision == RunHold.Decision.RELEASED and hold.limits.get("proposals"):
+            # The run's other writes were held as proposals (never made): the slot runs again,
+            # approved, and makes them with their messages (a retry: its checkpoint says so).
+            _approved_retry(run, hold=hold, acting_user=acting_user, now=now)
+            affected += hold.total
         label = (acting_user.get_username() if acting_user is not None else actor_label)[:150]
         RunHold.objects.filter(pk=hold.pk).update(
             decision=decision, decided_at=now, decided_by=acting_user, actor_label=label, note=note,
@@ -215,6 +281,17 @@ def _decide(*, hold: RunHold, decision: str, acting_user, note: str, actor_label
                                  resolution=f"run #{run.pk} {status} by {label}")
         hold.refresh_from_db()
         return hold
+
+
+def _approved_retry(run: JobRun, *, hold: RunHold, acting_user, now: dt.datetime) -> JobRun:
+    from scheduling import services
+
+    job = registry.get(run.job)
+    retry = services._create_retry(run, when=now, note=f"released hold of run #{run.pk}", acting_user=acting_user)
+    retry.checkpoint = {**(retry.checkpoint or {}), RELEASED_PROPOSALS: hold.pk}
+    JobRun.objects.filter(pk=retry.pk).update(checkpoint=retry.checkpoint)
+    services._enqueue(retry, job)
+    return retry
 
 
 def hold_release(*, hold: RunHold, acting_user, note: str, actor_label: str = "command line",

@@ -73,6 +73,7 @@ class JobContext:
         self._last_write = 0.0
         self._done: int | None = None
         self._total: int | None = None
+        self.proposal: dict | None = None  # set by over_blast_radius: writes held as proposals
         self.warnings: list[str] = []
 
     @property
@@ -93,6 +94,15 @@ class JobContext:
         its note, and it is alerted on (scheduling/monitoring/alerting.py)."""
         self.warnings.append(reason)
         self.logger.warning("%s", reason)
+
+    def over_blast_radius(self) -> str | None:
+        """For a job whose other writes are irreversible in practice: call it inside the
+        transaction of those writes, after enqueueing their messages. A reason: the run's
+        messages so far would be held by the blast-radius guard; roll the writes back (they
+        become the held run's proposals, made by the slot's approved retry if a system
+        admin releases them). None: go on. (scheduling.blast_radius.propose_check)"""
+        self.proposal = blast_radius.propose_check(run=self.run)
+        return self.proposal["reason"] if self.proposal else None
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         """Store where a retry should resume. Call it inside the same transaction as the
@@ -192,17 +202,18 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
     if status == JobRun.Status.SUCCEEDED and ctx.warnings:  # kept its result; said why in the note
         outcome.update(status=JobRun.Status.WARNING, note="; ".join(ctx.warnings)[:300])
     left = (run.deadline - timezone.now()).total_seconds() if run.deadline else 0
-    _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry),
+    _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry, proposal=ctx.proposal),
                            patience=max(left, OUTCOME_MIN_PATIENCE))
     return run
 
 
-def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool) -> None:
+def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool,
+                    proposal: dict | None = None) -> None:
     with transaction.atomic():
         # The blast-radius guard, in this transaction: the run's messages are released to
         # the outbox, or held with the run ending "held" (no retry: nothing failed), never
         # both and never lost. A failed run's messages are judged like any run's.
-        judgement = blast_radius.judge(run=run, now=outcome["finished_at"])
+        judgement = blast_radius.judge(run=run, now=outcome["finished_at"], proposal=proposal)
         outcome["outbound"] = judgement.counts
         if judgement.held:
             outcome["status"] = JobRun.Status.HELD

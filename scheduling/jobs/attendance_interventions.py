@@ -30,6 +30,12 @@ attendance included):
 4. Tells each intervention's counselor (its owner) by email and push, high priority.
 No current session (summer): nothing is written and the summary says so.
 
+The blast-radius guard: the interventions, tasks and counselor messages of a slot are
+written in one transaction; when the messages would be held (far above the district's usual
+volume: a bad import marking every student absent), all of it rolls back and the run ends
+held with them as proposals (nothing opened, nothing sent; summary ``proposed``). A system
+admin's release runs the slot again, approved; a discard leaves nothing to undo.
+
 Idempotency key: the slot. Interventions opened by a slot carry ``opened_at = slot``, so a
 retry finds its earlier attempt's rows instead of opening new ones (and the database allows
 one active intervention per student and type). An intervention whose ``opened_at`` is this
@@ -52,6 +58,8 @@ preferences or missing address/device, or already queued), without_counselor.
 """
 from datetime import timedelta
 
+from django.db import transaction
+
 from interventions.selectors import attendance_evidence, needs_tier_2
 from interventions.services import attendance_interventions_apply, attendance_review_marks_apply
 from notifications.models import Category, Channel, Priority
@@ -66,6 +74,41 @@ TEMPLATE = "attendance-intervention"
 
 def _percent(risk) -> str:
     return f"{float(risk.rate) * 100:.1f}%" if risk else ""
+
+
+class _HeldAsProposals(Exception):
+    """The blast-radius guard would hold this slot's messages: its writes roll back."""
+
+    def __init__(self, reason: str, created: int, escalated: int):
+        super().__init__(reason)
+        self.reason, self.created, self.escalated = reason, created, escalated
+
+
+def _counselor_requests(outcome, risks) -> tuple[list[NotificationRequest], int]:
+    """The email and push to the counselor of each intervention opened or escalated at this
+    slot; and how many have no counselor (nobody to tell)."""
+    by_student = {r.student_id: r for r in risks}
+    requests, without_counselor = [], 0
+    for intervention in [*outcome.created, *outcome.escalated]:
+        counselor_id = intervention.owner_id
+        if counselor_id is None:
+            without_counselor += 1
+            continue
+        student = intervention.student
+        context = {
+            "intervention_id": intervention.id, "tier": intervention.tier,
+            "student_name": f"{student.first_name} {student.last_name}",
+            "absence_rate": _percent(by_student.get(intervention.student_id)) or intervention.reason,
+        }
+        for channel in (Channel.EMAIL, Channel.PUSH):
+            requests.append(NotificationRequest(
+                recipient_id=counselor_id, category=Category.ATTENDANCE_INTERVENTION, channel=channel,
+                template=TEMPLATE, context=context, priority=Priority.HIGH, student_id=intervention.student_id,
+                dedupe_key=f"attendance-intervention:{intervention.id}:{counselor_id}:{channel}",
+                object_key=f"intervention:{intervention.id}",
+                event="escalated" if intervention.escalated_from_id else "opened",
+            ))
+    return requests, without_counselor
 
 
 def run(ctx) -> dict:
@@ -89,46 +132,46 @@ def run(ctx) -> dict:
     ctx.progress(0, checked)
     ctx.logger.info("%s of %s active students at risk as of %s (%s)", len(risks), checked, local_date, session.name)
 
-    # 2. Open and escalate (one transaction; the slot makes a retry find its own rows).
+    # 2. Open and escalate, and 3. tell the counselor of each intervention opened at this slot
+    #    (email and push), in one transaction: when the blast-radius guard finds the messages
+    #    far above the district's usual volume (a bad import marking everyone absent), the
+    #    interventions and tasks roll back with them and the run ends held, with them as
+    #    proposals; a system admin's release runs the slot again, approved (docs/blast-radius-guard.md).
+    #    The slot makes a retry find its own rows.
     minimum = district.min_enrolled_days
     escalate = {r.student_id for r in risks if needs_tier_2(r, minimum_days=minimum)}
-    outcome = attendance_interventions_apply(
-        risks=risks, escalate=escalate, opened_at=ctx.scheduled_for, local_date=local_date,
-        job_run_id=ctx.run.id, district_id=district.id,
-    )
-    summary.update(created=len(outcome.created), escalated=len(outcome.escalated), tasks_created=outcome.tasks_created,
-                   closed_by_counselor=len(outcome.closed_by_counselor))
-    # 3. Review marks, after opening: an intervention opened today on old evidence (a run in September) is
+    failure = None
+    try:
+        with transaction.atomic():
+            outcome = attendance_interventions_apply(
+                risks=risks, escalate=escalate, opened_at=ctx.scheduled_for, local_date=local_date,
+                job_run_id=ctx.run.id, district_id=district.id,
+            )
+            requests, without_counselor = _counselor_requests(outcome, risks)
+            try:
+                # "now" is the clock, not the slot: a late run must still respect the quiet hours.
+                sent = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id)
+            except Exception as exc:  # the outbox failed: the interventions stay, the retry tells
+                failure = exc
+            else:
+                if reason := ctx.over_blast_radius():
+                    raise _HeldAsProposals(reason, len(outcome.created), len(outcome.escalated))
+        if failure is not None:
+            raise failure
+    except _HeldAsProposals as held:
+        summary.update(proposed=held.created, proposed_escalations=held.escalated)
+        ctx.logger.warning("held, not opened: %s intervention(s) and %s escalation(s) proposed (%s)",
+                           held.created, held.escalated, held.reason)
+    else:
+        summary.update(created=len(outcome.created), escalated=len(outcome.escalated),
+                       tasks_created=outcome.tasks_created, closed_by_counselor=len(outcome.closed_by_counselor),
+                       without_counselor=without_counselor)
+        summary["notifications_queued"] = sent.inserted + sent.digested
+        summary["notifications_not_queued"] = len(requests) - summary["notifications_queued"]
+    # 4. Review marks, after opening: an intervention opened today on old evidence (a run in September) is
     # ready to review at once when the last 30 days are fine.
     marks = attendance_review_marks_apply(slipping=evidence.slipping, local_date=local_date, district_id=district.id)
     summary.update(ready_to_review=marks.ready, review_marked=marks.marked, review_cleared=marks.cleared)
-
-    # 4. The counselor of each intervention opened at this slot, by email and by push.
-    by_student = {r.student_id: r for r in risks}
-    requests = []
-    for intervention in [*outcome.created, *outcome.escalated]:
-        counselor_id = intervention.owner_id
-        if counselor_id is None:
-            summary["without_counselor"] += 1
-            continue
-        student = intervention.student
-        context = {
-            "intervention_id": intervention.id, "tier": intervention.tier,
-            "student_name": f"{student.first_name} {student.last_name}",
-            "absence_rate": _percent(by_student.get(intervention.student_id)) or intervention.reason,
-        }
-        for channel in (Channel.EMAIL, Channel.PUSH):
-            requests.append(NotificationRequest(
-                recipient_id=counselor_id, category=Category.ATTENDANCE_INTERVENTION, channel=channel,
-                template=TEMPLATE, context=context, priority=Priority.HIGH, student_id=intervention.student_id,
-                dedupe_key=f"attendance-intervention:{intervention.id}:{counselor_id}:{channel}",
-                object_key=f"intervention:{intervention.id}",
-                event="escalated" if intervention.escalated_from_id else "opened",
-            ))
-    # "now" is the clock, not the slot: a late run must still respect the quiet hours.
-    sent = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id)
-    summary["notifications_queued"] = sent.inserted + sent.digested
-    summary["notifications_not_queued"] = len(requests) - summary["notifications_queued"]
     ctx.progress(checked, checked)
     ctx.logger.info("opened %s, escalated %s, queued %s notification(s)", summary["created"], summary["escalated"],
                     summary["notifications_queued"])

@@ -58,7 +58,9 @@ def test_release_from_the_dashboard(client, system_admin, hold):
     assert response.status_code == 302
     hold.refresh_from_db()
     assert (hold.decision, hold.decided_by, hold.note) == ("released", system_admin, "Checked with the attendance office")
-    assert Notification.objects.filter(job_run_id=hold.run_id, status=Status.PENDING).count() == STUDENTS
+    # The slot runs again, approved (queued for a worker), and opens the proposals.
+    retry = JobRun.objects.get(retry_of_id=hold.run_id, status=JobRun.Status.QUEUED)
+    assert retry.triggered_by == system_admin and retry.checkpoint
     # Decided: the card is gone.
     assert f'id="hold-{hold.pk}"' not in client.get(reverse("admin:scheduled_jobs")).content.decode()
 

@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 import time_machine
 
+from interventions.models import CounselorTask, Intervention
 from notifications import delivery
 from notifications.models import Notification, Status
 from scheduling import blast_radius, runner, services
@@ -41,6 +42,14 @@ def held_run(district, all_absent) -> JobRun:
     return run
 
 
+def approved_retry(run: JobRun) -> JobRun:
+    """The retry a release of proposals queued, executed as a worker would."""
+    retry = JobRun.objects.get(retry_of_id=run.retry_of_id or run.pk, status=JobRun.Status.QUEUED)
+    assert retry.checkpoint == {blast_radius.RELEASED_PROPOSALS: run.hold.pk}
+    with time_machine.travel(run.finished_at + dt.timedelta(hours=2), tick=False):
+        return runner.execute(retry.pk)
+
+
 def drained_emails(smtp_server) -> list[str]:
     delivery.drain()
     return [m["To"] for m in smtp_server.messages]
@@ -50,23 +59,21 @@ def test_an_all_absent_import_holds_every_message_and_sends_none(district, schoo
                                                                    smtp_server, endpoints):
     run = held_run(district, all_absent)
 
-    # The job did its work (the interventions' messages are what is held) and said what it queued.
-    assert run.result["created"] == STUDENTS and run.result["notifications_queued"] == STUDENTS
+    # Nothing written: the interventions, their tasks and the counselor's messages rolled back
+    # together; the run holds them as proposals (attendance-interventions' rule).
+    assert run.result["proposed"] == STUDENTS and run.result["created"] == 0
+    assert run.result["notifications_queued"] == 0
     assert run.outbound == {"families": 0, "staff": STUDENTS}
     assert run.note.startswith(f"held: {STUDENTS} messages to staff, more than 5x the baseline of 2")
-    # The counselor has no device: push rows are suppressed at enqueue, the emails are held.
-    rows = Notification.objects.filter(job_run_id=run.pk, channel="email")
-    assert {r.status for r in rows} == {Status.HELD} and rows.count() == STUDENTS
-    assert set(Notification.objects.filter(job_run_id=run.pk, channel="push").values_list("status", flat=True)) == {
-        Status.SUPPRESSED}
+    assert not Intervention.objects.exists() and not CounselorTask.objects.exists()
+    assert not Notification.objects.exists()
     # The drainer finds nothing to send; the SMTP server received nothing.
     assert drained_emails(smtp_server) == []
-    assert set(rows.values_list("status", flat=True)) == {Status.HELD}
 
     hold = RunHold.objects.get(run=run)
     assert hold.counts == {"families": 0, "staff": STUDENTS}
     assert hold.baseline == {"families": 0, "staff": 2, "runs": 3}
-    assert hold.limits == {"multiplier": 5, "floor": 10, "cap": 10_000}
+    assert hold.limits == {"multiplier": 5, "floor": 10, "cap": 10_000, "proposals": True}
     assert hold.breakdown == [{"template": "attendance-intervention", "school": "Lakeside High", "audience": "staff",
                                "count": STUDENTS}]
     assert len(hold.samples) == 20
@@ -108,6 +115,11 @@ def test_release_sends_exactly_the_held_messages_once(district, counselor, all_a
     assert (released.decided_by, released.decided_at, released.note) == (system_admin, now, "Import checked: all real")
     run.refresh_from_db()
     assert run.status == JobRun.Status.RELEASED
+    # The release runs the slot again, approved: the proposals are opened with their messages.
+    retry = approved_retry(run)
+    assert retry.status == JobRun.Status.SUCCEEDED, retry.note
+    assert retry.result["created"] == STUDENTS and retry.result["notifications_queued"] == STUDENTS
+    assert Intervention.objects.filter(opened_at=run.slot, status="active").count() == STUDENTS
     change = ScheduleChange.objects.get(schedule=JobSchedule.objects.get(job=SLUG, district=district))
     assert change.action == "release" and change.acting_user == system_admin
     assert change.after == {"run": run.pk, "status": "released", "messages": STUDENTS, "note": "Import checked: all real"}
@@ -115,7 +127,7 @@ def test_release_sends_exactly_the_held_messages_once(district, counselor, all_a
     # drain sends nothing more.
     assert drained_emails(smtp_server) == [counselor.email] * STUDENTS
     assert drained_emails(smtp_server) == [counselor.email] * STUDENTS
-    assert set(Notification.objects.filter(job_run_id=run.pk, channel="email").values_list("status", flat=True)) == {
+    assert set(Notification.objects.filter(job_run_id=retry.pk, channel="email").values_list("status", flat=True)) == {
         Status.SENT}
     # The alert is resolved: nothing held is left for this job and district.
     assert not Incident.objects.filter(kind=Incident.Kind.HELD, resolved_at__isnull=True).exists()
@@ -129,11 +141,11 @@ def test_discard_sends_none(district, all_absent, limits, smtp_server, system_ad
 
     discarded = blast_radius.hold_discard(hold=run.hold, acting_user=system_admin, note="Bad import from the SIS")
 
-    assert discarded.decision == "discarded" and discarded.messages_affected == STUDENTS
+    assert discarded.decision == "discarded" and discarded.messages_affected == 0  # none was ever written
     run.refresh_from_db()
     assert run.status == JobRun.Status.DISCARDED
-    rows = Notification.objects.filter(job_run_id=run.pk, channel="email")
-    assert set(rows.values_list("status", "status_reason")) == {(Status.SUPPRESSED, f"discarded: run #{run.pk} held")}
+    assert not JobRun.objects.filter(retry_of=run).exists()
+    assert not Intervention.objects.exists() and not Notification.objects.exists()
     assert drained_emails(smtp_server) == []
 
 
@@ -147,8 +159,7 @@ def test_a_decision_needs_a_note_and_a_system_admin(district, all_absent, limits
     # Nothing written: still held, nothing released.
     run.hold.refresh_from_db()
     assert run.hold.decision == "" and JobRun.objects.get(pk=run.pk).status == JobRun.Status.HELD
-    assert set(Notification.objects.filter(job_run_id=run.pk, channel="email").values_list("status", flat=True)) == {
-        Status.HELD}
+    assert not JobRun.objects.filter(retry_of=run).exists() and not Intervention.objects.exists()
 
 
 def test_a_retry_of_a_held_run_holds_again(district, all_absent, limits, smtp_server, system_admin):
@@ -158,18 +169,18 @@ def test_a_retry_of_a_held_run_holds_again(district, all_absent, limits, smtp_se
     with time_machine.travel(run.finished_at + dt.timedelta(minutes=5), tick=False):
         retry = runner.execute(retry.pk)
 
-    # The retry opened nothing new (the slot's interventions exist) and sends nothing: it
-    # took the held messages over and holds them in its turn.
+    # The retry opens and sends nothing: only a person releases what a held run proposed.
     assert retry.status == JobRun.Status.HELD and retry.retry_of_id == run.pk
     assert retry.note.startswith(f"held: a retry of held run #{run.pk}")
-    assert Notification.objects.filter(job_run_id=retry.pk, status=Status.HELD).count() == STUDENTS
-    assert not Notification.objects.filter(job_run_id=run.pk, status=Status.HELD).exists()
+    assert not Intervention.objects.exists() and not Notification.objects.exists()
     old = RunHold.objects.get(run=run)
     assert old.decision == "superseded" and str(retry.pk) in old.note
     assert RunHold.objects.get(run=retry).counts == {"families": 0, "staff": STUDENTS}
     assert drained_emails(smtp_server) == []
     # Released once, by a person: each message goes out once.
     blast_radius.hold_release(hold=retry.hold, acting_user=system_admin, note="Checked")
+    assert approved_retry(retry).status == JobRun.Status.SUCCEEDED
+    assert len(drained_emails(smtp_server)) == STUDENTS
     assert len(drained_emails(smtp_server)) == STUDENTS
 
 
@@ -279,4 +290,4 @@ def test_jobs_run_says_the_run_is_held_and_exits_1(district, all_absent, limits)
     assert exit_.value.code == 1
     first = out.getvalue().splitlines()[0]
     assert first.startswith(f"run #{JobRun.objects.get(job=SLUG, trigger='manual').pk} {SLUG} Lakeside Unified held")
-    assert set(Notification.objects.filter(channel="email").values_list("status", flat=True)) == {Status.HELD}
+    assert not Notification.objects.exists() and not Intervention.objects.exists()

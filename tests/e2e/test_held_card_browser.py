@@ -2,10 +2,10 @@
 against pytest-django's live server, on PostgreSQL and on SQLite).
 
 A bad attendance import marks every student absent; the attendance-interventions run holds
-its 30 messages. A system admin opens the dashboard and sees the card (the counts against
+its 30 interventions as proposals, with their messages. A system admin opens the dashboard and sees the card (the counts against
 the baseline, the breakdown by template and school, 20 sample recipients and what each
 would be told); the browser will not submit a release without a note; with one, the
-messages go to the outbox and the card is gone. A second held run is discarded the same
+card is gone and the slot's approved retry opens the interventions and queues the messages. A second held run is discarded the same
 way. Screenshots go to test-artifacts/ (docs/held-card.png is a copy of one).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from django.db import connection
 
 from notifications.models import Notification, Status
+from scheduling import runner
 from scheduling.models import JobRun, RunHold
 from tests.blast_radius.conftest import STUDENTS, all_absent, limits, run_attendance, seed_history  # noqa: F401  (fixtures)
 from tests.e2e.test_dashboard_browser import ARTIFACTS, CHROMIUM, _login, _shot, browser  # noqa: F401  (fixture)
@@ -66,8 +67,12 @@ def test_a_system_admin_reviews_releases_and_discards_held_runs(live_server, bro
     assert page.locator(f"#hold-{hold.pk}").count() == 0
     hold.refresh_from_db()
     assert hold.decision == "released" and hold.decided_by == system_admin
-    assert Notification.objects.filter(job_run_id=first.pk, channel="email", status=Status.PENDING).count() == STUDENTS
     assert JobRun.objects.get(pk=first.pk).status == JobRun.Status.RELEASED
+    # Nothing was written by the held run (its interventions were proposals); the release
+    # queued the slot again, approved: a worker runs it and the messages go to the outbox.
+    retry = JobRun.objects.get(retry_of=first, status=JobRun.Status.QUEUED)
+    assert runner.execute(retry.pk).status == JobRun.Status.SUCCEEDED
+    assert Notification.objects.filter(job_run_id=retry.pk, channel="email", status=Status.PENDING).count() == STUDENTS
 
     # 3. The run's page tells who released it, when and why.
     page.goto(f"{base}/admin/scheduled-jobs/runs/{first.pk}/")
