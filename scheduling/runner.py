@@ -45,7 +45,11 @@ class _RunLogHandler(logging.Handler):
     def __init__(self, lines: collections.deque):
         super().__init__(level=logging.DEBUG)
         self.lines = lines
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        # Each line's time in UTC, marked so ("2026-12-06T07:01:10Z"), whatever the worker's
+        # clock zone: the run page shows it in the district's time (scheduling/summaries.py).
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+        formatter.converter = time.gmtime
+        self.setFormatter(formatter)
 
     def emit(self, record):
         try:
