@@ -9,7 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from notifications import selectors, services
 from notifications.emergency import emergency_broadcast_send
@@ -166,9 +166,27 @@ class RecipientProfileAdmin(admin.ModelAdmin):
     list_filter = ["email_status", "language", "sms_consent_method"]
     search_fields = ["=user__username", "user__email", "=mobile_number"]
     raw_id_fields = ["user"]
+    readonly_fields = ["sms_consent_history"]
 
     def get_queryset(self, request):
         return selectors.recipient_profiles_visible_to(request.user)
+
+    @admin.display(description="SMS consent history")
+    def sms_consent_history(self, obj):
+        if obj is None or obj.pk is None:
+            return "–"
+        rows = [(e.at.strftime("%Y-%m-%d %H:%M %Z"), e.get_action_display(), e.method, e.mobile_number)
+                for e in obj.user.sms_consent_events.all()[:50]]
+        if not rows:
+            return "none recorded"
+        return format_html_join("", "<div>{} · {} · {} · {}</div>", rows)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.sms_consent_at and {"sms_consent_at", "sms_consent_method", "mobile_number"} & set(form.changed_data):
+            # Consent recorded (or re-recorded) by staff goes into the history like any other.
+            services.sms_consent_history_add(user_id=obj.user_id, mobile_number=obj.mobile_number,
+                                             method=obj.sms_consent_method, at=obj.sms_consent_at)
 
     def has_module_permission(self, request):
         return selectors.may_view_outbox(request.user)

@@ -382,6 +382,31 @@ class RecipientProfile(models.Model):
         return None
 
 
+class SmsConsentEvent(models.Model):
+    """The history of a person's consent to texts: each opt-in (a form, the portal, a START
+    reply) and each opt-out (a STOP reply), with the number it was for, when and how.
+    ``RecipientProfile`` holds the state now; these rows say how it came to be (what a
+    family or a regulator asks for when a text is disputed). Written by the services that
+    change the state, in the same transaction; never edited."""
+
+    class Action(models.TextChoices):
+        OPT_IN = "opt-in", "Opted in"
+        OPT_OUT = "opt-out", "Opted out (STOP)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sms_consent_events")
+    mobile_number = models.CharField(max_length=16)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    method = models.CharField(max_length=12, help_text="How: a consent method, or text-stop for a STOP reply.")
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["user", "-at"], name="sms_consent_event_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.action} {self.mobile_number} by {self.method} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class Message(models.Model):
     """A chat message between two people (a teacher and a guardian), optionally about a
     student. Kept two years after it was sent; the data-archival job then moves it to the

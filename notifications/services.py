@@ -42,6 +42,7 @@ from notifications.models import (
     NotificationPreference,
     Priority,
     RecipientProfile,
+    SmsConsentEvent,
     Status,
 )
 from skillcore import held_messages
@@ -843,7 +844,7 @@ def recipient_sms_consent_record(*, user_id: int, mobile_number: str, method: st
     """Record a person's mobile number and their consent to non-emergency texts (when and
     how), clearing an earlier STOP: consenting again is opting back in. The number is
     normalised and validated (E.164); a bad number or method raises ValidationError and
-    writes nothing."""
+    writes nothing. The opt-in is kept in the consent history (SmsConsentEvent)."""
     from django.core.exceptions import ValidationError
 
     from notifications.models import normalize_mobile_number
@@ -856,7 +857,16 @@ def recipient_sms_consent_record(*, user_id: int, mobile_number: str, method: st
     profile.sms_consent_at, profile.sms_consent_method, profile.sms_opted_out_at = now, method, None
     profile.full_clean(exclude=["user"])
     profile.save(update_fields=["mobile_number", "sms_consent_at", "sms_consent_method", "sms_opted_out_at"])
+    SmsConsentEvent.objects.create(user_id=user_id, mobile_number=profile.mobile_number,
+                                   action=SmsConsentEvent.Action.OPT_IN, method=method, at=now)
     return profile
+
+
+def sms_consent_history_add(*, user_id: int, mobile_number: str, method: str, at: dt.datetime) -> SmsConsentEvent:
+    """Record an opt-in that was written elsewhere (staff editing the recipient profile in
+    the admin) in the consent history."""
+    return SmsConsentEvent.objects.create(user_id=user_id, mobile_number=mobile_number,
+                                          action=SmsConsentEvent.Action.OPT_IN, method=method, at=at)
 
 
 def sms_reply_keyword(body: str) -> str | None:
@@ -874,14 +884,25 @@ def sms_reply_apply(*, mobile_number: str, keyword: str, now: dt.datetime | None
     """Apply a STOP or START reply from ``mobile_number`` to every profile with that number
     (a household may share one). STOP: emergencies only from now on (``sms_opted_out_at``);
     messages already queued are held back at delivery too. START: opted back in; a person
-    who never consented before has now, by text (method ``text-start``). One UPDATE each;
-    returns the profiles changed."""
+    who never consented before has now, by text (method ``text-start``). Each person whose
+    state changed gets a row in the consent history. A read, one or two UPDATEs and one
+    INSERT whatever the household's size; returns the profiles changed."""
     now = now or timezone.now()
-    profiles = RecipientProfile.objects.filter(mobile_number=mobile_number)
+    if keyword not in ("stop", "start"):
+        raise ValueError(f"keyword must be stop or start, not {keyword!r}")
+    profiles = RecipientProfile.objects.select_for_update().filter(mobile_number=mobile_number)
     if keyword == "stop":
-        return profiles.filter(sms_opted_out_at__isnull=True).update(sms_opted_out_at=now)
-    if keyword == "start":
-        changed = profiles.filter(sms_opted_out_at__isnull=False).update(sms_opted_out_at=None)
-        return changed + profiles.filter(sms_consent_at__isnull=True).update(
+        changing = list(profiles.filter(sms_opted_out_at__isnull=True).values_list("user_id", flat=True))
+        RecipientProfile.objects.filter(user_id__in=changing).update(sms_opted_out_at=now)
+        action, method = SmsConsentEvent.Action.OPT_OUT, "text-stop"
+    else:
+        changing = list(profiles.filter(Q(sms_opted_out_at__isnull=False) | Q(sms_consent_at__isnull=True))
+                        .values_list("user_id", flat=True))
+        RecipientProfile.objects.filter(user_id__in=changing, sms_opted_out_at__isnull=False).update(sms_opted_out_at=None)
+        RecipientProfile.objects.filter(user_id__in=changing, sms_consent_at__isnull=True).update(
             sms_consent_at=now, sms_consent_method=RecipientProfile.SmsConsentMethod.TEXT_START)
-    raise ValueError(f"keyword must be stop or start, not {keyword!r}")
+        action, method = SmsConsentEvent.Action.OPT_IN, RecipientProfile.SmsConsentMethod.TEXT_START
+    SmsConsentEvent.objects.bulk_create([
+        SmsConsentEvent(user_id=uid, mobile_number=mobile_number, action=action, method=method, at=now) for uid in changing
+    ])
+    return len(changing)

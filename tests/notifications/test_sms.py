@@ -13,7 +13,14 @@ from django.db import IntegrityError, transaction
 from twilio.request_validator import RequestValidator
 
 from notifications.delivery import MAX_ATTEMPTS, OUTBOX, backoff, claim_batch, drain_batch
-from notifications.models import Notification, NotificationCounter, NotificationPreference, RecipientProfile, Status
+from notifications.models import (
+    Notification,
+    NotificationCounter,
+    NotificationPreference,
+    RecipientProfile,
+    SmsConsentEvent,
+    Status,
+)
 from notifications.rendering import MAX_BODY
 from notifications.services import NotificationRequest, notifications_enqueue, recipient_sms_consent_record
 from tests import factories as f
@@ -122,6 +129,10 @@ def test_the_admin_stores_a_typed_number_in_e164_and_finds_it(client, system_adm
     assert response.status_code == 302, response.context["adminform"].form.errors
     profile = RecipientProfile.objects.get(user=family["guardian"])
     assert profile.mobile_number == ANA and profile.sms_consent_method == "paper-form"
+    # Consent recorded by staff is in the history, shown on the profile's page.
+    assert list(SmsConsentEvent.objects.values_list("action", "method", "mobile_number")) == [("opt-in", "paper-form", ANA)]
+    page = client.get(f"/admin/notifications/recipientprofile/{profile.pk}/change/")
+    assert "Opted in · paper-form · +12025550143" in page.content.decode()
     found = client.get("/admin/notifications/recipientprofile/", {"q": ANA})
     assert found.status_code == 200 and "ana" in found.content.decode()
 
@@ -317,6 +328,11 @@ def test_stop_opts_out_of_all_but_emergencies_and_start_opts_back_in(client, fam
     assert signed_post(client, reply("START")).status_code == 200
     assert enqueue(guardian, key="after-start")[1].status == Status.PENDING
     assert counted() == (0, 0)
+    # The history: the paper form, the STOP, the START; a second START changes and records nothing.
+    history = list(SmsConsentEvent.objects.filter(user=guardian).order_by("id").values_list("action", "method"))
+    assert history == [("opt-in", "paper-form"), ("opt-out", "text-stop"), ("opt-in", "text-start")]
+    signed_post(client, reply("START"))
+    assert SmsConsentEvent.objects.filter(user=guardian).count() == 3
 
 
 def test_start_from_someone_who_never_consented_records_consent_by_text(client, family, twilio):
@@ -332,6 +348,25 @@ def test_stop_reaches_every_profile_sharing_the_number(client, family, twilio):
     RecipientProfile.objects.create(user=other, mobile_number=ANA)
     signed_post(client, reply("UNSUBSCRIBE"))
     assert RecipientProfile.objects.filter(sms_opted_out_at=NOON).count() == 2
+    assert set(SmsConsentEvent.objects.values_list("user_id", "action")) == {(family["guardian"].pk, "opt-out"), (other.pk, "opt-out")}
+
+
+@pytest.mark.parametrize("keyword", ["stop", "start"])
+def test_a_reply_costs_the_same_queries_for_a_household_of_two_or_six(db, keyword):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications.services import sms_reply_apply
+
+    def household(number, size):
+        for _ in range(size):
+            RecipientProfile.objects.create(user=f.UserFactory(), mobile_number=number,
+                                            sms_opted_out_at=NOON if keyword == "start" else None)
+        with CaptureQueriesContext(connection) as ctx:
+            assert sms_reply_apply(mobile_number=number, keyword=keyword) == size
+        return len(ctx.captured_queries)
+
+    assert household("+12025550111", 2) == household("+12025550166", 6)
 
 
 @pytest.mark.parametrize("case", ["unsigned", "wrong token", "tampered body", "other account"])
