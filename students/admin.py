@@ -554,6 +554,14 @@ class TrailTableFilter(admin.SimpleListFilter):
         return queryset.filter(model=self.value()) if self.value() else queryset
 
 
+class WhenFilter(admin.DateFieldListFilter):
+    """The date filter over ``at``, titled for people ("By when", not "By at")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "when"
+
+
 class AccessLogChangeList(ChangeList):
     """Reads the student numbers of a page's rows in one query (never one per row): the trail
     stores database ids, people know a student by the district's number."""
@@ -578,7 +586,7 @@ class AccessLogAdmin(ReadOnlyMixin, ScopedAdmin):
     list_display = ["when", "who", "operation", "record", "purpose_words", "row_count", "student_numbers"]
     # No actor filter: its choices would be every distinct actor in an ever-growing log (or
     # every staff member); an auditor finds a person's actions by searching their username.
-    list_filter = ["operation", TrailTableFilter, ("at", admin.DateFieldListFilter)]
+    list_filter = ["operation", TrailTableFilter, ("at", WhenFilter)]
     search_fields = ["actor_label", "purpose", "model", "recipient"]
     search_help_text = "A username, a purpose, or a student number (e.g. 100428); student:<id> for a database id."
     date_hierarchy = "at"

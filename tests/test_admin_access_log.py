@@ -146,6 +146,7 @@ def test_the_trail_reads_as_english_in_the_districts_time(client, principal, cou
     assert "Guardian link" in html and ">students.GuardianLink<" not in html  # the filter links keep the key
     assert "Admin: student page" in html and "admin: change students.student" not in html
     assert "Wed 2026-11-04 13:05 EST (UTC\u221205:00)" in html
+    assert [spec.title for spec in response.context["cl"].filter_specs] == ["operation", "record", "when"]
     assert 'title="2026-11-04 18:05Z"' in html  # UTC on hover
     assert "100428" in html
     # The one detail page reads the same way.

@@ -122,6 +122,13 @@ def test_principal_sees_the_whole_overview(client, principal, record):
     assert "guardian.h01" not in html
 
 
+def test_system_admin_sees_every_part(client, system_admin, record):
+    top = overview_of(page(client, system_admin, record["student"]))
+    for part in ("attendance", "interventions", "plans", "grades", "guardians"):
+        assert f'id="overview-{part}"' in top
+    assert "84.8% present" in top and "IEP: Active" in top and "Quiz 2" in top and "Lab 2" in top
+
+
 def test_counselor_sees_no_iep_and_teacher_only_own_sections_grades(client, counselor, record):
     top = overview_of(page(client, counselor, record["student"]))
     assert "84.8% present" in top and "Attendance, Tier 2" in top
