@@ -19,6 +19,7 @@ from scheduling import (
     queue_admin,  # noqa: F401  (registers django-q2's models, narrowed)
     registry,
     selectors,
+    summaries,
 )
 from scheduling import reports as report_lib
 from scheduling.models import (
@@ -77,6 +78,14 @@ class JobRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "slot"
     list_select_related = ("district", "triggered_by")
     raw_id_fields = ("retry_of",)
+    # The summary in the job's words (scheduling/summaries.py), not the stored JSON's keys.
+    exclude = ("result",)
+    readonly_fields = ("summary",)
+
+    @admin.display(description="result")
+    def summary(self, obj):
+        figures = summaries.figures(registry.find(obj.job), obj.result, zone=obj.zone_name)
+        return format_html_join(format_html("<br>"), "{}: {}", ((f.label, f.value) for f in figures)) or "—"
 
 
 @admin.register(ScheduleChange)

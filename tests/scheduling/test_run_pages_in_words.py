@@ -111,6 +111,15 @@ def test_every_jobs_run_page_shows_labels_and_words_never_keys_or_reprs(ran, sys
         assert ("UTC (UTC+00:00)" if job.is_global else "EST (UTC−05:00)") in out.getvalue(), slug
 
 
+def test_the_admins_run_record_shows_the_summary_in_words(ran, system_admin, client):
+    _, runs = ran
+    client.force_login(system_admin)
+    page = client.get(reverse("admin:scheduling_jobrun_change", args=[runs["attendance-interventions"].pk]))
+    text = page.content.decode()
+    assert page.status_code == 200 and "Students checked: " in text and "Notifications not queued: " in text
+    assert "notifications_not_queued" not in text and '"checked":' not in text
+
+
 def test_jobs_run_prints_the_summary_in_words(ran):
     district, _ = ran
     out = StringIO()
