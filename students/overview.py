@@ -55,6 +55,7 @@ class Attendance:
     window_days: int  # of the last 30 school days, those enrolled
     window_absences: int
     streak: int  # absent school days in a row, ending on the latest school day
+    latest_day: dt.date | None  # the latest school day up to today
 
     @staticmethod
     def rate(days: int, absent: int) -> str:
@@ -170,6 +171,7 @@ def _attendance(user, student: Student, today: dt.date) -> tuple[Attendance | No
         session_name=session.name, enrolled_days=len(days), absences=len(absent),
         excused=sum(1 for s in absent.values() if s == "absent-excused"),
         window_days=len(window), window_absences=sum(1 for d in window if d in absent), streak=streak,
+        latest_day=days[-1] if days else None,
     ), False
 
 

@@ -194,12 +194,12 @@ def test_the_overview_reads_one_query_per_part(principal, record, django_assert_
     assert overview.attendance.absences == 5 and len(overview.grades) == 5 and len(overview.guardians) == 1
 
 
-def test_streak_is_zero_when_present_on_the_latest_school_day(client, principal, record):
+def test_streak_is_zero_without_an_absence_on_the_latest_school_day(client, principal, record):
     from students.models import AttendanceRecord
 
     AttendanceRecord.objects.filter(date=DAYS[-1]).delete()
     top = overview_of(page(client, principal, record["student"]))
-    assert "present on the latest school day" in top
+    assert "none: no absence recorded on the latest school day (Oct 16)" in top
 
 
 def test_no_current_session_says_so(client, principal, record):
