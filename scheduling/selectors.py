@@ -65,8 +65,10 @@ _ROW_FIELDS = (
 )
 
 
-def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | None = None) -> list[DashboardRow]:
+def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | None = None,
+                   district_id: int | None = None) -> list[DashboardRow]:
     """One DashboardRow per live schedule, ordered by job then district name (2 queries).
+    ``district_id``: only that district's schedules (a district admin's read-only view).
 
     Plain values, not model instances: building 6,500 x 4 model objects took seconds.
     """
@@ -78,6 +80,8 @@ def dashboard_rows(*, now: dt.datetime | None = None, job_slugs: list[str] | Non
     runs = JobRun.objects.filter(started_at__gte=since, status__in=EXECUTED)
     if job_slugs is not None:
         qs, runs = qs.filter(job__in=job_slugs), runs.filter(job__in=job_slugs)
+    if district_id is not None:
+        qs, runs = qs.filter(district_id=district_id), runs.filter(district_id=district_id)
     figures = {
         (r["job"], r["district_id"]): r
         for r in runs.values("job", "district_id")

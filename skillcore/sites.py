@@ -9,8 +9,9 @@
    settings AXES_*): repeated failures for one username from one address lock further
    attempts for a while (429); the site itself needs no override for it.
 4. The scheduled-jobs dashboard is listed inside the "Scheduling" section (the scheduling
-   app's models: reports, runs, schedules), for the users its views admit, so the index
-   has one Scheduling section rather than a dashboard box above the app list.
+   app's models: reports, runs, schedules), for the users its views admit (system admins;
+   district admins, who see their own district's schedules and runs read-only), so the
+   index has one Scheduling section rather than a dashboard box above the app list.
 5. A refused page (``PermissionDenied`` anywhere: a teacher opening Reports, a counselor
    opening the task queue) is the admin's own 403 page saying which role the user has and
    where to ask, never the bare "403 Forbidden" (``permission_denied``, the URLconf's
@@ -33,12 +34,13 @@ class SkillCoreAdminSite(admin.AdminSite):
 
     def may_open_dashboard(self, request) -> bool:
         """Whether the scheduled-jobs dashboard (scheduling/dashboard/, mounted by
-        skillcore/urls.py) admits this user: system admins. staff_of is cached on the user
-        by has_permission, so this costs no query."""
+        skillcore/urls.py) admits this user: system admins, and district admins read-only
+        (``Staff.may_watch_jobs``). staff_of is cached on the user by has_permission, so
+        this costs no query."""
         from students.roles import staff_of
 
         user = getattr(request, "user", None)
-        return bool(user is not None and user.is_authenticated and user.is_active and staff_of(user).is_system_admin)
+        return bool(user is not None and user.is_authenticated and user.is_active and staff_of(user).may_watch_jobs)
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)

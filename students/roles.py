@@ -124,6 +124,22 @@ class Staff:
     def has(self, *roles: str) -> bool:
         return bool(self.roles & {str(r) for r in roles})
 
+    @property
+    def jobs_read_only_district(self) -> int | None:
+        """The district whose scheduled jobs this user may watch and not steer: a district
+        admin's own (its schedules and runs, read-only: they answer for the district's data
+        but a job's timing and its retries are the system admins'). None for everyone else,
+        system admins included: they see and steer every district."""
+        if self.is_system_admin or self.district_id is None or not self.has(Role.DISTRICT_ADMIN):
+            return None
+        return self.district_id
+
+    @property
+    def may_watch_jobs(self) -> bool:
+        """May open the scheduled-jobs dashboard at all: system admins, and district admins
+        for their own district (``jobs_read_only_district``)."""
+        return self.is_system_admin or self.jobs_read_only_district is not None
+
 
 def staff_of(user) -> Staff:
     """The user's roles and workplace; cached on the user object (one per request)."""

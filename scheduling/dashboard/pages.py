@@ -110,16 +110,17 @@ class JobLine:
 
 
 def job_lines(*, now: dt.datetime, job: str | None = None, district: str = "",
-              limit: int | None = ROWS_PER_JOB) -> list[JobLine]:
+              limit: int | None = ROWS_PER_JOB, district_id: int | None = None) -> list[JobLine]:
     """One JobLine per job with its schedules (3 queries: rows, 30-day figures, alerts).
 
     ``job``: only that job; ``district``: only districts whose name contains it; ``limit``:
-    how many district rows of each job to show (None: all).
+    how many district rows of each job to show (None: all); ``district_id``: only that
+    district's schedules (a district admin's read-only view: no global job either).
     """
     alert_states = status.job_alert_states()
     needle = district.strip().casefold()
     jobs: OrderedDict[str, JobLine] = OrderedDict()
-    for row in selectors.dashboard_rows(now=now, job_slugs=[job] if job else None):
+    for row in selectors.dashboard_rows(now=now, job_slugs=[job] if job else None, district_id=district_id):
         if needle and needle not in (row.district_name or "global").casefold():
             continue
         definition = row.job

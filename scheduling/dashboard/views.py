@@ -1,9 +1,15 @@
-"""The dashboard's views: thin functions behind ``system_admin_required``. Reads come from
-scheduling.selectors and scheduling.monitoring.status; every change goes through
-scheduling.services (which writes the audit row); bad input is a form error or a message."""
+"""The dashboard's views: thin functions behind ``system_admin_required`` (every change) or
+``jobs_viewer_required`` (the pages that only show: the index, a schedule, a run). Reads
+come from scheduling.selectors and scheduling.monitoring.status; every change goes through
+scheduling.services (which writes the audit row); bad input is a form error or a message.
+
+A district admin sees the same pages for their own district only, read-only: no form and no
+button, other districts' and global schedules and runs are "not found" (404), and every
+action view stays behind ``system_admin_required`` (a POST is the 403 page)."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.http import Http404, JsonResponse
@@ -22,6 +28,7 @@ from scheduling.monitoring import status
 from scheduling.summaries import figures as summary_figures
 from scheduling.summaries import log_lines
 from scheduling.templatetags.times_and_durations import local_text
+from students.models import District
 from students.roles import staff_of
 
 
@@ -32,6 +39,21 @@ def _context(request, **extra) -> dict:
     return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **extra}
 
 
+def _forbidden(request):
+    staff = staff_of(request.user)
+    return render(request, "scheduling/dashboard/forbidden.html", _context(
+        request, title="Not allowed", watcher=staff.jobs_read_only_district is not None,
+    ), status=403)
+
+
+def _not_found(request, exc: Http404):
+    """A missing (or, for a district admin, another district's) schedule or run: the 404
+    page in the dashboard's look, never Django's bare one."""
+    return render(request, "scheduling/dashboard/not_found.html", _context(
+        request, title="Not found", reason=str(exc),
+    ), status=404)
+
+
 def system_admin_required(view):
     """The admin site's gate first (``admin_view``: anyone the admin refuses, anonymous users
     included, goes to the admin login page; CSRF protection and never_cache), then the role:
@@ -39,22 +61,56 @@ def system_admin_required(view):
     @functools.wraps(view)
     def checked(request, *args, **kwargs):
         if not staff_of(request.user).is_system_admin:
-            return render(request, "scheduling/dashboard/forbidden.html", _context(request, title="Not allowed"),
-                          status=403)
+            return _forbidden(request)
         return view(request, *args, **kwargs)
     return admin.site.admin_view(checked)
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Whose dashboard a page shows: every district (a system admin: ``district_id`` None)
+    or one district, read-only (a district admin)."""
+
+    district_id: int | None
+
+    @property
+    def read_only(self) -> bool:
+        return self.district_id is not None
+
+
+def jobs_viewer_required(view):
+    """For the pages that only show: the admin site's gate, then system admins (every
+    district) or district admins (their own, read-only; ``Staff.jobs_read_only_district``);
+    anyone else gets the 403 page. The view receives the ``viewer``; a lookup it cannot see
+    raises Http404, shown as the dashboard's 404 page."""
+    @functools.wraps(view)
+    def checked(request, *args, **kwargs):
+        staff = staff_of(request.user)
+        if not staff.may_watch_jobs:
+            return _forbidden(request)
+        try:
+            return view(request, *args, viewer=Viewer(staff.jobs_read_only_district), **kwargs)
+        except Http404 as exc:
+            return _not_found(request, exc)
+    return admin.site.admin_view(checked)
+
+
 # -- lookups -------------------------------------------------------------------------------------
-def _schedule_or_404(pk: int) -> JobSchedule:
-    schedule = JobSchedule.objects.select_related("district", "q_schedule", "paused_by", "last_run").filter(pk=pk).first()
+def _schedule_or_404(pk: int, viewer: Viewer | None = None) -> JobSchedule:
+    qs = JobSchedule.objects.select_related("district", "q_schedule", "paused_by", "last_run").filter(pk=pk)
+    if viewer is not None and viewer.read_only:
+        qs = qs.filter(district_id=viewer.district_id)
+    schedule = qs.first()
     if schedule is None:
         raise Http404("No such schedule.")
     return schedule
 
 
-def _run_or_404(pk: int) -> JobRun:
-    run = JobRun.objects.select_related("district", "triggered_by").filter(pk=pk).first()
+def _run_or_404(pk: int, viewer: Viewer | None = None) -> JobRun:
+    qs = JobRun.objects.select_related("district", "triggered_by").filter(pk=pk)
+    if viewer is not None and viewer.read_only:
+        qs = qs.filter(district_id=viewer.district_id)
+    run = qs.first()
     if run is None:
         raise Http404("No such run.")
     return run
@@ -91,9 +147,40 @@ def _back(request, schedule: JobSchedule) -> str:
 HOLD_ACTIONS = (("release", "Release and send", "default"), ("discard", "Discard (send none)", ""))
 
 
-@system_admin_required
-def index(request):
+@jobs_viewer_required
+def index(request, *, viewer: Viewer):
+    if viewer.read_only:
+        return _district_index(request, viewer)
     return _index(request)
+
+
+def _district_index(request, viewer: Viewer):
+    """A district admin's read-only view of their district: every schedule of it (a district
+    has one per job, so no row limit; ``?job=<slug>`` as for system admins), the last run's
+    status and failures, its held runs without the release and discard forms, its missing
+    calendar. No system tiles: the scheduler and the queue are the system admins' to watch.
+    A fixed number of queries however many runs the district has."""
+    now = timezone.now()
+    job = (request.GET.get("job") or "").strip()[:100] or None
+    jobs = pages.job_lines(now=now, job=job, limit=None, district_id=viewer.district_id)
+    holds = [{
+        "hold": h, "title": blast_radius.job_title(h.run.job),
+        "audiences": [(a, n, (h.baseline or {}).get(a)) for a, n in h.counts.items()],
+    } for h in blast_radius.undecided_holds().filter(run__district_id=viewer.district_id)]
+    name = next((r.district_name for j in jobs for r in j.rows), None)
+    if name is None:
+        name = District.objects.filter(pk=viewer.district_id).values_list("name", flat=True).first()
+    rows = [r for j in jobs for r in j.rows]
+    district = {
+        "name": name, "schedules": len(rows), "failing": sum(j.failing for j in jobs), "held": len(holds),
+        "paused": sum(j.paused for j in jobs), "overdue": sum(j.overdue for j in jobs),
+        "runs_30d": sum(j.runs_30d for j in jobs),
+    }
+    return render(request, "scheduling/dashboard/index.html", _context(
+        request, title=f"Scheduled jobs — {name}", now=now, read_only=True, district=district, jobs=jobs,
+        missing_calendars=[m for m in calendar_policy.missing_calendars(now=now) if m.district_id == viewer.district_id],
+        job_filter=job, district_filter="", holds=holds,
+    ))
 
 
 def _index(request, *, hold_forms: dict | None = None, status_code: int = 200):
@@ -116,7 +203,7 @@ def _index(request, *, hold_forms: dict | None = None, status_code: int = 200):
     ), status=status_code)
 
 
-def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_code=200):
+def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_code=200, read_only=False):
     runs = selectors.run_history(job_slug=schedule.job, district_id=schedule.district_id, limit=25)
     changes = schedule.changes.select_related("acting_user").order_by("-at", "-id")[:50]
     q = schedule.q_schedule
@@ -128,13 +215,13 @@ def _schedule_page(request, schedule: JobSchedule, *, pause_form=None, status_co
         runs=list(runs), changes=[(c, pages.change_diff(c.before, c.after, zone=schedule.zone_name)) for c in changes],
         chart=duration_chart(selectors.recent_durations(job_slug=schedule.job, district_id=schedule.district_id),
                              expected=_expected(schedule.job), zone=schedule.zone_name),
-        pause_form=pause_form or PauseForm(),
+        pause_form=pause_form or PauseForm(), read_only=read_only,
     ), status=status_code)
 
 
-@system_admin_required
-def schedule_detail(request, pk: int):
-    return _schedule_page(request, _schedule_or_404(pk))
+@jobs_viewer_required
+def schedule_detail(request, pk: int, *, viewer: Viewer):
+    return _schedule_page(request, _schedule_or_404(pk, viewer), read_only=viewer.read_only)
 
 
 @system_admin_required
@@ -195,14 +282,15 @@ def delete(request, pk: int):
     ))
 
 
-@system_admin_required
-def run_detail(request, pk: int):
-    run = _run_or_404(pk)
+@jobs_viewer_required
+def run_detail(request, pk: int, *, viewer: Viewer):
+    run = _run_or_404(pk, viewer)
     return render(request, "scheduling/dashboard/run.html", _context(
         request, title=f"Run #{run.pk} — {_job_title(run.job)}", run=run, tz_name=run.zone_name,
         schedule=JobSchedule.objects.filter(job=run.job, district_id=run.district_id).only("id").first(),
         progress=pages.run_progress(run), finished=run.status in JobRun.FINISHED,
-        can_retry=run.status in services.RETRYABLE, hold=RunHold.objects.filter(run=run).select_related("decided_by").first(),
+        can_retry=run.status in services.RETRYABLE and not viewer.read_only, read_only=viewer.read_only,
+        hold=RunHold.objects.filter(run=run).select_related("decided_by").first(),
         where=run.district.name if run.district_id else "global",
         # The summary in the job's words and the log in the district's time (scheduling/summaries.py).
         figures=summary_figures(registry.find(run.job), run.result, zone=run.zone_name),
@@ -212,11 +300,11 @@ def run_detail(request, pk: int):
     ))
 
 
-@system_admin_required
+@jobs_viewer_required
 @require_GET
-def run_progress(request, pk: int):
+def run_progress(request, pk: int, *, viewer: Viewer):
     """JSON the run page polls while the run is queued or running."""
-    run = _run_or_404(pk)
+    run = _run_or_404(pk, viewer)
     return JsonResponse({
         "id": run.pk, "status": run.status, "status_label": run.get_status_display(),
         "finished": run.status in JobRun.FINISHED, **pages.run_progress(run), "unit": _progress_unit(run.job),

@@ -175,10 +175,17 @@ def dashboard_requests(schedule, other, failed) -> list[tuple[str, str, dict]]:
 def test_every_dashboard_page_and_action(persona, people, dashboard_objects):
     client = client_for(people, persona)
     wrong = []
+    schedule, other, failed = dashboard_objects
+    # A district admin's own district, read-only: the index, a schedule's page and a run's
+    # page (with its progress) show; every change, and every page that holds a change's form, is refused.
+    watched = {reverse(f"admin:scheduled_jobs{name}", args=args) for name, args in (
+        ("", ()), ("_schedule", (schedule.pk,)), ("_run", (failed.pk,)), ("_run_progress", (failed.pk,)))}
     for method, url, data in dashboard_requests(*dashboard_objects):
         response = client.get(url) if method == "GET" else client.post(url, data)
         if persona == "SA":
             want = 200 if method == "GET" else 302
+        elif persona == "DA":
+            want = 200 if method == "GET" and url in watched else 403
         elif persona in STAFF:
             want = 403
         else:
