@@ -235,3 +235,17 @@ def test_workers_see_a_chunk_before_the_pass_ends(burst, postgres_only):
     with time_machine.travel(BURST, tick=False):
         firing.fire_due(chunk=10, after_chunk=after_chunk)
     assert seen == [(1, 10, 10), (2, 20, 20), (3, 23, 23)]
+
+
+@pytest.mark.django_db
+def test_the_due_rows_are_read_through_an_index_on_next_run():
+    """django-q2 ships no index on next_run: every pass scanned the whole table."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Schedule._meta.db_table)
+    assert ["next_run"] in [c["columns"] for c in constraints.values() if c["index"]]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN SELECT id FROM django_q_schedule WHERE next_run < now() ORDER BY next_run LIMIT 500")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "scheduling_q_schedule_next_run" in plan
