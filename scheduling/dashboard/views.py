@@ -394,6 +394,9 @@ def hold_decide(request, pk: int, decision: str):
     except blast_radius.HoldError as exc:
         messages.error(request, str(exc))
         return redirect("admin:scheduled_jobs")
+    except services.QueueUnavailable as exc:  # released; the approved retry waits for the queue
+        messages.warning(request, str(exc))
+        return redirect("admin:scheduled_jobs")
     verb = "released: they go out through the outbox" if decision == "release" else "discarded: none will be sent"
     messages.success(request, f"Run #{hold.run_id}: {hold.messages_affected} held message(s) {verb}.")
     return redirect("admin:scheduled_jobs")
