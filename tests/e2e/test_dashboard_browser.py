@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pydoc
+import re
 import threading
 import traceback
 from pathlib import Path
@@ -60,6 +61,8 @@ def progress_job(ctx) -> dict:
 E2E_JOB = Job(
     slug="e2e-progress", title="Attendance sweep (browser test)", default_cron="15 6 * * 1-5",
     why="browser test: a job with visible progress", entry=progress_job, timeout=60,
+    figures={"students_checked": "Students checked", "notices_queued": ("Notices queued", "put in the outbox")},
+    progress_unit="steps",
 )
 
 
@@ -237,7 +240,11 @@ def test_system_admin_manages_jobs_in_the_browser_and_a_counselor_is_refused(liv
     page.click("#job-e2e-progress > summary")
     page.locator(f"#schedule-{e2e.pk} a[href='/admin/scheduled-jobs/runs/{run.pk}/']").click()
     log = page.locator("#run-log").inner_text()
-    assert f"step {E2E_STEPS} of {E2E_STEPS}" in log and "students_checked" in page.content()
+    assert f"step {E2E_STEPS} of {E2E_STEPS}" in log
+    assert re.search(r"^\d\d:\d\d:\d\d E[SD]T INFO step 1 of", log, re.M)  # the district's time, not UTC
+    result = page.locator("#run-result").inner_text()
+    assert "Students checked" in result and f"{E2E_STEPS * 40}" in result and "students_checked" not in result
+    assert f"{E2E_STEPS} of {E2E_STEPS} steps" in page.locator("#run-progress-text").inner_text()
     _shot(page, "run-log")
 
     # 5. Edit a cron: the preview follows the typing and crosses the next DST change.
