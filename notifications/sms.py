@@ -7,13 +7,14 @@ it, so the ``api`` domain's ``base_url`` is set after the client is built. Witho
 account SID every text waits and retries ("Twilio not configured"), as push does without
 credentials.
 
-What a text may say: at most ``MAX_BODY`` (320) characters, and no
-grade or attendance figures. Texts travel in clear through carriers and sit on lock
-screens, so, like push, they tell a family that something is waiting and where, never the
-score. The bodies come from ``<template>.<lang>.sms.txt`` (rendering.render_sms, which
-holds these two rules: ``fit`` and ``figures_in``), and a body that still carries a figure (a percentage, a fraction, a decimal) fails that one
-message instead of going out. Emergencies are the district's own words and are not
-checked for figures ("opens at 10:30"); they are cut to 320 characters like everything else.
+What a text may say: at most 320 characters, and no grade or attendance figures. Texts
+travel in clear through carriers and sit on lock screens, so, like push, they tell a family
+that something is waiting and where, never the score. The bodies come from
+``<template>.<lang>.sms.txt``; rendering.render_sms holds the two rules (``fit``,
+``figures_in``): a body that still carries a figure (a percentage, a fraction, a decimal)
+fails that one message instead of going out. Emergencies are the district's own words and
+are not checked for figures ("opens at 10:30"); they are cut to 320 characters like
+everything else.
 
 Twilio has no idempotency key for outbound messages and no collapse on the phone: a worker
 that dies between Twilio's acceptance and the settle leaves the row "sending", and the next
