@@ -30,7 +30,7 @@ volume). Fewer than 3 such runs is no baseline yet. Over the limit: more than
 ``multiplier`` x the baseline AND more than ``floor`` messages for one audience, or more
 than ``cap`` messages in all (the only rule without a baseline). Limits come from the
 district's ``BlastRadiusLimit`` row for the job, else its row for every job, else the
-defaults (5x, 200, 10,000).
+defaults (5x, 200, 50,000).
 """
 from __future__ import annotations
 

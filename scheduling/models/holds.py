@@ -8,11 +8,13 @@ from django.db import models
 from django.db.models import Q
 
 # Defaults when a district set no limit: more than 5x the baseline AND more than 200
-# messages (per audience) holds; so does more than 10,000 messages in one run, with or
-# without a baseline (the first runs have none).
+# messages (per audience) holds; so does more than 50,000 messages in one run, with or
+# without a baseline (the first runs have none). The cap is set high enough that a large
+# district's usual daily digest (a message per guardian and child) is not held every day
+# before its district sizes it (docs/blast-radius-guard.md).
 DEFAULT_MULTIPLIER = 5
 DEFAULT_FLOOR = 200
-DEFAULT_CAP = 10_000
+DEFAULT_CAP = 50_000
 
 
 class BlastRadiusLimit(models.Model):

@@ -213,7 +213,7 @@ def test_the_first_runs_use_the_absolute_cap_only(district, all_absent, limits):
 def test_a_district_limit_for_every_job_applies_when_the_job_has_none(district):
     from scheduling.models import BlastRadiusLimit
 
-    assert blast_radius.Limits.for_job(job_slug=SLUG, district_id=district.pk) == blast_radius.Limits(5, 200, 10_000)
+    assert blast_radius.Limits.for_job(job_slug=SLUG, district_id=district.pk) == blast_radius.Limits(5, 200, 50_000)
     BlastRadiusLimit.objects.create(district=district, job="", multiplier=3, floor=50, cap=900)
     assert blast_radius.Limits.for_job(job_slug=SLUG, district_id=district.pk) == blast_radius.Limits(3, 50, 900)
     BlastRadiusLimit.objects.create(district=district, job=SLUG, multiplier=8, floor=400, cap=5000)
