@@ -157,8 +157,27 @@ def claim(run_id: int) -> JobRun | None:
     return None
 
 
-def execute(run_id: int, *, enforce_timeout: bool = False, auto_retry: bool = True) -> JobRun | None:
-    """Run a queued JobRun to its end. Returns the finished run (None: nothing to do)."""
+def started_fields(job_slug: str, now) -> dict | None:
+    """A run's columns once this worker has started it (what ``claim`` writes), for a
+    caller that inserts the run already started: the fire task's slot claim
+    (services.claim_slot's ``start``). None for a job no longer registered."""
+    job = registry.find(job_slug)
+    if job is None:
+        return None
+    return dict(status=JobRun.Status.RUNNING, started_at=now, deadline=_deadline(job, now),
+                worker=worker_label(), task_id=_current_task_id or "")
+
+
+def execute(run_id: int, *, enforce_timeout: bool = False, auto_retry: bool = True,
+            started: JobRun | None = None) -> JobRun | None:
+    """Run a queued JobRun to its end. Returns the finished run (None: nothing to do).
+
+    ``started``: the run its caller inserted already started by this worker (the fire
+    task: the slot's claim writes ``started_fields``), executed without a claim of its own:
+    a task's start costs two statements fewer, 3,000 times in a burst."""
+    if started is not None:
+        alerts.run_started(started)
+        return _execute_claimed(started, enforce_timeout=enforce_timeout, auto_retry=auto_retry)
     # A delivery that finds the database restarting still claims its run once it is back:
     # a claim that failed would leave the run queued with its task already spent.
     run = _with_fresh_connection(lambda: claim(run_id), patience=OUTCOME_MIN_PATIENCE)
@@ -228,7 +247,14 @@ def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry
         won = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(**outcome)
         if not won:
             JobRun.objects.filter(pk=run.pk).update(**outcome)
-        run.refresh_from_db()
+        if won and outcome["status"] in (JobRun.Status.SUCCEEDED, JobRun.Status.WARNING):
+            # The row is what this worker started plus the outcome: not read back. A
+            # failure is (its retry resumes from the checkpoint the job committed, which
+            # only the row knows for sure), and so is a run the reaper had marked lost.
+            for name, value in outcome.items():
+                setattr(run, name, value)
+        else:
+            run.refresh_from_db()
         if won:
             counters.run_finished(job=run.job, district_id=run.district_id, status=run.status,
                                   duration_seconds=run.duration_seconds, finished_at=run.finished_at)

@@ -313,11 +313,15 @@ def _record_slots(rows: list[JobRun], *, calendar_reasons: dict[dt.datetime, str
 
 
 @transaction.atomic
-def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now: dt.datetime | None = None) -> JobRun | None:
+def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now: dt.datetime | None = None,
+               start: dict | None = None) -> JobRun | None:
     """Decide what happens to a slot the scheduler fired, and claim it.
 
     Returns the queued JobRun to execute now, or None (skipped, missed, paused, or another
-    scheduler/cluster already claimed the slot). Steps:
+    scheduler/cluster already claimed the slot). ``start``: the claiming worker runs the
+    slot itself (the fire task; runner.started_fields): the run row is inserted already
+    started with these columns, and the schedule's last run is recorded with its last slot,
+    so the runner does not claim it again (two statements fewer per task). Steps:
     1. Lock the JobSchedule row: claims of one schedule are serialized.
     2. A job without a body yet, or paused (a task enqueued just before the pause):
        record the slot as skipped.
@@ -418,15 +422,15 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         return None
     try:
         with transaction.atomic():  # a savepoint: losing the race must not poison the outer block
-            run = JobRun.objects.create(
-                job=job_slug, district_id=district_id, trigger=trigger, slot=latest,
-                status=JobRun.Status.QUEUED, enqueued_at=now,
+            run = JobRun.objects.create(  # with the district read with the lock: the runner needs it
+                job=job_slug, district=schedule.district, trigger=trigger, slot=latest, enqueued_at=now,
                 note="catch-up after an outage" if trigger == JobRun.Trigger.CATCH_UP else "",
+                **(start or {"status": JobRun.Status.QUEUED}),
             )
     except IntegrityError:
         logger.info("slot %s of %s/%s already claimed", latest, job_slug, district_id)
         return None
-    JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
+    JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest, **({"last_run": run} if start else {}))
     return run
 
 

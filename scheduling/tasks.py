@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils import timezone
+
 from scheduling import runner, services
 
 
@@ -10,10 +12,13 @@ def fire(*, job: str, district: int | None, tz: str, scheduled_for: str) -> dict
     """A schedule's slot came due (``scheduled_for`` is the q Schedule's intended date,
     the slot in UTC). Claim it and, when this delivery wins, run it here."""
     slot = dt.datetime.fromisoformat(scheduled_for)
-    run = services.claim_slot(job_slug=job, district_id=district, slot=slot)
+    now = timezone.now()
+    # The run is inserted already started by this worker: it is not claimed a second time.
+    run = services.claim_slot(job_slug=job, district_id=district, slot=slot, now=now,
+                              start=runner.started_fields(job, now))
     if run is None:
         return {"claimed": False}
-    done = runner.execute(run.pk)
+    done = runner.execute(run.pk, started=run)
     return {"claimed": True, "run": run.pk, "status": done.status if done else None}
 
 

@@ -48,6 +48,8 @@ def slots_not_run(*, job_slug: str, district, slots, status: str, note: str) -> 
 def run_started(run) -> None:
     from scheduling.monitoring import alerting
 
+    if not alerting._posts_run_events(run.job):
+        return  # nothing to post: no savepoint (or transaction) around nothing, at every start
     _safely(f"start of run #{run.pk}", alerting.on_run_started, run)
 
 
