@@ -5,8 +5,15 @@ pytest-django's live server, on PostgreSQL and on SQLite).
   with a long, grouped table of shortfalls; weekly analytics; system health; emergency test) are
   printed to PDF by Chromium on both papers; each page has the paper's size, nothing runs off
   the page's width, and the long table breaks across pages.
+- The issue's flows as four people over the demo's synthetic district after one run of every
+  job: a principal (reports, a school's weekly report, a student's overview, the access log
+  searched by student number), a counselor (a student's overview; Reports refused in the
+  admin's look), a district admin (the compliance audit; their district's scheduled jobs and a
+  run, read-only; another district's run not found; a retry posted by hand refused) and a
+  system admin (every district, with its actions).
 
-Screenshots go to test-artifacts/ (gitignored). Never ``playwright install``: the browser is
+PDFs and screenshots go to test-artifacts/ (gitignored); docs/images/ keeps a copy of each
+page walked (the test fails when one is missing). Never ``playwright install``: the browser is
 /usr/bin/chromium (apt-get install chromium).
 """
 from __future__ import annotations
@@ -14,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from pathlib import Path
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from scheduling.models import JobRun, Report
 from students.models import Role
@@ -100,3 +109,145 @@ def test_every_report_prints_on_a4_and_letter(live_server, browser):  # noqa: F8
     assert 3 <= printed[("compliance-audit", "A4")] <= printed[("compliance-audit", "Letter")] <= 8, printed
     assert printed[("emergency-test", "A4")] <= 2, printed
     context.close()
+
+
+# -- the walk-through: a principal, a counselor, a district admin and a system admin ------------
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+WALK = ARTIFACTS / "walkthrough"
+
+
+def _walk_shot(page, name: str, taken: list[str]) -> None:
+    """A screenshot of the page as the person sees it, kept in test-artifacts/walkthrough/;
+    docs/images/ holds a copy of each, linked from the docs page that describes it."""
+    WALK.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(WALK / f"{name}.png"), full_page=True)
+    taken.append(name)
+
+
+def _seed_walk():
+    """The demo's synthetic district (three schools, 40 students) with one run of every job,
+    as after a night of the worker, and another district with a failed run."""
+    from scheduling import registry, runner, services
+    from skillcore.seed import seed_district
+    from students.models import Student
+
+    district = seed_district(name="Demo Unified School District", students=40, seed=3, time_zone="America/New_York",
+                             as_of=timezone.localdate()).district
+    far = f.DistrictFactory(name="Far Hills Schools", time_zone="America/Denver")
+    services.sync_schedules()
+    for job in registry.all_jobs():
+        if job.has_body:
+            runner.run_sync(job_slug=job.slug, district=None if job.is_global else district)
+    far_run = JobRun.objects.create(job="grade-posting-digest", district=far, trigger=JobRun.Trigger.SCHEDULE,
+                                    slot=timezone.now(), status=JobRun.Status.FAILED, error="OperationalError: timed out")
+    student = (Student.objects.filter(school__district=district, is_active=True, ieps__status="active")
+               .select_related("school").order_by("school__name", "last_name").first())
+    school = student.school
+    people = {
+        "principal": f.StaffFactory(username="principal", first_name="Rosa", last_name="Diaz", roles=[Role.PRINCIPAL],
+                                    schools=[school]),
+        "counselor": f.StaffFactory(username="counselor", first_name="Emma", last_name="Allen", roles=[Role.COUNSELOR],
+                                    schools=[school]),
+        "district-admin": f.StaffFactory(username="district-admin", first_name="Dana", last_name="Ruiz",
+                                         roles=[Role.DISTRICT_ADMIN], schools=[school]),
+        "system-admin": f.UserFactory(username="sysadmin", is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN]),
+    }
+    return district, student, far_run, people
+
+
+def _follow(page, selector: str) -> None:
+    """Click a link and wait for the page it opens."""
+    with page.expect_navigation():
+        page.locator(selector).first.click()
+
+
+def _post_status(page, path: str) -> int:
+    """POST to path from the page, with the session's CSRF token, as a form's button would."""
+    return page.evaluate("""async (path) => {
+        const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
+        const r = await fetch(path, {method: 'POST', headers: {'X-CSRFToken': token}, body: new URLSearchParams({note: 'x'})});
+        return r.status;
+    }""", path)
+
+
+def test_staff_walk_through_their_pages(live_server, browser):  # noqa: F811
+    district, student, far_run, people = _seed_walk()
+    base, taken = live_server.url, []
+    compliance = Report.objects.get(kind="compliance-audit", district=district)
+    weekly = Report.objects.get(kind="weekly-analytics", school=student.school)
+
+    def session(username: str):
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        _login(page, base, username, "/admin/")
+        return context, page
+
+    # 1. A principal: reports, the compliance audit, a student's overview, the access log.
+    context, page = session("principal")
+    assert "Scheduled jobs dashboard" not in page.inner_text("#content-main")
+    _follow(page, "#content-main a:text-is('Reports')")
+    assert f"/admin/scheduling/report/{weekly.pk}/view/" in page.content()  # their school's; not the district's
+    assert f"/admin/scheduling/report/{compliance.pk}/view/" not in page.content()
+    _walk_shot(page, "principal-reports", taken)
+    page.goto(f"{base}/admin/scheduling/report/{weekly.pk}/view/")
+    assert student.school.name in page.inner_text("h1")
+    _walk_shot(page, "principal-weekly-report", taken)
+    page.goto(f"{base}/admin/students/student/{student.pk}/change/")
+    overview = page.locator("#student-overview")
+    assert overview.is_visible() and page.locator("#overview-attendance").is_visible()
+    _walk_shot(page, "principal-student", taken)
+    page.goto(f"{base}/admin/skillcore/accesslog/?q={student.local_id}")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() >= 1 and student.local_id in page.inner_text("#result_list")
+    _walk_shot(page, "principal-access-log", taken)
+    context.close()
+
+    # 2. A counselor: the student list and a student's overview; Reports are refused in the admin's look.
+    context, page = session("counselor")
+    page.goto(f"{base}/admin/students/student/")
+    _follow(page, f"#result_list a[href$='/{student.pk}/change/']")
+    page.wait_for_selector("#student-overview")
+    _walk_shot(page, "counselor-student", taken)
+    response = page.goto(f"{base}/admin/scheduling/report/")
+    assert response.status == 403 and "403 · Not allowed" in page.inner_text("body") and "(Counselor)" in page.inner_text("body")
+    _walk_shot(page, "counselor-reports-refused", taken)
+    context.close()
+
+    # 3. A district admin: the compliance audit; their district's scheduled jobs, read-only;
+    #    another district's run is not found, an action refused.
+    context, page = session("district-admin")
+    page.goto(f"{base}/admin/scheduling/report/{compliance.pk}/view/")
+    assert page.locator("#evidence p").count() >= 5
+    assert not re.findall(r"\b[a-z0-9]+_[a-z0-9_]+\b", page.inner_text("body"))  # no key like access_log_rows
+    _walk_shot(page, "district-admin-compliance-audit", taken)
+    page.goto(f"{base}/admin/")
+    _follow(page, "#scheduling-scheduledjobsdashboard a")
+    assert page.url == f"{base}/admin/scheduled-jobs/"
+    assert page.locator("#district-status").is_visible() and page.locator("#system-status").count() == 0
+    assert "Far Hills" not in page.inner_text("body") and page.locator("#content-main form[method=post]").count() == 0
+    _walk_shot(page, "district-admin-dashboard", taken)
+    page.click("#job-attendance-interventions > summary")
+    _follow(page, "#job-attendance-interventions a[href*='/admin/scheduled-jobs/runs/']")
+    assert page.locator("#run-result").is_visible() and page.locator("button[name=retry]").count() == 0
+    _walk_shot(page, "district-admin-run", taken)
+    response = page.goto(f"{base}/admin/scheduled-jobs/runs/{far_run.pk}/")
+    assert response.status == 404 and "404 · Not found" in page.inner_text("body")
+    run = JobRun.objects.filter(district=district, job="attendance-interventions").first()
+    assert _post_status(page, f"/admin/scheduled-jobs/runs/{run.pk}/retry/") == 403
+    assert not JobRun.objects.filter(retry_of=run).exists()
+    context.close()
+
+    # 4. A system admin: every district, with the actions, a run in words.
+    context, page = session("sysadmin")
+    _follow(page, "#scheduling-scheduledjobsdashboard a")
+    assert page.locator("#system-status").is_visible() and "Far Hills" in page.inner_text("body")
+    _walk_shot(page, "system-admin-dashboard", taken)
+    page.goto(f"{base}/admin/scheduled-jobs/runs/{run.pk}/")
+    assert page.locator("#run-result").is_visible() and page.locator("button[name=retry]").count() == 0  # it succeeded
+    _walk_shot(page, "system-admin-run", taken)
+    context.close()
+
+    # Each page walked has its screenshot in docs/images/ (copied from test-artifacts/walkthrough/).
+    missing = [name for name in taken if not (DOC_IMAGES / f"{name}.png").exists()]
+    assert not missing, f"copy test-artifacts/walkthrough/{{{','.join(missing)}}}.png to docs/images/"
