@@ -1,9 +1,12 @@
 """django-q2 entry points: thin wrappers over delivery and services.
 
-Schedule (see the scheduling app): ``drain_outbox`` every minute (a backlog drains in a
-loop of batches; deferred rows become due at the window start); ``assemble_digests`` with
-"daily" a few minutes after local midnight and with "weekly" on Monday just after midnight
-— the digests it writes are held to 07:00 by quiet hours for families.
+Schedule: declared in ``settings.SCHEDULING_PERIODIC_TASKS``, kept as django-q2 rows by
+``manage.py jobs sync`` (scheduling/periodic_tasks.py). ``drain_outbox`` every minute (a
+backlog drains in a loop of batches; deferred rows become due at the window start);
+``assemble_digests`` every hour with "daily" and with "weekly": it assembles only closed
+periods (each district's local day; the week from Monday), so an hourly run is safe and a
+digest is assembled within the hour after the district's local midnight — the digests it
+writes are held to the window's start by quiet hours for families.
 """
 from __future__ import annotations
 

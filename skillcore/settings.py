@@ -273,6 +273,22 @@ SCHEDULING_GLOBAL_TIME_ZONE = env.get_zone("SCHEDULING_GLOBAL_TIME_ZONE", "UTC")
 SCHEDULING_OVERDUE_GRACE = env.get_int("SCHEDULING_OVERDUE_GRACE", 300, minimum=60)
 SCHEDULING_LOST_GRACE = env.get_int("SCHEDULING_LOST_GRACE", 60, minimum=1)
 SCHEDULING_EXTRA_JOB_MODULES = env.get_list("SCHEDULING_EXTRA_JOB_MODULES", [])
+# Periodic system tasks: project plumbing, not jobs (no district, no slot, no run record).
+# `manage.py jobs sync` keeps one django-q2 Schedule row per entry, named "periodic:<key>",
+# every `minutes` minutes (scheduling/periodic_tasks.py); the qcluster's scheduler fires them.
+# The outbox drain every minute: a queued message waits a minute at most, plus the
+# scheduler's ~30 s tick. Digest assembly only ever assembles closed periods (a district's
+# local day; the week from Monday), so running it hourly is safe for both frequencies and a
+# digest is assembled within the hour after each district's local midnight, whatever its zone.
+SCHEDULING_PERIODIC_TASKS = {
+    "notifications-drain-outbox": {"func": "notifications.tasks.drain_outbox", "minutes": 1},
+    "notifications-assemble-daily-digests": {
+        "func": "notifications.tasks.assemble_digests", "kwargs": {"frequency": "daily"}, "minutes": 60,
+    },
+    "notifications-assemble-weekly-digests": {
+        "func": "notifications.tasks.assemble_digests", "kwargs": {"frequency": "weekly"}, "minutes": 60,
+    },
+}
 
 # --- observability and alerting (scheduling/monitoring/)
 # /metrics: a bearer token and/or client networks (CIDR). Neither set: denied, except from

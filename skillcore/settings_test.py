@@ -11,7 +11,9 @@ os.environ.setdefault("ARCHIVE_ENCRYPTION_KEY", "CaQZq09I-CL_fOaXK8TfVoiR6yGcJq3
 from skillcore.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A real qcluster a test starts (tests/support/qcluster.py) is another process: it can only
+# deliver to the test's SMTP server, so such a test names the SMTP backend here.
+EMAIL_BACKEND = os.environ.get("TEST_QCLUSTER_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 # Request metrics flush only when a test asks (a flush inside another test's query-count
 # assertion would add statements to it).
 REQUEST_METRICS_FLUSH_SECONDS = 10**9

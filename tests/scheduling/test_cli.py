@@ -47,8 +47,8 @@ def state() -> tuple:
 
 def test_sync_then_list(only_test_jobs, new_york):
     with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=UTC), tick=False):
-        assert jobs("sync") == "created 7, updated 0, unchanged 0\n"
-        assert jobs("sync") == "created 0, updated 0, unchanged 7\n"
+        assert jobs("sync") == "created 7, updated 0, unchanged 0\nperiodic tasks: created 3, updated 0, unchanged 0, removed 0\n"
+        assert jobs("sync") == "created 0, updated 0, unchanged 7\nperiodic tasks: created 0, updated 0, unchanged 3, removed 0\n"
         lines = jobs("list").splitlines()
         rows = json.loads(jobs("list", "--json"))
     # A header, then one line per schedule: the district's id (what --district takes), its full

@@ -11,9 +11,10 @@ import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
-from scheduling import calendar_policy, cron, registry, runner, selectors, services
+from scheduling import calendar_policy, cron, periodic_tasks, registry, runner, selectors, services
 from scheduling.models import JobRun, JobSchedule
 from scheduling.summaries import figures as summary_figures
 from scheduling.templatetags.times_and_durations import duration_text, local_text
@@ -129,8 +130,16 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines) if rows else "no schedules yet (run `jobs sync`)")
 
     def do_sync(self, **_):
-        report = services.sync_schedules()
+        # One transaction: a malformed periodic-task declaration leaves the job schedules
+        # unwritten too (bad input writes nothing).
+        try:
+            with transaction.atomic():
+                report = services.sync_schedules()
+                periodic = periodic_tasks.sync()
+        except periodic_tasks.PeriodicTaskError as exc:
+            raise _bad(str(exc)) from None
         self.stdout.write(f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}")
+        self.stdout.write(str(periodic))
 
     def do_run(self, *, name, district, as_of, json: bool = False, **_):
         job = self._job(name)
