@@ -49,14 +49,17 @@ def skip_note(reason: str) -> str:
 class MissingCalendar:
     district_id: int
     district_name: str
-    first_date: dt.date  # the first local date, within the horizon, no school calendar covers
+    first_date: dt.date  # the first local date, within the horizon, a school's calendar does not cover
+    schools: list[str]  # the schools whose calendar does not cover it
+    every_school: bool  # none of the district's schools' calendars covers it
 
 
 def missing_calendars(*, now: dt.datetime) -> list[MissingCalendar]:
-    """Districts whose school calendar stops covering some date of the coming weeks
-    (``MISSING_CALENDAR_HORIZON``): there their "school days" jobs run every day their cron
-    names, as before calendars existed, until someone enters next year's calendar. Only
-    districts with a live schedule of a "school days" job are listed. Two queries."""
+    """Districts where a school's calendar stops covering some date of the coming weeks
+    (``MISSING_CALENDAR_HORIZON``), naming those schools: there their "school days" jobs run
+    every day their cron names, as before calendars existed (one school not covered is
+    enough: it acts), until someone enters next year's calendar. Only districts with a live
+    schedule of a "school days" job are listed. Two queries."""
     slugs = [job.slug for job in registry.all_jobs() if job.on_school_days]
     if not slugs:
         return []
@@ -68,4 +71,5 @@ def missing_calendars(*, now: dt.datetime) -> list[MissingCalendar]:
     }
     first = first_uncovered_dates(today_by_district={pk: today for pk, (_, today) in districts.items()},
                                   days=MISSING_CALENDAR_HORIZON.days)
-    return [MissingCalendar(pk, name, first[pk]) for pk, (name, _) in districts.items() if pk in first]
+    return [MissingCalendar(pk, name, first[pk].first_date, first[pk].schools, first[pk].every_school)
+            for pk, (name, _) in districts.items() if pk in first]

@@ -9,7 +9,9 @@ The rule (docs/scheduling.md, "School calendars"):
    years has none).
 2. A date outside the span (next year's calendar not entered yet) is not covered: the
    school behaves as if there were no calendar at all, so it acts (runs). The dashboard
-   warns about such dates in the coming weeks (``uncovered_dates``).
+   warns about such dates in the coming weeks, naming the schools
+   (``first_uncovered_dates``): one school without next year's calendar makes its
+   district act every day.
 3. A district acts on a date when at least one of its schools is in session or not
    covered; a district without schools acts (nothing to decide from).
 
@@ -112,23 +114,35 @@ def schools_in_session(*, district_id: int, day: dt.date) -> set[int]:
     return district_calendar(district_id=district_id, first=day, last=day).acting_schools(day)
 
 
-def first_uncovered_dates(*, today_by_district: dict[int, dt.date], days: int) -> dict[int, dt.date]:
+@dataclass(frozen=True)
+class Uncovered:
+    first_date: dt.date  # the first date of the horizon some school's calendar does not cover
+    schools: list[str]  # the schools not covered on that date, by name
+    every_school: bool  # none of the district's schools is covered that date
+
+
+def first_uncovered_dates(*, today_by_district: dict[int, dt.date], days: int) -> dict[int, Uncovered]:
     """For each district given (id -> its local today), the first date in the next ``days``
-    days on which none of its schools' calendars covers (rule 2: it runs as if it had no
-    calendar). Districts covered all along, and districts without schools, are left out.
-    One query whatever the number of districts."""
-    spans: dict[int, list[Span | None]] = {}
-    for district_id, lo, hi in (
-        School.objects.filter(district_id__in=list(today_by_district)).order_by().values("id", "district_id")
-        .annotate(lo=Min("calendar_days__date"), hi=Max("calendar_days__date")).values_list("district_id", "lo", "hi")
+    days that one of its schools' calendars does not cover, with those schools (rule 2: such
+    a school acts every day, so its district's "school days" jobs run every day their cron
+    names, weekends and breaks included, even when the other schools' calendars say
+    closed). A school without any calendar row is never covered. Districts covered all
+    along, and districts without schools, are left out. One query whatever the number of
+    districts."""
+    spans: dict[int, list[tuple[str, Span | None]]] = {}
+    for district_id, name, lo, hi in (
+        School.objects.filter(district_id__in=list(today_by_district)).order_by("name", "id")
+        .values("id", "district_id", "name").annotate(lo=Min("calendar_days__date"), hi=Max("calendar_days__date"))
+        .values_list("district_id", "name", "lo", "hi")
     ):
-        spans.setdefault(district_id, []).append(Span(lo, hi) if lo is not None else None)
+        spans.setdefault(district_id, []).append((name, Span(lo, hi) if lo is not None else None))
     out = {}
     for district_id, schools in spans.items():
         today = today_by_district[district_id]
         for offset in range(days):
             day = today + dt.timedelta(days=offset)
-            if not any(span is not None and span.covers(day) for span in schools):
-                out[district_id] = day
+            missing = [name for name, span in schools if span is None or not span.covers(day)]
+            if missing:
+                out[district_id] = Uncovered(day, missing, len(missing) == len(schools))
                 break
     return out

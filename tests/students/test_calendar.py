@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from students.calendar import NO_SCHOOL_REASON, WEEKEND_REASON, district_calendar, first_uncovered_dates
+from students.calendar import NO_SCHOOL_REASON, WEEKEND_REASON, Uncovered, district_calendar, first_uncovered_dates
 from students.models import CalendarDay
 from tests import factories as f
 
@@ -65,8 +65,12 @@ def test_a_date_outside_every_calendar_runs_and_is_reported_uncovered(district, 
     assert cal.acting_schools(day(3)) == {b.id}  # a: no row inside its span; b: not covered
     assert cal.closed_reason(day(3)) is None
     assert cal.uncovered_dates() == [day(5), day(6), day(7), day(8)]
-    assert first_uncovered_dates(today_by_district={district.id: day(0)}, days=21) == {district.id: day(5)}
-    assert first_uncovered_dates(today_by_district={district.id: day(0)}, days=5) == {}
+    # Reported from the first date one school is not covered (it acts every day from then on).
+    assert first_uncovered_dates(today_by_district={district.id: day(0)}, days=21) == {
+        district.id: Uncovered(day(3), [b.name], every_school=False)}
+    assert first_uncovered_dates(today_by_district={district.id: day(5)}, days=21) == {
+        district.id: Uncovered(day(5), sorted([a.name, b.name]), every_school=True)}
+    assert first_uncovered_dates(today_by_district={district.id: day(0)}, days=3) == {}
 
 
 def test_a_school_without_any_calendar_row_always_acts(district, two_schools):
@@ -74,6 +78,8 @@ def test_a_school_without_any_calendar_row_always_acts(district, two_schools):
     rows(a, {0: "Winter break", 1: "Winter break"})
     cal = district_calendar(district_id=district.id, first=day(0), last=day(1))
     assert cal.acting_schools(day(0)) == {b.id} and cal.closed_reason(day(0)) is None
+    assert first_uncovered_dates(today_by_district={district.id: day(0)}, days=21) == {
+        district.id: Uncovered(day(0), [b.name], every_school=False)}
 
 
 def test_a_district_without_schools_acts_and_is_never_reported(district):
