@@ -24,6 +24,9 @@ class Category(models.TextChoices):
     EMERGENCY = "emergency", "Emergency"
     EMERGENCY_TEST = "emergency-test", "Emergency test"
     SYSTEM = "system", "System"
+    # A notice the law requires the district to give (the IEP meeting notice, 34 CFR
+    # 300.322(b)): always at once, whatever the person chose (frequency_applying).
+    LEGAL_NOTICE = "legal-notice", "Legal notice (always sent at once)"
 
 
 class Channel(models.TextChoices):
@@ -33,7 +36,9 @@ class Channel(models.TextChoices):
 
 
 # A mobile number as Twilio takes it: E.164, "+", a country code, at most 15 digits in all.
-E164_RE = r"^\+[1-9]\d{7,14}$"
+# [0-9], not \d: Python's \d also takes other scripts' digits ("+1٢٠٢..."), which no carrier
+# routes and Twilio's webhook never sends back, so a STOP could never find that profile.
+E164_RE = r"^\+[1-9][0-9]{7,14}$"
 validate_e164 = RegexValidator(
     E164_RE, "Enter the mobile number in international (E.164) form, e.g. +12025550143.", code="invalid_e164",
 )
@@ -85,6 +90,11 @@ class NotificationPreference(models.Model):
         return f"{self.user}: {self.category} by {self.channel} {self.frequency}"
 
     def clean(self) -> None:
+        if self.category in ALWAYS_IMMEDIATE_CATEGORIES and self.frequency != Frequency.IMMEDIATELY:
+            # frequency_applying would ignore the row anyway; refusing it keeps the admin from
+            # showing a choice that has no effect.
+            raise ValidationError({"frequency": f"{Category(self.category).label} always goes out at once: "
+                                                "it cannot be set to a digest or never."})
         if self.low_grade_threshold is not None and self.category != Category.GRADE_DIGEST:
             raise ValidationError({"low_grade_threshold": "A low-grade threshold applies to the grade digest only."})
         if self.channel == Channel.SMS and self.frequency not in (Frequency.IMMEDIATELY, Frequency.NEVER):
@@ -104,9 +114,12 @@ class NotificationPreference(models.Model):
     @classmethod
     def frequency_applying(cls, *, category: str, channel: str, chosen: str | None) -> str:
         """How a message of ``category`` by ``channel`` goes out, given the recipient's
-        choice (their row's frequency, or None without a row). Emergency categories ignore
-        preferences altogether: a lockdown alert cannot be "never" or "weekly"."""
-        if category in EMERGENCY_CATEGORIES:
+        choice (their row's frequency, or None without a row). Emergency categories and legal
+        notices ignore preferences altogether: a lockdown alert cannot be "never" or
+        "weekly", nor can the notice of an IEP meeting the family has a right to attend
+        (34 CFR 300.322(b)). Quiet hours still apply to a legal notice (only emergencies
+        skip them), and a text still needs the person's consent (RecipientProfile.sms_allows)."""
+        if category in ALWAYS_IMMEDIATE_CATEGORIES:
             return Frequency.IMMEDIATELY
         return chosen or cls.default_frequency(category, channel)
 
@@ -125,8 +138,11 @@ DEFAULT_FREQUENCY: dict[str, str] = {
     Category.EMERGENCY: Frequency.IMMEDIATELY,
     Category.EMERGENCY_TEST: Frequency.IMMEDIATELY,
     Category.SYSTEM: Frequency.IMMEDIATELY,
+    Category.LEGAL_NOTICE: Frequency.IMMEDIATELY,
 }
 EMERGENCY_CATEGORIES = (Category.EMERGENCY, Category.EMERGENCY_TEST)
+# Categories no preference can delay or silence (frequency_applying, NotificationPreference.clean).
+ALWAYS_IMMEDIATE_CATEGORIES = (*EMERGENCY_CATEGORIES, Category.LEGAL_NOTICE)
 # SMS is opt-in: without a row choosing it, no non-emergency category goes by text (and a
 # row choosing it still needs the person's recorded consent, RecipientProfile.sms_allows).
 DEFAULT_FREQUENCY_BY_CHANNEL: dict[tuple[str, str], str] = {
