@@ -61,7 +61,24 @@ class FireReport:
     per_chunk: list[int] = field(default_factory=list)
 
 
-def _due_rows(now: dt.datetime, chunk: int):
+@dataclass(slots=True)
+class _Row:
+    """A claimed Schedule row, read as a tuple: 3,000 model instances cost more than the
+    statements that read and write them (profiled)."""
+
+    pk: int
+    name: str
+    func: str
+    kwargs: str
+    cron: str
+    next_run: dt.datetime
+    repeats: int
+    cluster: str | None
+    intended_date_kwarg: str | None
+    task: str | None
+
+
+def _due_rows(now: dt.datetime, chunk: int) -> list[_Row]:
     """Step 1's statement: the engine's due CRON rows this cluster may fire, oldest first.
 
     The cluster filter is django-q2's own: a row without a cluster belongs to the default
@@ -72,13 +89,15 @@ def _due_rows(now: dt.datetime, chunk: int):
     mine = Q(cluster=Conf.CLUSTER_NAME)
     if Conf.CLUSTER_NAME == Conf.PREFIX:
         mine |= Q(cluster__isnull=True)
-    return list(
+    return [
+        _Row(*values) for values in
         Schedule.objects.select_for_update(skip_locked=True)
         .filter(mine, name__startswith=PREFIX, schedule_type=Schedule.CRON, next_run__lt=now)
         .exclude(repeats=0)
         .order_by("next_run", "id")
-        .only("id", "name", "func", "kwargs", "cron", "next_run", "repeats", "cluster", "intended_date_kwarg", "task")[:chunk]
-    )
+        .values_list("id", "name", "func", "kwargs", "cron", "next_run", "repeats", "cluster", "intended_date_kwarg",
+                     "task")[:chunk]
+    ]
 
 
 def _kwargs(s) -> dict | None:
@@ -129,7 +148,7 @@ def _task(s, kwargs: dict | None) -> dict | None:
     human, task_id = uuid()
     task = {"id": task_id, "name": q_options.pop("task_name", None) or human, "func": s.func, "args": ()}
     q_options["cluster"] = s.cluster or q_options.get("cluster", q_options.pop("broker_name", None))
-    q_options["group"] = q_options.get("group", s.name or s.id)
+    q_options["group"] = q_options.get("group", s.name or s.pk)
     for key in ("hook", "group", "save", "sync", "cached", "ack_failure", "iter_count", "iter_cached", "chain",
                 "cluster", "timeout"):
         if key in q_options:
@@ -199,7 +218,10 @@ def _advance(rows) -> None:
     using = router.db_for_write(Schedule)
     connection = connections[using]
     if connection.vendor != "postgresql":
-        Schedule.objects.using(using).bulk_update(rows, ["next_run", "task", "repeats"], batch_size=len(rows))
+        Schedule.objects.using(using).bulk_update(
+            [Schedule(pk=s.pk, next_run=s.next_run, task=s.task, repeats=s.repeats) for s in rows],
+            ["next_run", "task", "repeats"], batch_size=len(rows),
+        )
         return
     meta = Schedule._meta
     col = {f: meta.get_field(f).column for f in ("id", "next_run", "task", "repeats")}
