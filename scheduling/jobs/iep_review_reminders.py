@@ -14,7 +14,9 @@ most recently, never an earlier one after a later one (iep.selectors.due_offset)
 IEPs (past due, no review recorded) alert the coordinator once per local day. A scheduled
 meeting's family notice (34 CFR 300.322(b)) goes out on the first run after it is scheduled,
 to the guardians the family rule lets be told and to the student at 18 (300.520), in their
-language, by email and push; the run's local date is recorded as the notice date, and a
+language, by email and push, as a legal notice (category "legal-notice": at once, whatever the
+family chose for IEP reminders, never in a digest; quiet hours still apply); the run's local
+date is recorded as the notice date, and a
 meeting fewer than the lead days away is flagged to the case manager and coordinator at once.
 A meeting whose date passed without minutes (a meeting is recorded as held only with them)
 reminds the case manager once, 2 school days after it (the school's instructional calendar). Priority is
@@ -108,7 +110,9 @@ def run(ctx) -> dict:
             }
             requests += [
                 NotificationRequest(
-                    recipient_id=u, category=Category.IEP_REMINDER, channel=channel, template="iep-meeting-notice",
+                    # A legal notice, not a reminder: it goes out at once whatever the family chose
+                    # for IEP reminders ("never" or a digest included); quiet hours still hold it.
+                    recipient_id=u, category=Category.LEGAL_NOTICE, channel=channel, template="iep-meeting-notice",
                     context=context, dedupe_key=f"iep-meeting-notice:{n.meeting_id}:{u}:{channel}",
                     priority=Priority.HIGH, student_id=n.student_id,
                 )

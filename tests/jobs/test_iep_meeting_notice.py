@@ -135,3 +135,76 @@ def test_the_notice_date_cannot_be_typed_in_admin(admin_client, district, family
     page = admin_client.get(f"/admin/iep/iepmeeting/{meeting.pk}/change/")
     assert page.status_code == 200
     assert 'name="guardian_notice_sent_on"' not in page.content.decode()
+
+
+# --- a legal notice, not a reminder: no preference delays or silences it --------------------
+
+def test_the_notice_goes_out_at_once_to_a_guardian_who_chose_never_and_one_who_chose_weekly(district, family):
+    from notifications.models import DigestItem, NotificationPreference
+
+    for guardian, frequency in ((family["mother"], "never"), (family["father"], "weekly")):
+        f.DeviceTokenFactory(user=guardian)
+        f.NotificationPreferenceFactory(user=guardian, category="iep-reminder", channel="email", frequency=frequency)
+        f.NotificationPreferenceFactory(user=guardian, category="iep-reminder", channel="push", frequency=frequency)
+    meeting = meeting_in(district, family, 20)
+    assert run_on(district, TODAY).result["meeting_notices_sent"] == 1
+    rows = Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:")
+    assert sorted(rows.values_list("recipient__username", "channel", "category")) == [
+        ("mama", "email", "legal-notice"), ("mama", "push", "legal-notice"),
+        ("papa", "email", "legal-notice"), ("papa", "push", "legal-notice"),
+    ]
+    # Queued to send (quiet hours may hold a family message to the window's start), never
+    # suppressed, never a digest line.
+    assert set(rows.values_list("status", flat=True)) <= {"pending", "deferred"}
+    assert not DigestItem.objects.exists()
+    assert NotificationPreference.objects.filter(frequency__in=["never", "weekly"]).count() == 4  # untouched
+
+
+def test_other_iep_reminders_still_obey_the_preference(district, family):
+    """The same run: the coordinator's 90-day review reminder follows their "never", and
+    the family's meeting notice goes out although the family chose "never" too."""
+    f.NotificationPreferenceFactory(user=family["coordinator"], category="iep-reminder", channel="email", frequency="never")
+    f.NotificationPreferenceFactory(user=family["mother"], category="iep-reminder", channel="email", frequency="never")
+    day = dt.date(2026, 12, 1)  # 90 days before the review due 2027-03-01: the coordinator's rung
+    meeting = f.IEPMeetingFactory(iep=family["iep"], status="scheduled", location="Room 12",
+                                  scheduled_for=local_slot(district, 2026, 12, 21, 15, 30))
+    run_on(district, day)
+    reminder = Notification.objects.get(dedupe_key__startswith=f"iep-reminder:{family['iep'].id}:",
+                                        recipient=family["coordinator"])
+    assert (reminder.category, reminder.status, reminder.status_reason) == ("iep-reminder", "suppressed", "preference-never")
+    notice = Notification.objects.get(dedupe_key=f"iep-meeting-notice:{meeting.id}:{family['mother'].id}:email")
+    assert notice.status in ("pending", "deferred")
+
+
+def test_a_weekly_choice_still_puts_other_iep_reminders_in_the_digest(district, family):
+    from notifications.models import DigestItem
+
+    f.NotificationPreferenceFactory(user=family["coordinator"], category="iep-reminder", channel="email", frequency="weekly")
+    run_on(district, dt.date(2026, 12, 1))
+    assert not Notification.objects.filter(recipient=family["coordinator"], category="iep-reminder").exists()
+    assert DigestItem.objects.filter(recipient=family["coordinator"], category="iep-reminder", frequency="weekly").count() == 1
+
+
+@pytest.mark.parametrize("frequency", ["never", "daily", "weekly"])
+def test_a_legal_notice_preference_other_than_immediately_is_refused(db, frequency):
+    from django.core.exceptions import ValidationError
+
+    from notifications.models import NotificationPreference
+
+    pref = NotificationPreference(user=f.UserFactory(roles=[Role.GUARDIAN]), category="legal-notice", channel="email",
+                                  frequency=frequency)
+    with pytest.raises(ValidationError) as info:
+        pref.full_clean()
+    assert info.value.message_dict["frequency"] == [
+        "Legal notice (always sent at once) always goes out at once: it cannot be set to a digest or never."]
+
+
+def test_the_admin_refuses_a_never_legal_notice_preference_with_a_form_error(admin_client):
+    from notifications.models import NotificationPreference
+
+    guardian = f.UserFactory(roles=[Role.GUARDIAN])
+    response = admin_client.post("/admin/notifications/notificationpreference/add/", {
+        "user": guardian.pk, "category": "legal-notice", "channel": "email", "frequency": "never"})
+    assert response.status_code == 200
+    assert "it cannot be set to a digest or never" in response.content.decode()
+    assert not NotificationPreference.objects.exists()
