@@ -180,11 +180,25 @@ def decode_rows(plaintext: bytes) -> list[dict]:
 
 
 # -- reading an archive back (manage.py archive_restore) ------------------------------------
+# What every file entry of a manifest carries (the data-archival job writes them all).
+MANIFEST_ENTRY_FIELDS = ("name", "dataset", "rows", "sha256", "first_id", "last_id")
+
+
 def read_manifest(storage, name: str) -> dict:
-    with storage.open(name, "rb") as fh:
-        manifest = json.loads(fh.read())
+    """A manifest, checked for the shape a restore relies on: a name that is a directory, a
+    data object or a JSON document without every file entry's fields raises ValueError
+    (ArchiveIntegrityError) instead of failing half-way through a restore."""
+    try:
+        with storage.open(name, "rb") as fh:
+            manifest = json.loads(fh.read())
+    except IsADirectoryError:
+        raise ArchiveIntegrityError("a directory") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
-        raise ArchiveIntegrityError(f"{name} is not an archive manifest")
+        raise ArchiveIntegrityError("no list of files")
+    for n, entry in enumerate(manifest["files"], 1):
+        missing = [k for k in MANIFEST_ENTRY_FIELDS if k not in entry] if isinstance(entry, dict) else ["all"]
+        if missing:
+            raise ArchiveIntegrityError(f"file entry {n} lacks {', '.join(missing)}")
     return manifest
 
 

@@ -13,7 +13,8 @@ with its ``dataset`` added, to ``--output`` (written whole or not at all) or sta
 The read is on the access trail: one row per model with the rows and students written,
 the purpose given and the operating-system user who ran it.
 
-Exit status: 2 with one line for bad input (no such manifest, neither or both of MANIFEST and
+Exit status: 2 with one line for bad input (no such manifest, a name that is a directory, a data
+object or a manifest without its files' fields, neither or both of MANIFEST and
 --district, a dataset the archive does not hold, a student id that is not a number, an output file that exists); 1 with one line
 when the archive does not read back (a checksum that differs, a key not configured, an
 object that does not open); nothing is written and nothing logged then.
