@@ -56,13 +56,16 @@ def is_local(host: str | None) -> bool:
         return False
 
 
-def _database(db: dict) -> Plaintext | None:
+def _database(db: dict, environ=os.environ) -> Plaintext | None:
     options = db.get("OPTIONS", {})
     # Django passes HOST as libpq's host, else OPTIONS' (``?host=/var/run/postgresql``).
-    host = db.get("HOST") or options.get("host")
+    # What neither names, libpq takes from its environment (PGHOST, PGSSLMODE, PGSSLROOTCERT):
+    # DATABASE_URL=postgres:///skillcore with PGHOST=db.internal goes over the network.
+    host = db.get("HOST") or options.get("host") or environ.get("PGHOST")
     if "postgresql" not in db.get("ENGINE", "") or is_local(host):
         return None
-    mode, ca = options.get("sslmode", ""), options.get("sslrootcert", "")
+    mode = options.get("sslmode") or environ.get("PGSSLMODE", "")
+    ca = options.get("sslrootcert") or environ.get("PGSSLROOTCERT", "")
     where = f"connects to {host} over the network"
     if mode != "verify-full":
         return Plaintext("database", "DATABASE_URL",
