@@ -25,8 +25,8 @@ How a run's messages flow
 The rule
 --------
 Baseline: per job and district, the median per audience of the messages of the last 10
-successful runs (succeeded or succeeded with warnings; released runs are not a usual
-volume). Fewer than 3 such runs is no baseline yet. Over the limit: more than
+successful runs (succeeded or succeeded with warnings; released runs, and the approved
+retry a release of proposals runs, are not a usual volume). Fewer than 3 such runs is no baseline yet. Over the limit: more than
 ``multiplier`` x the baseline AND more than ``floor`` messages for one audience, or more
 than ``cap`` messages in all (the only rule without a baseline). Limits come from the
 district's ``BlastRadiusLimit`` row for the job, else its row for every job, else the
@@ -89,6 +89,10 @@ def baseline(*, job_slug: str, district_id: int | None) -> dict | None:
     (job, district, -started_at) index)."""
     counted = list(
         JobRun.objects.filter(job=job_slug, district_id=district_id, status__in=BASELINE_STATUSES, outbound__isnull=False)
+        # The approved retry a release of proposals runs sends the held volume: no more a
+        # usual volume than the released run itself (else a few releases teach the guard
+        # that a bad import's size is normal).
+        .exclude(checkpoint__has_key=RELEASED_PROPOSALS)
         .order_by("-started_at", "-id").values_list("outbound", flat=True)[:HISTORY]
     )
     if len(counted) < MIN_HISTORY:

@@ -269,12 +269,17 @@ def escalate_undecided_holds(*, now: dt.datetime | None = None) -> int:
     alert (PagerDuty), once each. Nothing is sent: only a person releases held messages
     (scheduling/blast_radius.py). Returns how many were escalated."""
     now = now or timezone.now()
-    due = list(RunHold.objects.filter(decision="", escalated_at__isnull=True, held_at__lte=now - HOLD_ESCALATE_AFTER)
-               .select_related("run", "run__district").order_by("held_at")[:100])
-    for hold in due:
-        on_hold_undecided(hold.run, hold, now=now)
-    if due:
-        RunHold.objects.filter(pk__in=[h.pk for h in due]).update(escalated_at=now)
+    with transaction.atomic():
+        # Claimed under row locks: every scheduler pass and `alerts watch` call this, often
+        # at the same moment; SKIP LOCKED leaves the holds another pass is escalating to it,
+        # and it marks them escalated before its lock goes, so each escalates once.
+        due = list(RunHold.objects.filter(decision="", escalated_at__isnull=True, held_at__lte=now - HOLD_ESCALATE_AFTER)
+                   .select_for_update(of=("self",), skip_locked=True)
+                   .select_related("run", "run__district").order_by("held_at")[:100])
+        for hold in due:
+            on_hold_undecided(hold.run, hold, now=now)
+        if due:
+            RunHold.objects.filter(pk__in=[h.pk for h in due]).update(escalated_at=now)
     return len(due)
 
 
