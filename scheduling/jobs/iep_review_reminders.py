@@ -86,14 +86,20 @@ def run(ctx) -> dict:
     ctx.progress(0, total)
     # Family notices of scheduled meetings (34 CFR 300.322(b)): sent on the first run after
     # the meeting is scheduled; one that cannot leave the lead time is flagged at once.
-    notices = [n for n in selectors.meetings_to_notice(district=district, today=today) if n.recipients]
+    to_notice = selectors.meetings_to_notice(district=district, today=today)
+    notices = [n for n in to_notice if n.recipients]
+    # Nobody the system may tell (the student is 18 without an account and no parent keeps
+    # the right, or no guardian has access): the notice has to go by hand, so the case
+    # manager and the coordinator hear of it now, not at the 7-day confirmation.
+    unreachable = [n for n in to_notice if not n.recipients]
     late_notices = [
         n for n in notices
         if selectors.notice_late(sent_on=today, meeting_day=n.starts_at.astimezone(zone).date(), lead_days=lead_days)
     ]
     # Minutes missing 2 school days after a meeting: the case manager is reminded, once.
     no_minutes = selectors.meetings_missing_minutes(district=district, today=today)
-    staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0) for n in late_notices + no_minutes]
+    staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0)
+                 for n in late_notices + no_minutes + unreachable]
     recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + re_due + re_overdue + staff_for)
     # Inactive accounts are never told; the reminder names them instead ("reassign").
     inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due + re_due])
@@ -129,6 +135,18 @@ def run(ctx) -> dict:
             who = recipients[n.iep_id]
             requests += [
                 _email(u, "iep-notice-late", context, f"iep-notice-late:{n.meeting_id}", high=True, student_id=n.student_id)
+                for u in sorted(who["case-manager"] | who["coordinator"])
+            ]
+
+        for n in unreachable:
+            local = n.starts_at.astimezone(zone)
+            context = {
+                "iep_id": n.iep_id, "meeting_id": n.meeting_id, "student_name": n.student_name,
+                "meeting_date": local.date().isoformat(), "meeting_time": local.strftime("%H:%M"), "lead_days": lead_days,
+            }
+            who = recipients[n.iep_id]
+            requests += [
+                _email(u, "iep-notice-nobody", context, f"iep-notice-nobody:{n.meeting_id}", high=True, student_id=n.student_id)
                 for u in sorted(who["case-manager"] | who["coordinator"])
             ]
 
@@ -250,6 +268,7 @@ def run(ctx) -> dict:
         "meetings_proposed": len(proposed),
         "notices_flagged": flagged + flagged_at_once,
         "meeting_notices_sent": noticed,
+        "meeting_notices_nobody": len(unreachable),
         "minutes_missing": len(no_minutes),
         "notifications_queued": queued.inserted,
         "digest_items": queued.digested,
@@ -266,6 +285,7 @@ FIGURES = {
     "meetings_proposed": "Review meetings proposed",
     "notices_flagged": ("Meeting notices flagged late", "the family notice is due before the meeting's lead time"),
     "meeting_notices_sent": "Family meeting notices sent",
+    "meeting_notices_nobody": ("Meetings with nobody to notice", "no guardian with access and no student account at 18: staff are told"),
     "minutes_missing": ("Meetings without minutes", "held 2 school days ago or more; the case manager is reminded"),
     **{str(days): ("due today" if days == 0 else f"{days} days before") for days in range(0, 366)},
     **ENQUEUE_FIGURES,  # the outbox's figures, the same words on every job

@@ -282,8 +282,9 @@ def test_every_message_renders(district, team, language):
         out = render(n)
         assert "Ruiz" in out.subject and "Ruiz" in out.text and out.html.startswith("<!doctype html>")
         templates.add(n.template)
-    # The meeting of 2027-02-27 has no minutes 2 school days later: its reminder renders too.
-    assert templates == {"iep-reminder", "iep-notice-late", "iep-overdue", "iep-minutes-missing"}
+    # The meeting of 2027-02-27 has no minutes 2 school days later: its reminder renders too;
+    # the student has no guardian to tell, so the staff's "nobody to notice" alert renders as well.
+    assert templates == {"iep-reminder", "iep-notice-late", "iep-overdue", "iep-minutes-missing", "iep-notice-nobody"}
     today = Notification.objects.filter(dedupe_key__startswith=f"iep-reminder:{team['iep'].id}:{DUE.isoformat()}:0:").first()
     assert ("today" if language == "en" else "hoy") in render(today).text
 

@@ -1,0 +1,71 @@
+"""The IEP meeting notice beside the happy path: the local-date boundary of the lead time in
+the evening (UTC already the next day), a student of 18 with no account and no one else who
+may be told, and another district's run."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from iep.models import IEPMeeting
+from notifications.models import Notification
+from notifications.rendering import render_email
+from tests import factories as f
+from tests.jobs.slot_runs import local_slot
+from tests.jobs.test_iep_meeting_notice import TODAY, family, notices, run_on  # noqa: F401 (fixture)
+
+
+def meeting_at(district, family, days: int, hour: int, minute: int = 0) -> IEPMeeting:  # noqa: F811
+    day = TODAY + dt.timedelta(days=days)
+    return f.IEPMeetingFactory(iep=family["iep"], status="scheduled", location="Room 12",
+                               scheduled_for=local_slot(district, day.year, day.month, day.day, hour, minute))
+
+
+@pytest.mark.parametrize(("days", "hour", "late"), [
+    (9, 21, True),   # 21:00 New York on day 9 is day 10 in UTC: still 9 days in the district
+    (10, 0, False),  # 00:00 local on day 10: exactly the lead time
+    (10, 23, False),
+])
+def test_the_lead_time_counts_the_districts_days_not_utcs(district, family, days, hour, late):  # noqa: F811
+    meeting = meeting_at(district, family, days, hour)
+    run_on(district, TODAY)
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_sent_on == TODAY and meeting.notice_flagged_late is late
+
+
+def test_a_student_of_eighteen_without_an_account_and_no_one_to_tell_is_flagged_at_once(district, family):  # noqa: F811
+    """Rights transferred (300.520), the student has no account and no parent may be told:
+    nobody can receive the notice by the system, so the case manager and the coordinator
+    must hear of it now (to deliver it by hand), not at the 7-day confirmation."""
+    student = family["student"]
+    student.birth_date = dt.date(2008, 10, 5)  # 18 on TODAY
+    student.user = None
+    student.save()
+    meeting = meeting_at(district, family, 20, 15)
+    assert run_on(district, TODAY).result["meeting_notices_nobody"] == 1
+    assert notices(meeting) == {}
+    alerts = Notification.objects.filter(dedupe_key__startswith=f"iep-notice-nobody:{meeting.id}:")
+    assert set(alerts.values_list("recipient__username", "priority")) == {("cm", "high"), ("coord", "high")}
+    text = render_email(alerts.get(recipient=family["manager"])).text
+    assert "Ana Ruiz" in text and "2026-10-25 at 15:00" in text and "at least 10 days" in text
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_sent_on is None  # nothing was sent: the date is not recorded
+    # Told once: the next day's run adds nothing.
+    count = Notification.objects.count()
+    run_on(district, TODAY + dt.timedelta(days=1))
+    assert Notification.objects.count() == count
+
+
+def test_a_meeting_with_someone_to_tell_raises_no_nobody_alert(district, family):  # noqa: F811
+    meeting_at(district, family, 20, 15)
+    assert run_on(district, TODAY).result["meeting_notices_nobody"] == 0
+    assert not Notification.objects.filter(dedupe_key__startswith="iep-notice-nobody:").exists()
+
+
+def test_another_districts_run_leaves_the_meeting_alone(district, family):  # noqa: F811
+    other = f.DistrictFactory(name="Hillside", time_zone="America/Chicago")
+    f.SchoolFactory(district=other, name="Hillside High")
+    meeting = meeting_at(district, family, 20, 15)
+    run_on(other, TODAY)
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_sent_on is None and notices(meeting) == {}
