@@ -133,13 +133,19 @@ def _staged_counts(run_id: int) -> dict[str, int]:
     return counts
 
 
-def _undecided_earlier(run: JobRun) -> tuple[list[int], list[int]]:
-    """(earlier attempts of the run's slot, those with an undecided hold)."""
+def _undecided_earlier(run: JobRun, *, lock: bool = False) -> tuple[list[int], list[int]]:
+    """(earlier attempts of the run's slot, those with an undecided hold). ``lock``: lock
+    those attempts' holds first, as a release or discard does (``_decide``: the hold, then
+    its held rows): a retry judged while a system admin decides waits for the decision and
+    sees it, where taking the held rows first made each wait for the other (a deadlock)."""
     if not (run.retry_of_id or run.trigger == JobRun.Trigger.RETRY):
         return [], []
     earlier = _earlier_attempts(run)
-    undecided = list(RunHold.objects.filter(run_id__in=earlier, decision="").values_list("run_id", flat=True))
-    return earlier, undecided
+    holds = RunHold.objects.filter(run_id__in=earlier)
+    if lock:
+        holds = holds.select_for_update().order_by("pk")
+        return earlier, [run_id for run_id, decision in holds.values_list("run_id", "decision") if not decision]
+    return earlier, list(holds.filter(decision="").values_list("run_id", flat=True))
 
 
 def _reason(run: JobRun, counts: dict, undecided: list[int]) -> tuple[str | None, dict | None, Limits]:
@@ -193,7 +199,7 @@ def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None) -> Jud
     records the hold (``hold_record``) when ``held``. ``proposal``: the run held its other
     writes as proposals (``propose_check``), so it is held whatever is staged."""
     stores = held_messages.stores()
-    earlier, undecided = _undecided_earlier(run)
+    earlier, undecided = _undecided_earlier(run, lock=True)
     if earlier:
         # 2a. A retry answers for what its slot's earlier attempts left held (a worker that
         # died mid-run leaves its messages held with no hold; a held run, with one).

@@ -204,3 +204,113 @@ def test_two_schedulers_escalating_at_once_escalate_a_hold_once(district, all_ab
     assert AlertDelivery.objects.filter(incident=incident).count() == 1
     assert len([r for r, _ in httpserver.log if b"held-24h" in r.data or b"with no decision" in r.data]) == 1
     assert alerting.escalate_undecided_holds(now=later + dt.timedelta(hours=24)) == 0
+
+
+# -- a job whose messages are held (not proposals): the outbox test job --------------------------
+@pytest.fixture
+def notice_job():
+    from scheduling import registry
+    from tests.blast_radius.test_held_outbox import NOTICE, notice
+
+    job = registry.Job(slug=NOTICE, title="Family notice (test)", default_cron="0 18 * * *", why="test", entry=notice)
+    registry.register(job)
+    yield job
+    registry.unregister(NOTICE)
+
+
+def held_notice(district, notice_job) -> JobRun:
+    from tests.jobs.slot_runs import local_slot, run_slot
+
+    seed_history(district, job=notice_job.slug, families=2, staff=0)
+    BlastRadiusLimit.objects.create(district=district, job=notice_job.slug, floor=10)
+    slot = local_slot(district, 2026, 10, 6, 18, 0)
+    with time_machine.travel(slot + dt.timedelta(minutes=1), tick=False):
+        run = run_slot(notice_job.slug, district, slot)
+    assert run.status == JobRun.Status.HELD and run.outbound == {"families": 40, "staff": 0}
+    return run
+
+
+@pytest.fixture
+def families(district, school):
+    from students.models import Role
+
+    for i in range(40):
+        guardian = f.UserFactory(username=f"parent{i}", email=f"parent{i}@example.org", roles=[Role.GUARDIAN])
+        f.GuardianLinkFactory(guardian=guardian, student=f.StudentFactory(school=school))
+
+
+@pytest.mark.django_db
+def test_a_retry_of_a_held_message_run_takes_them_over_and_a_release_sends_each_once(
+        district, families, notice_job, system_admin, smtp_server):
+    from notifications import delivery
+
+    run = held_notice(district, notice_job)
+    retry = services.retry_run(run=run, acting_user=system_admin)
+    with time_machine.travel(run.finished_at + dt.timedelta(minutes=5), tick=False):
+        retry = runner.execute(retry.pk)
+
+    assert retry.status == JobRun.Status.HELD and retry.outbound == {"families": 40, "staff": 0}
+    assert Notification.objects.count() == 40 and set(Notification.objects.values_list("job_run_id", flat=True)) == {
+        retry.pk}
+    at = run.finished_at + dt.timedelta(hours=15)  # 09:00 the next morning: inside the window
+    blast_radius.hold_release(hold=retry.hold, acting_user=system_admin, note="Real notices", now=at)
+    with time_machine.travel(at + dt.timedelta(minutes=1), tick=False):
+        delivery.drain()
+        delivery.drain()
+    assert sorted(m["To"] for m in smtp_server.messages) == sorted(f"parent{i}@example.org" for i in range(40))
+
+
+@pytest.mark.django_db
+def test_the_limits_admin_refuses_a_second_row_and_a_zero_multiplier(client, system_admin, district):
+    BlastRadiusLimit.objects.create(district=district, job=SLUG, multiplier=5, floor=10, cap=100)
+    client.force_login(system_admin)
+    url = "/admin/scheduling/blastradiuslimit/add/"
+    same = client.post(url, {"district": district.pk, "job": SLUG, "multiplier": 3, "floor": 1, "cap": 9})
+    zero = client.post(url, {"district": district.pk, "job": "", "multiplier": 0, "floor": 1, "cap": 0})
+    unknown = client.post(url, {"district": district.pk, "job": "no-such-job", "multiplier": 3, "floor": 1, "cap": 9})
+    for page in (same, zero, unknown):
+        assert page.status_code == 200 and "errorlist" in page.content.decode()
+    assert list(BlastRadiusLimit.objects.values_list("job", "multiplier")) == [(SLUG, 5)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_judged_while_an_admin_releases_the_hold_neither_deadlocks_nor_holds_nothing(
+        district, families, notice_job, system_admin):
+    """An admin's release locks the hold, then the held rows; the retry's judgement must take
+    the same locks in the same order (else each waits for the other: a deadlock, the admin's
+    page a 500) and see the decision once it is made."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's row locks (SQLite serializes the whole database)")
+    import time
+
+    from django.db import transaction
+
+    run = held_notice(district, notice_job)
+    retry = services.retry_run(run=run, acting_user=system_admin)
+    locked, results = threading.Event(), {}
+
+    def admin():
+        try:
+            with transaction.atomic():
+                RunHold.objects.select_for_update().get(pk=run.hold.pk)  # the admin's decision under way
+                locked.set()
+                time.sleep(1.5)  # the retry's judgement reaches the hold meanwhile
+                results["admin"] = blast_radius.hold_release(hold=run.hold, acting_user=system_admin, note="Real")
+        except Exception as exc:  # asserted below
+            results["admin"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=admin)
+    thread.start()
+    assert locked.wait(10)
+    with time_machine.travel(run.finished_at + dt.timedelta(minutes=5), tick=True):
+        retry = runner.execute(retry.pk)
+    thread.join(30)
+
+    assert isinstance(results["admin"], RunHold) and results["admin"].messages_affected == 40, results
+    # The retry saw the release: nothing left held, nothing to hold again; each message once.
+    assert retry.status == JobRun.Status.SUCCEEDED, (retry.status, retry.note)
+    assert not RunHold.objects.filter(decision="").exists()
+    assert Notification.objects.count() == 40
+    assert not Notification.objects.filter(status="held").exists()
