@@ -39,7 +39,7 @@ import statistics
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from scheduling import registry
@@ -123,6 +123,10 @@ class Judgement:
     baseline: dict | None = None
     limits: Limits | None = None
     proposal: dict | None = None  # writes held as proposals (``propose_check``): what they would send
+    # A retry holding again what earlier attempts held: since when, and whether that was
+    # escalated already (the 24-hour clock runs from the first hold, not from each retry).
+    held_since: dt.datetime | None = None
+    escalated_at: dt.datetime | None = None
 
 
 def _staged_counts(run_id: int) -> dict[str, int]:
@@ -220,6 +224,9 @@ def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None) -> Jud
     if reason:
         judgement.held, judgement.reason = True, reason
         if undecided:
+            first = RunHold.objects.filter(run_id__in=undecided).aggregate(
+                since=Min("held_at"), escalated=Min("escalated_at"))
+            judgement.held_since, judgement.escalated_at = first["since"], first["escalated"]
             RunHold.objects.filter(run_id__in=undecided, decision="").update(
                 decision=RunHold.Decision.SUPERSEDED, decided_at=now, actor_label="blast-radius guard",
                 note=f"held again by retry run #{run.pk}, which took its held messages over",
@@ -239,7 +246,8 @@ def hold_record(*, run: JobRun, judgement: Judgement, now: dt.datetime) -> RunHo
         breakdown, samples = judgement.proposal["breakdown"] + breakdown, judgement.proposal["samples"] + samples
         limits["proposals"] = True  # its other writes were not made: a release runs the slot again
     hold, _ = RunHold.objects.update_or_create(run=run, defaults=dict(
-        held_at=now, counts=judgement.counts, baseline=judgement.baseline or {}, limits=limits,
+        held_at=judgement.held_since or now, escalated_at=judgement.escalated_at,
+        counts=judgement.counts, baseline=judgement.baseline or {}, limits=limits,
         reason=judgement.reason[:300], breakdown=breakdown, samples=samples[:SAMPLE_SIZE],
     ))
     alerts.run_held(run, hold)

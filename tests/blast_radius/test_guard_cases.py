@@ -314,3 +314,27 @@ def test_a_retry_judged_while_an_admin_releases_the_hold_neither_deadlocks_nor_h
     assert not RunHold.objects.filter(decision="").exists()
     assert Notification.objects.count() == 40
     assert not Notification.objects.filter(status="held").exists()
+
+
+@pytest.mark.django_db
+def test_the_24_hours_run_from_the_first_hold_whatever_the_retries(district, all_absent, limits, system_admin):
+    """Retrying a held run is not a decision: it must neither push the escalation back nor
+    escalate a second time."""
+    run = held_run(district, all_absent)
+    first_held = run.hold.held_at
+    retry = services.retry_run(run=run, acting_user=system_admin)
+    with time_machine.travel(first_held + dt.timedelta(hours=20), tick=False):
+        retry = runner.execute(retry.pk)
+    assert retry.status == JobRun.Status.HELD and retry.hold.held_at == first_held
+
+    assert alerting.escalate_undecided_holds(now=first_held + dt.timedelta(hours=23, minutes=59)) == 0
+    assert alerting.escalate_undecided_holds(now=first_held + dt.timedelta(hours=24)) == 1
+    escalated = RunHold.objects.get(run=retry).escalated_at
+    assert escalated == first_held + dt.timedelta(hours=24)
+
+    again = services.retry_run(run=retry, acting_user=system_admin)
+    with time_machine.travel(first_held + dt.timedelta(hours=30), tick=False):
+        again = runner.execute(again.pk)
+    assert again.status == JobRun.Status.HELD and again.hold.escalated_at == escalated
+    assert alerting.escalate_undecided_holds(now=first_held + dt.timedelta(hours=60)) == 0
+    assert Incident.objects.filter(kind=Incident.Kind.HELD_UNDECIDED).count() == 1
