@@ -150,6 +150,10 @@ class IEPMeeting(models.Model):
     location = models.CharField(max_length=200, blank=True, help_text="Where the meeting takes place (told to the family).")
     # Recorded by the reminder job on the day it sends the notice (34 CFR 300.322(b)): never typed.
     guardian_notice_sent_on = models.DateField(null=True, blank=True, editable=False)
+    # The meeting time that notice announced. A meeting moved after its notice (scheduled_for
+    # no longer equal) must be noticed again with the new date: the family's copy of the old
+    # date is no notice of the new one.
+    guardian_notice_for = models.DateTimeField(null=True, blank=True, editable=False)
     notice_flagged_late = models.BooleanField(default=False)
 
     class Meta:
@@ -163,6 +167,13 @@ class IEPMeeting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} meeting ({self.get_status_display().lower()})"
+
+    @staticmethod
+    def notice_outstanding() -> Q:
+        """Meetings the family has not been told of at their current time: never noticed,
+        or moved since (34 CFR 300.322(b): the notice states the time)."""
+        return (Q(guardian_notice_sent_on__isnull=True) | Q(guardian_notice_for__isnull=True)
+                | Q(guardian_notice_for__lt=F("scheduled_for")) | Q(guardian_notice_for__gt=F("scheduled_for")))
 
     def has_minutes(self) -> bool:
         return self.pk is not None and IEPMeetingMinutes.objects.filter(meeting_id=self.pk).exists()

@@ -239,11 +239,12 @@ class MeetingNotice:
     review_due: dt.date
     recipients: tuple[int, ...]  # guardians who may be told, and the student once 18
     attendees: tuple[dict, ...]  # {"name", "role"}: the IEP team and the case manager
+    moved: bool = False  # noticed before, at another time: this notice gives the new one
 
 
 def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNotice]:
     """Scheduled meetings of the district's active IEPs, on ``today`` (local) or later, whose
-    notice has not been sent. Four queries whatever the number of meetings.
+    notice has not been sent for their current time (never, or the meeting moved since). Four queries whatever the number of meetings.
 
     Who is told (34 CFR 300.322(b), 300.520): every guardian the family rule
     (``GuardianLink.notice_bar``) lets be told on ``today``, and the student once 18, when the
@@ -255,13 +256,15 @@ def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNot
     start_of_today = dt.datetime.combine(today, dt.time.min, tzinfo=zone)
     rows = list(
         IEPMeeting.objects.filter(
-            status=IEPMeeting.Status.SCHEDULED, scheduled_for__gte=start_of_today, guardian_notice_sent_on__isnull=True,
+            IEPMeeting.notice_outstanding(),
+            status=IEPMeeting.Status.SCHEDULED, scheduled_for__gte=start_of_today,
             iep__status=IEP.Status.ACTIVE, iep__student__is_active=True, iep__student__school__district=district,
         ).order_by("scheduled_for", "id").values_list(
             "id", "iep_id", "iep__student_id", "iep__student__school_id", "iep__student__first_name",
             "iep__student__last_name", "purpose", "scheduled_for", "location", "iep__next_review_due",
             "iep__student__user_id", "iep__student__birth_date", "iep__student__consents_to_guardian_access",
             "iep__case_manager__first_name", "iep__case_manager__last_name", "iep__case_manager__username",
+            "guardian_notice_sent_on",
         )
     )
     if not rows:
@@ -280,7 +283,7 @@ def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNot
         team.setdefault(iep_id, []).append({"name": f"{first} {last}".strip() or username, "role": role})
     out = []
     for (meeting_id, iep_id, student_id, school_id, first, last, purpose, starts_at, location, review_due,
-         student_user, birth_date, consents, cm_first, cm_last, cm_username) in rows:
+         student_user, birth_date, consents, cm_first, cm_last, cm_username, noticed_on) in rows:
         told = [
             g for g, revoked, dependent in guardians.get(student_id, [])
             if GuardianLink.notice_bar(access_revoked=revoked, is_dependent_claim=dependent, birth_date=birth_date,
@@ -294,7 +297,7 @@ def meetings_to_notice(*, district: District, today: dt.date) -> list[MeetingNot
             attendees.insert(0, {"name": manager, "role": IEPTeamMember.TeamRole.CASE_MANAGER})
         out.append(MeetingNotice(
             meeting_id, iep_id, student_id, school_id, f"{first} {last}".strip(), purpose, starts_at, location or "",
-            review_due, tuple(sorted(set(told))), tuple(attendees),
+            review_due, tuple(sorted(set(told))), tuple(attendees), moved=noticed_on is not None,
         ))
     return out
 

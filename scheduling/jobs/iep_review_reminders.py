@@ -32,7 +32,8 @@ the family notice above.
 Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
 cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``,
-``iep-meeting-notice:<meeting>:<recipient>:<channel>``, ``iep-minutes-missing:<meeting>:<recipient>:email``
+``iep-meeting-notice:<meeting>:<recipient>:<channel>`` (a meeting moved after its notice:
+``iep-meeting-notice:<meeting>:moved-<local start YYYYMMDDTHHMM>:<recipient>:<channel>``), ``iep-minutes-missing:<meeting>:<recipient>:email``
 ``iep-notice-late:<meeting>:<recipient>:email``, ``iep-reevaluation:<iep>:<reevaluation due>:<offset>:<recipient>:email``
 and ``iep-reevaluation-overdue:<iep>:<local date>:<recipient>:email``. Everything the run writes (messages,
 meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
@@ -119,7 +120,9 @@ def run(ctx) -> dict:
                     # A legal notice, not a reminder: it goes out at once whatever the family chose
                     # for IEP reminders ("never" or a digest included); quiet hours still hold it.
                     recipient_id=u, category=Category.LEGAL_NOTICE, channel=channel, template="iep-meeting-notice",
-                    context=context, dedupe_key=f"iep-meeting-notice:{n.meeting_id}:{u}:{channel}",
+                    context=context, dedupe_key=f"iep-meeting-notice:{n.meeting_id}:{u}:{channel}" if not n.moved
+                    # A moved meeting's notice: the new time in the key, so it is sent once more.
+                    else f"iep-meeting-notice:{n.meeting_id}:moved-{local:%Y%m%dT%H%M}:{u}:{channel}",
                     priority=Priority.HIGH, student_id=n.student_id,
                 )
                 for u in n.recipients for channel in (Channel.EMAIL, Channel.PUSH)

@@ -1,6 +1,6 @@
 """The IEP meeting notice beside the happy path: the local-date boundary of the lead time in
-the evening (UTC already the next day), a student of 18 with no account and no one else who
-may be told, and another district's run."""
+the evening (UTC already the next day), a meeting moved after its notice went out, a student
+of 18 with no account and no one else who may be told, and another district's run."""
 from __future__ import annotations
 
 import datetime as dt
@@ -31,6 +31,61 @@ def test_the_lead_time_counts_the_districts_days_not_utcs(district, family, days
     run_on(district, TODAY)
     meeting.refresh_from_db()
     assert meeting.guardian_notice_sent_on == TODAY and meeting.notice_flagged_late is late
+
+
+def test_a_meeting_moved_after_its_notice_is_noticed_again_with_the_new_date(district, family):  # noqa: F811
+    """34 CFR 300.322(b): the notice states the time and place. A meeting moved to another
+    day after the family was told must be told again; the family's copy of the old date is
+    not a notice of the new one."""
+    meeting = meeting_at(district, family, 20, 15)
+    run_on(district, TODAY)
+    first = Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:").count()
+    assert first == 4
+    new_day = TODAY + dt.timedelta(days=25)
+    meeting.refresh_from_db()  # as the admin edits it: the row as the run left it
+    meeting.scheduled_for = local_slot(district, new_day.year, new_day.month, new_day.day, 9, 0)
+    meeting.save()
+    tomorrow = TODAY + dt.timedelta(days=1)
+    run_on(district, tomorrow)
+    meeting.refresh_from_db()
+    rows = Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:")
+    assert rows.count() == 8
+    again = rows.filter(dedupe_key__contains=":moved-20261030T0900:")
+    assert {(r.context["meeting_date"], r.context["meeting_time"]) for r in again} == {(new_day.isoformat(), "09:00")}
+    assert set(again.values_list("recipient__username", "channel")) == {
+        ("mama", "email"), ("mama", "push"), ("papa", "email"), ("papa", "push")}
+    assert (meeting.guardian_notice_sent_on, meeting.guardian_notice_for) == (tomorrow, meeting.scheduled_for)
+    # Told once of the new time: the next run adds nothing.
+    run_on(district, tomorrow + dt.timedelta(days=1))
+    assert rows.count() == 8
+
+
+def test_a_meeting_moved_too_close_is_noticed_again_and_flagged_late(district, family):  # noqa: F811
+    meeting = meeting_at(district, family, 20, 15)
+    run_on(district, TODAY)
+    meeting.refresh_from_db()
+    assert meeting.notice_flagged_late is False
+    soon = TODAY + dt.timedelta(days=5)
+    meeting.scheduled_for = local_slot(district, soon.year, soon.month, soon.day, 15, 0)
+    meeting.save()
+    run = run_on(district, TODAY + dt.timedelta(days=1))
+    meeting.refresh_from_db()
+    assert run.result["meeting_notices_sent"] == 1 and meeting.notice_flagged_late is True
+    assert set(Notification.objects.filter(dedupe_key__startswith=f"iep-notice-late:{meeting.id}:").values_list(
+        "recipient__username", flat=True)) == {"cm", "coord"}
+
+
+def test_an_unmoved_meeting_is_noticed_once_even_after_an_edit_of_something_else(district, family):  # noqa: F811
+    meeting = meeting_at(district, family, 20, 15)
+    run_on(district, TODAY)
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_for == meeting.scheduled_for
+    meeting.purpose = IEPMeeting.Purpose.AMENDMENT
+    meeting.save()
+    run_on(district, TODAY + dt.timedelta(days=1))
+    assert Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:").count() == 4
+
+
 
 
 def test_a_student_of_eighteen_without_an_account_and_no_one_to_tell_is_flagged_at_once(district, family):  # noqa: F811
