@@ -204,10 +204,13 @@ if not ARCHIVE_ENCRYPTION_KEY:
     ARCHIVE_ENCRYPTION_KEY = demo_key(VAR_DIR / "demo-archive.key")
 
 # --- email: any ESP through django-anymail; the console backend for the demo -----------
+# With DEBUG (the demo) emails are files in EMAIL_FILE_PATH: the qcluster drains the outbox
+# every minute, and the console backend would print the demo's thousand emails into the terminal.
 EMAIL_BACKEND = env.get_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
+EMAIL_FILE_PATH = env.get_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.get_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")

@@ -76,7 +76,7 @@ class Command(BaseCommand):
         self.jobs(district)
         recorder = self.sms_recorder()
         try:
-            self.texts(district, recorder)
+            self.texts(district, recorder, serving=not options["no_serve"])
             self.announce(logins, options["addrport"])
             if not options["no_serve"]:
                 self.serve(options["addrport"])
@@ -138,13 +138,15 @@ class Command(BaseCommand):
         """Create the job schedules, and run each job that has a body once for the demo
         district (first demo only), so the dashboard shows real history. The end-of-year
         rollover is never run by the demo: it is the one destructive annual job."""
-        from scheduling import registry, runner, services
+        from scheduling import periodic_tasks, registry, runner, services
         from scheduling.models import JobRun
 
         first = not JobRun.objects.exists()
         self.stdout.write("4. Scheduling the jobs" + (" and running each once for the demo district..." if first else "..."))
         report = services.sync_schedules()
-        self.stdout.write(f"   {report.created} schedules created, {report.unchanged + report.updated} kept.")
+        periodic_tasks.sync()  # what `jobs sync` also does: the qcluster served below drains the outbox
+        self.stdout.write(f"   {report.created} schedules created, {report.unchanged + report.updated} kept; "
+                          "the outbox is drained every minute by the qcluster.")
         if not first:
             return
         for job in registry.all_jobs():
@@ -183,10 +185,11 @@ class Command(BaseCommand):
         recorder.stop = stop_and_restore
         return recorder
 
-    def texts(self, district: District, recorder) -> None:
-        """First demo only: a guardian with a mobile number (consent by paper form), an
-        emergency broadcast to the district, and its texts sent at once (the other channels
-        stay queued) to the local Twilio-compatible server."""
+    def texts(self, district: District, recorder, *, serving: bool) -> None:
+        """First demo only: a guardian with a mobile number (consent by paper form) and an
+        emergency broadcast to the district. Serving, the qcluster's outbox drain (every
+        minute) sends its texts to the local Twilio-compatible server, with the emails and
+        pushes; with --no-serve no qcluster runs, so the texts are drained here and shown."""
         from notifications import delivery, emergency
         from notifications.models import Channel, RecipientProfile
         from notifications.services import recipient_sms_consent_record
@@ -208,6 +211,10 @@ class Command(BaseCommand):
             return
         broadcast = emergency.emergency_broadcast_send(
             district=district, scenario="broadcast", message=DEMO_BROADCAST, actor_label="manage.py demo")
+        if serving:
+            self.stdout.write(f"   Emergency broadcast #{broadcast.pk}: the qcluster sends its texts within a minute, "
+                              f"recorded in {recorder.path} (emails in {settings.EMAIL_FILE_PATH}).")
+            return
         sent = 0
         while True:
             batch = delivery.drain_batch(batch_size=100, channels=(Channel.SMS,))
