@@ -16,7 +16,7 @@ import time_machine
 from django.core.management import call_command
 
 from scheduling import calendar_policy, registry, services
-from scheduling.models import AlertDelivery, CalendarSkipCounter, Incident, JobRun
+from scheduling.models import AlertDelivery, CalendarSkipCounter, Incident, JobRun, JobSchedule
 from students.models import CalendarDay
 from tests import factories as f
 
@@ -222,3 +222,17 @@ def test_a_school_with_no_calendar_at_all_is_named_on_the_dashboard(attendance_o
     assert calendar_policy.calendar_skips(
         attendance_only, district_id=district.pk, zone_name="America/New_York",
         slots=[dt.datetime(2026, 12, 19, 18, 30, tzinfo=NY)]) == {}
+
+
+def test_a_saturday_school_day_runs_and_a_paused_slot_is_not_a_calendar_skip(attendance_only):
+    """A weekend row marked instructional (Saturday school) is a school day; a paused
+    schedule's slot on a closed day is skipped as paused, not counted as the calendar's."""
+    district, (a,) = district_with(1)
+    calendar(a, dt.date(2026, 12, 7), dt.date(2026, 12, 18), {dt.date(2026, 12, 16): "Snow day"})
+    CalendarDay.objects.create(school=a, date=dt.date(2026, 12, 12), is_instructional=True, note="Saturday school")
+
+    assert claim(district, dt.datetime(2026, 12, 12, 18, 30, tzinfo=NY)).status == "queued"
+    JobSchedule.objects.filter(job=JOB, district=district).update(paused=True, pause_note="maintenance")
+    paused = claim(district, dt.datetime(2026, 12, 16, 18, 30, tzinfo=NY))
+    assert paused.status == "skipped" and paused.note == "paused: maintenance"
+    assert not CalendarSkipCounter.objects.exists()
