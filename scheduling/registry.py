@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import pkgutil
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,11 @@ class Job:
     # figures (a per-channel count) are labelled from the same mapping.
     figures: Mapping[str, str | tuple[str, str]] = field(default_factory=dict, compare=False)
     progress_unit: str = "items"  # what ctx.progress(done, total) counts: "5 of 12 students"
+    # Spread (docs/scheduling.md, "Spread"): a back-office job may run anywhere in the
+    # spread_minutes starting at its default cron's minute (60 with "0 2 * * 0": 02:00-02:59).
+    # Each district takes a stable minute in that window, so thousands of districts in one
+    # zone do not all fall due in the same instant. 0: every district keeps the exact minute.
+    spread_minutes: int = 0
     entry: Callable[[Any], dict] | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -63,8 +69,43 @@ class Job:
             raise ValueError(f"job {self.slug}: a global job cannot follow the school calendar")
         if self.default_cron:
             cron.validate(self.default_cron)
+        if self.spread_minutes:
+            self._check_spread()
         if self.timeout < 1 or self.max_attempts < 1 or self.backoff_base < 0:
             raise ValueError(f"job {self.slug}: timeout and max_attempts must be positive")
+
+    def _check_spread(self) -> None:
+        # The window stays inside the default cron's hour so only the minute field moves:
+        # the hour, days and the cron's DST handling are the default's, unchanged.
+        if self.is_global:
+            raise ValueError(f"job {self.slug}: a global job has one schedule, nothing to spread")
+        minute = cron.validate(self.default_cron).split()[0] if self.default_cron else ""
+        if not minute.isdigit():
+            raise ValueError(f"job {self.slug}: spread needs a default cron with one fixed minute")
+        if not 0 < self.spread_minutes <= 60 - int(minute):
+            raise ValueError(f"job {self.slug}: spread_minutes must keep the window inside the hour "
+                             f"(1 to {60 - int(minute)})")
+
+    def spread_offset(self, district_id: int | None) -> int:
+        """The district's stable offset in minutes within the job's spread window (0 without).
+
+        crc32 of "<slug>:<district id>", not hash(): Python salts str hashes per process,
+        and every sync, qcluster and `jobs next` must pick the same minute.
+        """
+        if not self.spread_minutes or district_id is None:
+            return 0
+        return zlib.crc32(f"{self.slug}:{district_id}".encode()) % self.spread_minutes
+
+    def cron_for(self, district_id: int | None) -> str:
+        """The cron sync seeds the district's schedule with: the default cron, its minute
+        moved by the district's spread offset ("" for an ad-hoc job)."""
+        if not self.default_cron:
+            return ""
+        offset = self.spread_offset(district_id)
+        if not offset:
+            return self.default_cron
+        minute, rest = cron.validate(self.default_cron).split(" ", 1)
+        return f"{int(minute) + offset} {rest}"
 
     @property
     def is_global(self) -> bool:

@@ -191,7 +191,7 @@ def previous_cron_slot(*, job_slug: str, district_id: int | None, tz_name: str, 
     expr = (
         JobSchedule.objects.filter(job=job_slug, district_id=district_id, removed_at__isnull=True)
         .values_list("cron", flat=True).first()
-    ) or registry.get(job_slug).default_cron
+    ) or registry.get(job_slug).cron_for(district_id)
     if not expr:
         return None
     slots = cron.slots_between(expr, tz_name, after=before - dt.timedelta(days=35), until=before - dt.timedelta(microseconds=1))

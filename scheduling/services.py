@@ -191,7 +191,8 @@ def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
             key = (job.slug, district.id if district else None)
             if key in existing:
                 continue
-            s = JobSchedule(job=job.slug, district=district, cron=job.default_cron or "")
+            # The job's cron at the district's minute of its spread window (registry.Job.cron_for).
+            s = JobSchedule(job=job.slug, district=district, cron=job.cron_for(key[1]))
             new.append(s)
             if not s.cron:
                 continue
@@ -217,7 +218,7 @@ def sync_schedules(*, now: dt.datetime | None = None) -> SyncReport:
         if job is None or removed_at is not None:
             continue
         in_line = (
-            (customized or cron_expr == (job.default_cron or ""))
+            (customized or cron_expr == job.cron_for(district_id))
             and (q_id is not None and cron_expr and q_cron == cron_expr and q_repeats == (0 if paused else -1)
                  and q_kwargs == _q_kwargs(job, district_id, JobSchedule.zone_name_for(district_zone if district_id else None))
                  or not cron_expr and q_id is None and schedule_name(slug, district_id) not in q_by_name)
@@ -244,8 +245,8 @@ def _sync_existing(s: JobSchedule, job: registry.Job, q_by_name: dict, now, repo
     zone changed). Collects the rows to write in ``changed_s`` and ``changed_q``."""
     slug = s.job
     dirty = False
-    if not s.cron_customized and s.cron != (job.default_cron or ""):
-        s.cron = job.default_cron or ""
+    if not s.cron_customized and s.cron != job.cron_for(s.district_id):
+        s.cron = job.cron_for(s.district_id)
         dirty = True
     tz = s.zone_name
     q = s.q_schedule or q_by_name.get(schedule_name(slug, s.district_id))

@@ -235,6 +235,8 @@ JOB = Job(
     scope='district',
     critical=True,
     expected_duration=timedelta(minutes=30),
+    # Back-office: 01:00-01:59 keeps the month closed and ends before data-archival (03:00).
+    spread_minutes=60,
     timeout=3600,
     max_attempts=3,
     backoff_base=60,

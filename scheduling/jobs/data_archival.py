@@ -351,6 +351,8 @@ JOB = Job(
     scope='district',
     critical=False,
     expected_duration=timedelta(minutes=30),
+    # Back-office: 03:00-03:59, still after compliance-audit-report's window (01:00-01:59).
+    spread_minutes=60,
     timeout=3600,
     max_attempts=3,
     backoff_base=60,

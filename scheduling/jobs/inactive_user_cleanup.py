@@ -62,6 +62,8 @@ JOB = Job(
     scope='district',
     critical=False,
     expected_duration=timedelta(minutes=5),
+    # Back-office: any minute of 02:00-02:59 on Sunday night is as quiet; nobody waits for it.
+    spread_minutes=60,
     timeout=1800,
     max_attempts=3,
     backoff_base=60,

@@ -140,6 +140,8 @@ JOB = Job(
     scope='district',
     critical=False,
     expected_duration=timedelta(minutes=20),
+    # Back-office: 03:00-03:59, still done hours before weekly-analytics-report (06:00).
+    spread_minutes=60,
     timeout=3600,
     max_attempts=3,
     backoff_base=60,

@@ -362,6 +362,8 @@ JOB = Job(
     scope='district',
     critical=False,
     expected_duration=timedelta(minutes=10),
+    # Principals read it on Monday: any minute of 06:00-06:59 on Sunday serves them alike.
+    spread_minutes=60,
     timeout=3600,
     max_attempts=3,
     backoff_base=60,

@@ -233,7 +233,7 @@ class Command(BaseCommand):
         expr = cron
         if expr is None:
             schedule = JobSchedule.objects.filter(job=job.slug, district=district, removed_at__isnull=True).first()
-            expr = schedule.cron if schedule is not None else (job.default_cron or "")
+            expr = schedule.cron if schedule is not None else job.cron_for(district.pk if district else None)
         if not expr:
             raise _bad(f"job {job.slug} has no cron: it runs only on demand")
         try:
