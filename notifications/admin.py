@@ -153,6 +153,17 @@ class RecipientProfileForm(forms.ModelForm):
         # Before the model's E.164 validator sees it: "+1 (202) 555-0143" is a fine answer.
         return normalize_mobile_number(self.cleaned_data.get("mobile_number", ""))
 
+    def clean(self):
+        cleaned = super().clean()
+        # Consent to texts was given for a number: a new number keeps no consent it never
+        # gave. Without this, editing the number alone carried the old consent (and its date
+        # and method, into the history) over to a number nobody asked about.
+        if (self.instance.pk and self.instance.sms_consent_at and "mobile_number" in self.changed_data
+                and cleaned.get("sms_consent_at") and "sms_consent_at" not in self.changed_data):
+            self.add_error("sms_consent_at", "The consent on file was given for the old number: record when and how "
+                                             "the new number's consent was given, or clear it.")
+        return cleaned
+
 
 @admin.register(RecipientProfile)
 class RecipientProfileAdmin(admin.ModelAdmin):

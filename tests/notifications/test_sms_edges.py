@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from twilio.request_validator import RequestValidator
 
 from notifications.delivery import backoff, drain_batch
-from notifications.models import Notification, RecipientProfile, Status
+from notifications.models import Notification, RecipientProfile, SmsConsentEvent, Status
 from notifications.rendering import ELLIPSIS, MAX_BODY, fit
 from notifications.services import (
     NotificationRequest,
@@ -174,3 +174,42 @@ def test_a_family_text_retried_into_quiet_hours_waits_for_the_morning(family, tw
     ordinary, emergency = Notification.objects.get(dedupe_key="family"), Notification.objects.get(dedupe_key="em")
     assert emergency.status == Status.PENDING and emergency.send_after == evening + backoff(1)
     assert ordinary.send_after == dt.datetime(2026, 10, 15, 11, 0, tzinfo=dt.UTC)  # 07:00 EDT
+
+
+# --- consent belongs to a number -----------------------------------------------------------------
+
+def _change(client, profile, **fields):
+    from django.utils import timezone
+
+    shown = timezone.localtime(profile.sms_consent_at)  # as the change form shows it: unchanged
+    data = {"user": profile.user_id, "language": "en", "email_status": "ok", "mobile_number": profile.mobile_number,
+            "sms_consent_at_0": f"{shown:%Y-%m-%d}", "sms_consent_at_1": f"{shown:%H:%M:%S}", "sms_consent_method": "paper-form"}
+    data.update(fields)
+    return client.post(f"/admin/notifications/recipientprofile/{profile.pk}/change/", data)
+
+
+def test_a_new_number_does_not_inherit_the_old_numbers_consent(client, system_admin, family):
+    client.force_login(system_admin)
+    profile = recipient_sms_consent_record(user_id=family["guardian"].pk, mobile_number=ANA, method="paper-form")
+    response = _change(client, profile, mobile_number="+1 202 555 0199")
+    assert response.status_code == 200 and "consent on file was given for the old number" in response.content.decode()
+    profile.refresh_from_db()
+    assert profile.mobile_number == ANA
+    assert list(SmsConsentEvent.objects.values_list("mobile_number", flat=True)) == [ANA]
+
+
+def test_a_new_number_with_its_own_consent_or_none_is_saved(client, system_admin, family):
+    client.force_login(system_admin)
+    profile = recipient_sms_consent_record(user_id=family["guardian"].pk, mobile_number=ANA, method="paper-form")
+    response = _change(client, profile, mobile_number="+12025550199", sms_consent_at_0="2026-10-14",
+                       sms_consent_at_1="11:30:00", sms_consent_method="verbal")
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert (profile.mobile_number, profile.sms_consent_method) == ("+12025550199", "verbal")
+    assert ("+12025550199", "verbal") in set(SmsConsentEvent.objects.values_list("mobile_number", "method"))
+    # Emergencies only on another number: the consent cleared with the change.
+    response = _change(client, profile, mobile_number="+12025550177", sms_consent_at_0="", sms_consent_at_1="",
+                       sms_consent_method="")
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert (profile.mobile_number, profile.sms_consent_at) == ("+12025550177", None)
