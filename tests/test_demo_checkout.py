@@ -27,6 +27,9 @@ def _clean_env(db: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
     env["DATABASE_URL"] = f"sqlite:///{db}"
     env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the venv has installed
+    # The demo's qcluster drains the outbox: its emails go to files beside the database, not
+    # into this checkout's var/.
+    env["EMAIL_FILE_PATH"] = str(db.parent / "var" / "mail")
     env.pop("REDIS_URL", None)
     return env
 
@@ -154,18 +157,18 @@ def test_stopping_the_demo_stops_its_qcluster_and_workers(checkout, stop):
     assert not left, f"still running after the demo stopped: {sorted(left)}"
 
 
-def test_the_served_demos_qcluster_drains_the_outbox_without_anyone_draining_by_hand(checkout, tmp_path):
+def test_the_served_demos_qcluster_drains_the_outbox_without_anyone_draining_by_hand(checkout):
     """Serving, the demo leaves its emergency broadcast queued: the qcluster's outbox drain
     (the periodic task `jobs sync` keeps; the demo syncs it too) sends the text to the local
     Twilio-compatible server and the emails to files, within a minute or so."""
     import sqlite3
 
     (checkout / ".env").write_text("DEBUG=1\nSECRET_KEY=" + "k" * 50 + "\n")
-    mail_dir = tmp_path / "mail"
     db = checkout / "db.sqlite3"
+    mail_dir = checkout / "var" / "mail"  # _clean_env's EMAIL_FILE_PATH
     demo = subprocess.Popen(
         [sys.executable, "-u", "manage.py", "demo", "--students", "12", "--addrport", f"127.0.0.1:{_free_port()}"],
-        cwd=checkout, env=_clean_env(db) | {"EMAIL_FILE_PATH": str(mail_dir), "TWILIO_ACCOUNT_SID": ""},
+        cwd=checkout, env=_clean_env(db) | {"TWILIO_ACCOUNT_SID": ""},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
