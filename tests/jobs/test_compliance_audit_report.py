@@ -159,14 +159,16 @@ def test_runs_once_on_the_fall_back_day_through_the_scheduler(district, world, m
     monkeypatch.setattr(registry, "all_jobs", lambda: [job])
     with time_machine.travel(at(district, 2026, 10, 31, 12), tick=False) as traveller:
         services.sync_schedules()
-        # Every 30 s from 00:50 EDT to 01:10 EST: 01:00 happens twice (05:00 and 06:00 UTC).
-        t, end = dt.datetime(2026, 11, 1, 4, 50, tzinfo=UTC), dt.datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
+        # Every 30 s from 00:50 EDT to 02:05 EST: the whole 01:00-01:59 hour happens twice
+        # (05:00 and 06:00 UTC), so does the district's minute of the job's spread window.
+        t, end = dt.datetime(2026, 11, 1, 4, 50, tzinfo=UTC), dt.datetime(2026, 11, 1, 7, 5, tzinfo=UTC)
         while t <= end:
             traveller.move_to(t)
             scheduler_pass()
             t += dt.timedelta(seconds=30)
     run = JobRun.objects.get(job=SLUG, district=district)  # (the "Far" district's own run is its own)
-    assert (run.slot, run.trigger, run.status) == (dt.datetime(2026, 11, 1, 5, 0, tzinfo=UTC), "schedule", "succeeded")
+    minute = job.spread_offset(district.pk)  # the first 01:MM, EDT
+    assert (run.slot, run.trigger, run.status) == (dt.datetime(2026, 11, 1, 5, minute, tzinfo=UTC), "schedule", "succeeded")
     assert Report.objects.filter(kind="compliance-audit", district=district).count() == 1
 
 
