@@ -4,6 +4,7 @@ show is the real local time; a cron staff edited and a job without spread keep t
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -11,6 +12,7 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.urls import reverse
 from django_q.models import Schedule
 
 from scheduling import cron, registry, services
@@ -177,3 +179,17 @@ def test_jobs_next_shows_the_districts_real_time(spread_jobs):
     assert next_runs() == expected  # before any sync: the job's cron for this district
     sync()
     assert next_runs() == expected  # after: the schedule's own cron, the same minute
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_the_districts_real_time(spread_jobs, client, system_admin):
+    district = off_the_hour("America/New_York")
+    minute = SPREAD.spread_offset(district.pk)
+    sync()
+    client.force_login(system_admin)
+    with time_machine.travel(NOW, tick=False):
+        page = client.get(reverse("admin:scheduled_jobs")).content.decode()
+    schedule = JobSchedule.objects.get(job="t-spread", district=district)
+    row = re.search(rf'<tr id="schedule-{schedule.pk}".*?</tr>', page, re.S).group(0)
+    assert f"At 02:{minute:02d} every day" in row
+    assert f"Wed 2026-12-02 02:{minute:02d} EST (UTC\u221205:00)" in row and f"2026-12-02 07:{minute:02d}Z" in row
