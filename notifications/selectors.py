@@ -104,3 +104,13 @@ def sms_texting(*, user_ids, category: str) -> set[int]:
         RecipientProfile.objects.filter(user_id__in=user_ids, sms_consent_at__isnull=False, sms_opted_out_at__isnull=True)
         .exclude(mobile_number="").filter(Exists(chose)).values_list("user_id", flat=True)
     )
+
+
+def dedupe_keys_not_suppressed(keys: list[str]) -> set[str]:
+    """Which of these outbox messages can go (any status but suppressed: pending, deferred,
+    held, sent...). One query. A job that must know whether anybody was told at all (a
+    legal notice) asks this after enqueueing."""
+    if not keys:
+        return set()
+    return set(Notification.objects.filter(dedupe_key__in=keys).exclude(status=Status.SUPPRESSED)
+               .values_list("dedupe_key", flat=True))

@@ -53,6 +53,7 @@ from django.utils import timezone
 
 from iep import selectors, services
 from notifications.models import Category, Channel, Priority
+from notifications.selectors import dedupe_keys_not_suppressed
 from notifications.services import NotificationRequest, notifications_enqueue
 from notifications.summary_labels import ENQUEUE_FIGURES
 from scheduling.registry import Job
@@ -100,7 +101,7 @@ def run(ctx) -> dict:
     # Minutes missing 2 school days after a meeting: the case manager is reminded, once.
     no_minutes = selectors.meetings_missing_minutes(district=district, today=today)
     staff_for = [selectors.ReminderDue(n.iep_id, n.student_id, n.school_id, n.review_due, 0, 0)
-                 for n in late_notices + no_minutes + unreachable]
+                 for n in late_notices + no_minutes + to_notice]
     recipients = selectors.reminder_recipients(district=district, reminders=due + overdue + re_due + re_overdue + staff_for)
     # Inactive accounts are never told; the reminder names them instead ("reassign").
     inactive = selectors.inactive_team_members(iep_ids=[r.iep_id for r in due + re_due])
@@ -127,6 +128,16 @@ def run(ctx) -> dict:
                 )
                 for u in n.recipients for channel in (Channel.EMAIL, Channel.PUSH)
             ]
+        # A notice is given only when one of its messages can go: with every row suppressed
+        # (no email address, no device, on every recipient) nobody was told, so no date is
+        # recorded and the staff are told to deliver it by hand, as when nobody may be told.
+        notice_queued = notifications_enqueue(requests, job_run_id=ctx.run.id, district_id=district.id,
+                                              now=timezone.now()) if requests else None
+        reached = {int(key.split(":")[1]) for key in dedupe_keys_not_suppressed([r.dedupe_key for r in requests])}
+        unreachable += [n for n in notices if n.meeting_id not in reached]
+        notices = [n for n in notices if n.meeting_id in reached]
+        late_notices = [n for n in late_notices if n.meeting_id in reached]
+        requests = []
         noticed = services.iep_meetings_record_notice(meeting_ids=[n.meeting_id for n in notices], sent_on=today)
         flagged_at_once = services.iep_meetings_flag_late_notice(meeting_ids=[n.meeting_id for n in late_notices])
         for n in late_notices:
@@ -273,8 +284,8 @@ def run(ctx) -> dict:
         "meeting_notices_sent": noticed,
         "meeting_notices_nobody": len(unreachable),
         "minutes_missing": len(no_minutes),
-        "notifications_queued": queued.inserted,
-        "digest_items": queued.digested,
+        "notifications_queued": queued.inserted + (notice_queued.inserted if notice_queued else 0),
+        "digest_items": queued.digested + (notice_queued.digested if notice_queued else 0),
     }
 
 

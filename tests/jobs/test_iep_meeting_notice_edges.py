@@ -124,3 +124,37 @@ def test_another_districts_run_leaves_the_meeting_alone(district, family):  # no
     run_on(other, TODAY)
     meeting.refresh_from_db()
     assert meeting.guardian_notice_sent_on is None and notices(meeting) == {}
+
+
+def test_a_notice_no_message_of_which_can_go_is_not_recorded_and_staff_are_told(district, family):  # noqa: F811
+    """Both guardians may be told but have no email address and no device: every message is
+    suppressed, so nobody was told. The meeting keeps no notice date (it would say the
+    family was noticed) and the case manager and coordinator are told at once."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(pk__in=[family["mother"].pk, family["father"].pk]).update(email="")
+    meeting = meeting_at(district, family, 20, 15)
+    run = run_on(district, TODAY)
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_sent_on is None
+    assert (run.result["meeting_notices_sent"], run.result["meeting_notices_nobody"]) == (0, 1)
+    assert set(Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:").values_list(
+        "status", flat=True)) == {"suppressed"}
+    assert set(Notification.objects.filter(dedupe_key__startswith=f"iep-notice-nobody:{meeting.id}:").values_list(
+        "recipient__username", flat=True)) == {"cm", "coord"}
+    # Told once: the next run adds nothing and still records no notice (the staff's hand
+    # delivery is the notice now; the 7-day confirmation flags the meeting if none is recorded).
+    count = Notification.objects.count()
+    run_on(district, TODAY + dt.timedelta(days=1))
+    meeting.refresh_from_db()
+    assert Notification.objects.count() == count and meeting.guardian_notice_sent_on is None
+
+
+def test_one_guardian_reachable_is_a_notice_given(district, family):  # noqa: F811
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(pk=family["mother"].pk).update(email="")
+    meeting = meeting_at(district, family, 20, 15)
+    assert run_on(district, TODAY).result["meeting_notices_nobody"] == 0
+    meeting.refresh_from_db()
+    assert meeting.guardian_notice_sent_on == TODAY
