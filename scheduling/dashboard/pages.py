@@ -185,6 +185,7 @@ def run_progress(run: JobRun) -> dict:
         percent = None
     return {"done": done, "total": total, "percent": percent}
 
+
 # The schedule page lists this many next runs, the school calendar's skips marked.
 UPCOMING_RUNS = 5
 
