@@ -58,10 +58,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from scheduling import registry
-from scheduling.models import AlertDelivery, Incident, JobRun, RunHold
+from scheduling.models import AlertDelivery, Incident, JobRun, JobSchedule, RunHold
 from scheduling.monitoring import counters
 from scheduling.summaries import one_line as summary_one_line
-from scheduling.templatetags.times_and_durations import duration_text
+from scheduling.templatetags.times_and_durations import duration_text, local_text, utc_text
 from skillcore.outbox import Outbox
 from students.models import District, Role
 
@@ -116,6 +116,13 @@ def _title(slug: str) -> str:
 
 def _where(district: District | None) -> str:
     return district.name if district is not None else "all districts (global job)"
+
+
+def _when(instant: dt.datetime, district: District | None) -> str:
+    """An instant as the people told read it: the district's local time with its offset (a
+    global job's: SCHEDULING_GLOBAL_TIME_ZONE), UTC in parentheses for whoever reads logs."""
+    zone = JobSchedule.zone_name_for(district.time_zone if district is not None else None)
+    return f"{local_text(instant, zone)} ({utc_text(instant)})"
 
 
 def _link(path: str) -> str | None:
@@ -229,7 +236,8 @@ def on_slots_not_run(*, job_slug: str, district: District | None, slots: list[dt
         return None
     kind = Kind.MISSED if status == JobRun.Status.MISSED else Kind.SKIPPED
     verb = "missed" if kind == Kind.MISSED else "skipped"
-    count = f"{len(slots)} slots" if len(slots) > 1 else f"the {slots[-1]:%Y-%m-%d %H:%M}Z slot"
+    count = (f"{len(slots)} slots, {_when(slots[0], district)} to {_when(slots[-1], district)}" if len(slots) > 1
+             else f"the slot of {_when(slots[-1], district)}")
     summary = f"{_title(job_slug)} {verb} {count} for {_where(district)}: {note}"
     return incident_open(
         kind=kind, job_slug=job_slug, district=district, summary=summary, now=now,
@@ -252,7 +260,7 @@ def on_run_held(run: JobRun, hold, *, now: dt.datetime | None = None) -> Inciden
 def on_hold_undecided(run: JobRun, hold, *, now: dt.datetime | None = None) -> Incident | None:
     """A hold left undecided for 24 hours: a PagerDuty alert (critical whatever the job)."""
     summary = (f"{_title(run.job)} for {_where(run.district)}: run #{run.pk} has held {sum(hold.counts.values())} "
-               f"message(s) since {hold.held_at:%Y-%m-%d %H:%M}Z with no decision; they are not sent until a "
+               f"message(s) since {_when(hold.held_at, run.district)} with no decision; they are not sent until a "
                "system admin releases them")
     return incident_open(
         kind=Kind.HELD_UNDECIDED, job_slug=run.job, district=run.district, run=run, summary=summary, now=now,
@@ -287,7 +295,7 @@ def on_run_started(run: JobRun, *, now: dt.datetime | None = None) -> None:
     if _posts_run_events(run.job):
         _queue([_row(None, Channel.SLACK, Action.MESSAGE, _slack_body(
             f":arrow_forward: {_title(run.job)} started for {_where(run.district)} "
-            f"(run #{run.pk}, slot {run.slot:%Y-%m-%d %H:%M}Z, {run.trigger})", run.pk), now or timezone.now())])
+            f"(run #{run.pk}, slot {_when(run.slot, run.district)}, {run.trigger})", run.pk), now or timezone.now())])
 
 
 def on_run_finished(run: JobRun, *, now: dt.datetime | None = None) -> None:

@@ -221,7 +221,8 @@ def test_missed_slots_page_once_and_the_catch_up_run_resolves(only_obs_jobs, lak
     [event] = received(endpoints, PD)
     assert event["event_action"] == "trigger" and event["payload"]["class"] == "missed"
     assert event["dedup_key"] == f"skillcore/obs-ok/{lakeside.pk}"
-    assert "Obs OK missed 2 slots for Lakeside Unified" in event["payload"]["summary"]
+    assert "Obs OK missed 2 slots, Tue 2026-10-06 06:00 EDT (UTC\u221204:00) (2026-10-06 10:00Z) to " \
+           "Wed 2026-10-07 06:00 EDT (UTC\u221204:00) (2026-10-07 10:00Z) for Lakeside Unified" in event["payload"]["summary"]
     assert event["payload"]["custom_details"]["slots"] == [slot.isoformat(), (slot + dt.timedelta(days=1)).isoformat()]
 
     # The same outage seen by a second scheduler's claim: no second page.
@@ -232,6 +233,23 @@ def test_missed_slots_page_once_and_the_catch_up_run_resolves(only_obs_jobs, lak
     assert execute(run, django_capture_on_commit_callbacks).status == "succeeded"
     assert received(endpoints, PD)[-1]["event_action"] == "resolve"
     assert not Incident.objects.filter(resolved_at__isnull=True).exists()
+
+
+def test_a_missed_slot_is_named_in_the_districts_local_time(only_obs_jobs, lakeside, endpoints,
+                                                            django_capture_on_commit_callbacks):
+    """People read alerts in the district's time: one slot missed in a New York district in
+    winter names 06:00 EST with its offset, the UTC instant only in parentheses."""
+    accept(endpoints)
+    services.sync_schedules(now=dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC))
+    slot = dt.datetime(2026, 12, 2, 11, tzinfo=dt.UTC)  # obs-ok: 06:00 in New York (EST)
+    with django_capture_on_commit_callbacks(execute=True):
+        alerting.on_slots_not_run(job_slug="obs-ok", district=lakeside, slots=[slot], status="missed",
+                                  note="the scheduler was not running")
+    [event] = received(endpoints, PD)
+    assert event["payload"]["summary"] == (
+        "Obs OK missed the slot of Wed 2026-12-02 06:00 EST (UTC\u221205:00) (2026-12-02 11:00Z) "
+        "for Lakeside Unified: the scheduler was not running")
+    assert Incident.objects.get(kind="missed").summary == event["payload"]["summary"]
 
 
 def test_overlap_skips_alert_but_a_paused_schedules_skips_do_not(only_obs_jobs, lakeside, endpoints,
@@ -246,6 +264,7 @@ def test_overlap_skips_alert_but_a_paused_schedules_skips_do_not(only_obs_jobs, 
         assert services.claim_slot(job_slug="obs-fail", district_id=lakeside.pk, slot=slot, now=slot) is None
     [event] = received(endpoints, PD)
     assert event["payload"]["class"] == "skipped" and "still running" in event["payload"]["summary"]
+    assert "skipped the slot of Tue 2026-10-06 08:00 EDT (UTC\u221204:00) (2026-10-06 12:00Z)" in event["payload"]["summary"]
 
     schedule = lakeside.job_schedules.get(job="obs-warn")
     services.pause_schedule(schedule=schedule, acting_user=None, note="winter break", now=start)
