@@ -154,6 +154,8 @@ class IEPMeeting(models.Model):
     # no longer equal) must be noticed again with the new date: the family's copy of the old
     # date is no notice of the new one.
     guardian_notice_for = models.DateTimeField(null=True, blank=True, editable=False)
+    # ... and the place it announced: a meeting moved to another room is noticed again too.
+    guardian_notice_location = models.CharField(max_length=200, blank=True, editable=False)
     notice_flagged_late = models.BooleanField(default=False)
 
     class Meta:
@@ -170,10 +172,11 @@ class IEPMeeting(models.Model):
 
     @staticmethod
     def notice_outstanding() -> Q:
-        """Meetings the family has not been told of at their current time: never noticed,
-        or moved since (34 CFR 300.322(b): the notice states the time)."""
+        """Meetings the family has not been told of at their current time and place: never
+        noticed, or moved since (34 CFR 300.322(b): the notice states the time and place)."""
         return (Q(guardian_notice_sent_on__isnull=True) | Q(guardian_notice_for__isnull=True)
-                | Q(guardian_notice_for__lt=F("scheduled_for")) | Q(guardian_notice_for__gt=F("scheduled_for")))
+                | Q(guardian_notice_for__lt=F("scheduled_for")) | Q(guardian_notice_for__gt=F("scheduled_for"))
+                | ~Q(guardian_notice_location=F("location")))
 
     def has_minutes(self) -> bool:
         return self.pk is not None and IEPMeetingMinutes.objects.filter(meeting_id=self.pk).exists()

@@ -80,14 +80,15 @@ def iep_reevaluation_reminders_record(*, sent: dict[int, list[int]], at: dt.date
 @transaction.atomic
 def iep_meetings_record_notice(*, meeting_ids: Iterable[int], sent_on: dt.date) -> int:
     """Record the day the family notice went out (the run's local date) and the meeting time
-    it announced, only where no notice of the meeting's current time is recorded: the date
+    and place it announced, only where no notice of the meeting's current time and place is recorded: the date
     is the sending, never typed, and a re-run changes nothing. A meeting noticed again after
     it moved loses its late flag; the run flags it again if the new notice is late too."""
     meeting_ids = list(meeting_ids)
     if not meeting_ids:
         return 0
     return IEPMeeting.objects.filter(id__in=meeting_ids).filter(IEPMeeting.notice_outstanding()).update(
-        guardian_notice_sent_on=sent_on, guardian_notice_for=F("scheduled_for"), notice_flagged_late=False)
+        guardian_notice_sent_on=sent_on, guardian_notice_for=F("scheduled_for"), guardian_notice_location=F("location"),
+        notice_flagged_late=False)
 
 
 @transaction.atomic

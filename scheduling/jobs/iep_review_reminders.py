@@ -33,7 +33,7 @@ Idempotency: "today" is the slot's local date; the dedupe keys are
 ``iep-reminder:<iep>:<due date>:<offset>:<recipient>:email`` (the due date names the review
 cycle, so next year's reminders are new), ``iep-overdue:<iep>:<local date>:<recipient>:email``,
 ``iep-meeting-notice:<meeting>:<recipient>:<channel>`` (a meeting moved after its notice:
-``iep-meeting-notice:<meeting>:moved-<local start YYYYMMDDTHHMM>:<recipient>:<channel>``), ``iep-minutes-missing:<meeting>:<recipient>:email``
+``iep-meeting-notice:<meeting>:moved-<local start YYYYMMDDTHHMM>-<place tag>:<recipient>:<channel>``), ``iep-minutes-missing:<meeting>:<recipient>:email``
 ``iep-notice-late:<meeting>:<recipient>:email``, ``iep-reevaluation:<iep>:<reevaluation due>:<offset>:<recipient>:email``
 and ``iep-reevaluation-overdue:<iep>:<local date>:<recipient>:email``. Everything the run writes (messages,
 meetings, flags, IEP bookkeeping) is one transaction, so a failed run leaves nothing and a
@@ -45,6 +45,7 @@ Student data read: active IEPs whose review or reevaluation is due within the la
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from datetime import timedelta
 
@@ -61,6 +62,11 @@ from scheduling.registry import Job
 PROPOSE_AT = 14  # days before due: a meeting is proposed from this offset on
 CONFIRM_AT = 7  # days before due: the meeting and the guardians' notice are checked
 HIGH_PRIORITY_AT = 30  # days before due: from the 30-day rung on, reminders are high priority
+
+
+def _place(location: str) -> str:
+    """A short stable tag of a meeting's place, for the key of a moved meeting's notice."""
+    return hashlib.sha256(location.encode()).hexdigest()[:8]
 
 
 def _email(recipient_id: int, template: str, context: dict, key: str, *, high: bool, student_id: int) -> NotificationRequest:
@@ -122,8 +128,8 @@ def run(ctx) -> dict:
                     # for IEP reminders ("never" or a digest included); quiet hours still hold it.
                     recipient_id=u, category=Category.LEGAL_NOTICE, channel=channel, template="iep-meeting-notice",
                     context=context, dedupe_key=f"iep-meeting-notice:{n.meeting_id}:{u}:{channel}" if not n.moved
-                    # A moved meeting's notice: the new time in the key, so it is sent once more.
-                    else f"iep-meeting-notice:{n.meeting_id}:moved-{local:%Y%m%dT%H%M}:{u}:{channel}",
+                    # A moved meeting's notice: the new time and place in the key, so it is sent once more.
+                    else f"iep-meeting-notice:{n.meeting_id}:moved-{local:%Y%m%dT%H%M}-{_place(n.location)}:{u}:{channel}",
                     priority=Priority.HIGH, student_id=n.student_id,
                 )
                 for u in n.recipients for channel in (Channel.EMAIL, Channel.PUSH)

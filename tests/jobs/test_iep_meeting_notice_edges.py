@@ -50,7 +50,7 @@ def test_a_meeting_moved_after_its_notice_is_noticed_again_with_the_new_date(dis
     meeting.refresh_from_db()
     rows = Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:")
     assert rows.count() == 8
-    again = rows.filter(dedupe_key__contains=":moved-20261030T0900:")
+    again = rows.filter(dedupe_key__contains=":moved-20261030T0900-")
     assert {(r.context["meeting_date"], r.context["meeting_time"]) for r in again} == {(new_day.isoformat(), "09:00")}
     assert set(again.values_list("recipient__username", "channel")) == {
         ("mama", "email"), ("mama", "push"), ("papa", "email"), ("papa", "push")}
@@ -73,6 +73,25 @@ def test_a_meeting_moved_too_close_is_noticed_again_and_flagged_late(district, f
     assert run.result["meeting_notices_sent"] == 1 and meeting.notice_flagged_late is True
     assert set(Notification.objects.filter(dedupe_key__startswith=f"iep-notice-late:{meeting.id}:").values_list(
         "recipient__username", flat=True)) == {"cm", "coord"}
+
+
+def test_a_meeting_moved_to_another_room_is_noticed_again_with_the_new_place(district, family):  # noqa: F811
+    meeting = meeting_at(district, family, 20, 15)
+    run_on(district, TODAY)
+    meeting.refresh_from_db()
+    meeting.location = "Library, Lincoln High"
+    meeting.save()
+    run_on(district, TODAY + dt.timedelta(days=1))
+    rows = Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:moved-")
+    assert rows.count() == 4 and {r.context["location"] for r in rows} == {"Library, Lincoln High"}
+    # Back to the first room: told again (the family's last notice named the library).
+    meeting.refresh_from_db()
+    meeting.location = "Room 12"
+    meeting.save()
+    run_on(district, TODAY + dt.timedelta(days=2))
+    meeting.refresh_from_db()
+    assert Notification.objects.filter(dedupe_key__startswith=f"iep-meeting-notice:{meeting.id}:moved-").count() == 8
+    assert (meeting.guardian_notice_location, meeting.guardian_notice_sent_on) == ("Room 12", TODAY + dt.timedelta(days=2))
 
 
 def test_an_unmoved_meeting_is_noticed_once_even_after_an_edit_of_something_else(district, family):  # noqa: F811
