@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from interventions.models import Intervention
-from scheduling.models import JobRun, RolloverRequest
+from scheduling.models import Incident, JobRun, RolloverRequest
 from skillcore.models import AccessLog
 from students import rollover
 from students.models import AcademicSession, Role, School, Student
@@ -558,3 +558,26 @@ def test_a_seeded_district_rolls_every_student_into_a_grade_their_school_teaches
     rolled = Student.objects.filter(school__district=d, is_active=True, transferred_on__isnull=True)
     assert rolled.exists() and not rolled.filter(
         Q(grade_level__lt=F("school__lowest_grade")) | Q(grade_level__gt=F("school__highest_grade"))).exists()
+
+
+def test_its_scheduled_run_after_the_request_was_rolled_over_by_hand_succeeds_without_a_warning(
+        district, year, system_admin, second_admin):
+    """The job has no cron: its only scheduled run is an approved request's one-off schedule
+    (a cancel deletes it). Finding no approved request then means that request was already
+    rolled over by hand (``jobs run`` before its time): nothing was left to do, so the run
+    succeeds, with no "succeeded with warnings" alert (see docs/jobs.md)."""
+    run_at = NOW + dt.timedelta(days=5)
+    with time_machine.travel(NOW, tick=False):
+        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                                   end=dt.date(2028, 6, 16))
+        req = rollover.request_create(target=target, requested_by=system_admin, run_at=run_at, now=NOW)
+        rollover.request_approve(request=req, approver=second_admin)
+        call_command("jobs", "run", "end-of-year-rollover", "--district", str(district.id), "--as-of", NOW.isoformat(),
+                     stdout=io.StringIO())
+    assert RolloverRequest.objects.get().status == "done"
+    q = Schedule.objects.get(name=f"skillcore:rollover:{req.pk}")
+    with time_machine.travel(run_at + dt.timedelta(seconds=20), tick=False):
+        run = rollover.run_approved(**eval(q.kwargs))  # noqa: S307 - the schedule's own repr
+    assert (run.trigger, run.status, run.result) == (JobRun.Trigger.SCHEDULE, JobRun.Status.SUCCEEDED, {"requests": 0})
+    assert not Incident.objects.filter(job="end-of-year-rollover").exists()
+    assert Student.objects.get(pk=year["s9"].pk).grade_level == 10  # rolled over once, by hand
