@@ -137,3 +137,36 @@ def sync(*, now: dt.datetime | None = None) -> PeriodicSyncReport:
         Schedule.objects.filter(pk__in=gone + extra).delete()
         report.removed = len(gone) + len(extra)
     return report
+
+
+def problems() -> list[str]:
+    """What keeps a declared periodic task from running, one line each; empty when all is
+    well. For ``manage.py jobs check`` and /health: a deploy that skipped ``jobs sync``
+    leaves the outbox undrained (no email, text or push goes out) and nothing else says so.
+    One query, whatever the number of tasks.
+
+    - missing: the task has no row (sync never ran with this declaration);
+    - paused: its row's repeats is 0, which django-q2's scheduler never fires (set in
+      django-q2's admin, or a row stopped by hand);
+    - out of date: its row differs from the declaration (an interval or kwargs changed
+      in the settings and not synced yet).
+    A malformed declaration is one line too (sync would refuse it).
+    """
+    try:
+        tasks = declared()
+    except PeriodicTaskError as exc:
+        return [f"periodic tasks: {exc}"]
+    rows = {row.name: row for row in Schedule.objects.filter(name__in=[t.name for t in tasks])
+            .only("name", "func", "kwargs", "schedule_type", "minutes", "repeats")}
+    out = []
+    for task in tasks:
+        row = rows.get(task.name)
+        if row is None:
+            out.append(f"missing: periodic task {task.name} ({task.func}) has no schedule: run `manage.py jobs sync`")
+        elif row.repeats == 0:
+            out.append(f"paused: periodic task {task.name} ({task.func}) has repeats 0, so django-q2 never fires it: "
+                       "run `manage.py jobs sync`")
+        elif not _in_line(row, task):
+            out.append(f"out of date: periodic task {task.name} differs from SCHEDULING_PERIODIC_TASKS: "
+                       "run `manage.py jobs sync`")
+    return out

@@ -7,7 +7,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling import services
+from scheduling import periodic_tasks, services
 from scheduling.models import Incident, JobRun
 from scheduling.monitoring import alerting, status
 
@@ -16,6 +16,7 @@ START = dt.datetime(2026, 10, 5, 14, tzinfo=dt.UTC)  # 10:00 in New York
 
 def test_health_is_ok_with_a_fresh_heartbeat_and_nothing_overdue(only_obs_jobs, lakeside, client):
     services.sync_schedules(now=START)
+    periodic_tasks.sync(now=START)  # as `jobs sync` does
     services.record_heartbeat(name="worker-1:42", now=START)
     with time_machine.travel(START + dt.timedelta(seconds=40), tick=False):
         response = client.get("/health")
@@ -25,6 +26,7 @@ def test_health_is_ok_with_a_fresh_heartbeat_and_nothing_overdue(only_obs_jobs, 
     assert body["database"]["ok"] is True and body["database"]["latency_ms"] >= 0
     assert body["scheduler"] == {"ok": True, "last_heartbeat": "2026-10-05T14:00:00+00:00", "heartbeat_age_seconds": 40}
     assert body["overdue_schedules"] == {"count": 0, "examples": []}
+    assert body["periodic_tasks"] == {"ok": True, "problems": []}
     assert response["Cache-Control"].startswith("max-age=0")
 
 

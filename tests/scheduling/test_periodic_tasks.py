@@ -143,3 +143,78 @@ def test_sync_costs_the_same_statements_however_many_rows_change(only_test_jobs,
                                               for k, v in settings.SCHEDULING_PERIODIC_TASKS.items()}
         with django_assert_num_queries(4):  # the read, and one UPDATE for all three
             periodic_tasks.sync()
+
+
+# -- jobs check and /health say when they are missing or paused -----------------------------------
+def check_command() -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("jobs", "check", stdout=out)
+    except SystemExit as exc:
+        return exc.code, out.getvalue()
+    return 0, out.getvalue()
+
+
+DRAIN = "periodic:notifications-drain-outbox"
+
+
+def test_jobs_check_exits_1_naming_a_periodic_task_missing_paused_or_out_of_date(only_test_jobs, settings):
+    from scheduling import services
+
+    with time_machine.travel(T0, tick=False):
+        services.sync_schedules(now=T0)  # the jobs' schedules only: a deploy that skipped `jobs sync`'s new part
+        services.record_heartbeat(name="host:1", now=T0)
+        code, out = check_command()
+        assert code == 1
+        assert f"missing: periodic task {DRAIN} (notifications.tasks.drain_outbox) has no schedule: " \
+               "run `manage.py jobs sync`" in out.splitlines()
+        assert sum(line.startswith("missing: periodic task") for line in out.splitlines()) == 3
+
+        sync_command()
+        assert check_command() == (0, "ok: no schedule overdue, no critical job failing, periodic tasks in place; "
+                                      "last scheduler heartbeat: 2026-12-01T12:00:00+00:00\n")
+
+        Schedule.objects.filter(name=DRAIN).update(repeats=0)  # stopped in django-q2's admin
+        code, out = check_command()
+        assert code == 1 and out.splitlines()[0] == (
+            f"paused: periodic task {DRAIN} (notifications.tasks.drain_outbox) has repeats 0, "
+            "so django-q2 never fires it: run `manage.py jobs sync`")
+
+        sync_command()
+        settings.SCHEDULING_PERIODIC_TASKS = {**settings.SCHEDULING_PERIODIC_TASKS,
+                                              "notifications-drain-outbox": {"func": "notifications.tasks.drain_outbox",
+                                                                             "minutes": 5}}
+        code, out = check_command()
+        assert code == 1 and out.splitlines()[0] == (
+            f"out of date: periodic task {DRAIN} differs from SCHEDULING_PERIODIC_TASKS: run `manage.py jobs sync`")
+        sync_command()
+        assert check_command()[0] == 0
+
+
+def test_the_periodic_check_is_one_query_however_many_tasks(only_test_jobs, settings, django_assert_num_queries):
+    settings.SCHEDULING_PERIODIC_TASKS = {
+        f"drain-{n}": {"func": "notifications.tasks.drain_outbox", "minutes": n + 1} for n in range(20)}
+    with django_assert_num_queries(1):
+        assert len(periodic_tasks.problems()) == 20
+    periodic_tasks.sync(now=T0)
+    with django_assert_num_queries(1):
+        assert periodic_tasks.problems() == []
+
+
+def test_health_is_503_naming_a_missing_periodic_task_and_ok_once_synced(only_test_jobs, client):
+    from scheduling import services
+
+    with time_machine.travel(T0, tick=False):
+        services.record_heartbeat(name="host:1", now=T0)
+        periodic_tasks.sync(now=T0)
+        Schedule.objects.filter(name=DRAIN).delete()
+        response = client.get("/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unhealthy" and body["scheduler"]["ok"] is True
+        assert body["periodic_tasks"] == {"ok": False, "problems": [
+            f"missing: periodic task {DRAIN} (notifications.tasks.drain_outbox) has no schedule: run `manage.py jobs sync`"]}
+        periodic_tasks.sync(now=T0)
+        response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["periodic_tasks"] == {"ok": True, "problems": []}

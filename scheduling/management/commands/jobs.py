@@ -2,8 +2,8 @@
 
 District IT scripts and liveness probes rely on these names, flags, outputs and exit
 codes: bad input exits 2 with one line and writes nothing; ``run`` exits 1 when the run
-did not succeed; ``check`` exits 1 when a schedule is overdue or a critical job's last run
-failed.
+did not succeed; ``check`` exits 1 when a schedule is overdue, a critical job's last run
+failed or a periodic task (the outbox drain) is missing, paused or out of date.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         p.add_argument("--count", type=int, default=5)
         p.add_argument("--cron", help="preview this cron instead of the schedule's")
         p.add_argument("--tz", help="preview in this IANA zone instead of the district's")
-        verb("check", "exit 1 if a schedule is overdue or a critical job's last run failed")
+        verb("check", "exit 1 if a schedule is overdue, a critical job's last run failed or a periodic task is missing or paused")
 
     def handle(self, *args, verb, **options):
         return getattr(self, f"do_{verb}")(**options)
@@ -260,6 +260,7 @@ class Command(BaseCommand):
             )
         for s in selectors.failing_critical_schedules(now):
             problems.append(f"failed: critical job {s.job_slug} {s.district_name or 'global'} last run #{s.last_run_id} {s.last_status}")
+        problems += periodic_tasks.problems()  # the outbox drain and digests: not jobs, no overdue row
         beat = selectors.last_scheduler_heartbeat()
         beat_text = beat.isoformat() if beat else "never"
         if problems:
@@ -267,7 +268,8 @@ class Command(BaseCommand):
                 self.stdout.write(line)
             self.stdout.write(f"last scheduler heartbeat: {beat_text}")
             sys.exit(1)
-        self.stdout.write(f"ok: no schedule overdue, no critical job failing; last scheduler heartbeat: {beat_text}")
+        self.stdout.write(f"ok: no schedule overdue, no critical job failing, periodic tasks in place; "
+                          f"last scheduler heartbeat: {beat_text}")
 
 
 def _status_text(status: str | None) -> str:
