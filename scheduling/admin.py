@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from scheduling import (
     cron,
@@ -85,7 +86,7 @@ class JobRunAdmin(ReadOnlyAdmin):
     @admin.display(description="result")
     def summary(self, obj):
         figures = summaries.figures(registry.find(obj.job), obj.result, zone=obj.zone_name)
-        return format_html_join(format_html("<br>"), "{}: {}", ((f.label, f.value) for f in figures)) or "—"
+        return format_html_join(mark_safe("<br>"), "{}: {}", ((f.label, f.value) for f in figures)) or "—"
 
 
 @admin.register(ScheduleChange)
