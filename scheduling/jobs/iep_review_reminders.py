@@ -77,6 +77,29 @@ def _email(recipient_id: int, template: str, context: dict, key: str, *, high: b
     )
 
 
+def _ladder_emails(rungs, recipients: dict, requests: list, *, template: str, context_of) -> tuple[Counter, dict]:
+    """Append one email per audience member for each rung due to ``requests``. The annual
+    review's ladder and the reevaluation's share the audiences and the priority; each has its
+    template, whose name is also its key prefix (``<template>:<iep>:<due>:<offset>``). Returns
+    the count per offset (the summary) and the IEP ids per offset (the bookkeeping)."""
+    per_offset: Counter = Counter()
+    sent: dict[int, list[int]] = {}
+    for r in rungs:
+        who = recipients[r.iep_id]
+        users: set[int] = set()
+        for audience in selectors.audience_for(r.offset):
+            users |= who[audience]
+        context = context_of(r)
+        key = f"{template}:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
+        requests += [
+            _email(u, template, context, key, high=r.offset <= HIGH_PRIORITY_AT, student_id=r.student_id)
+            for u in sorted(users)
+        ]
+        per_offset[str(r.offset)] += 1
+        sent.setdefault(r.offset, []).append(r.iep_id)
+    return per_offset, sent
+
+
 def run(ctx) -> dict:
     district = ctx.district
     zone = district.zone
@@ -201,45 +224,17 @@ def run(ctx) -> dict:
         flagged = services.iep_meetings_flag_late_notice(meeting_ids=[m for _, m, _ in late])
 
         # 3. The messages, by audience (set-based: the recipients were read in 4 queries).
-        per_offset: Counter = Counter()
-        sent: dict[int, list[int]] = {}
-        for r in due:
-            who = recipients[r.iep_id]
-            users: set[int] = set()
-            for audience in selectors.audience_for(r.offset):
-                users |= who[audience]
-            context = {
-                "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
-                "days_until_due": r.days_until_due, "offset": r.offset,
-                "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.days_until_due == 0,
-                "inactive_members": inactive.get(r.iep_id, []),
-            }
-            key = f"iep-reminder:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
-            requests += [
-                _email(u, "iep-reminder", context, key, high=r.offset <= HIGH_PRIORITY_AT, student_id=r.student_id)
-                for u in sorted(users)
-            ]
-            per_offset[str(r.offset)] += 1
-            sent.setdefault(r.offset, []).append(r.iep_id)
+        per_offset, sent = _ladder_emails(due, recipients, requests, template="iep-reminder", context_of=lambda r: {
+            "iep_id": r.iep_id, "student_name": r.student_name, "review_due": r.due.isoformat(),
+            "days_until_due": r.days_until_due, "offset": r.offset,
+            "meeting_proposed": r.offset <= PROPOSE_AT, "meeting_day": r.days_until_due == 0,
+            "inactive_members": inactive.get(r.iep_id, []),
+        })
         # 3b. The reevaluation's rungs: the same audiences and priority, their own keys.
-        re_per_offset: Counter = Counter()
-        re_sent: dict[int, list[int]] = {}
-        for r in re_due:
-            who = recipients[r.iep_id]
-            users = set()
-            for audience in selectors.audience_for(r.offset):
-                users |= who[audience]
-            context = {
-                "iep_id": r.iep_id, "student_name": r.student_name, "reevaluation_due": r.due.isoformat(),
-                "days_until_due": r.days_until_due, "offset": r.offset, "inactive_members": inactive.get(r.iep_id, []),
-            }
-            key = f"iep-reevaluation:{r.iep_id}:{r.due.isoformat()}:{r.offset}"
-            requests += [
-                _email(u, "iep-reevaluation", context, key, high=r.offset <= HIGH_PRIORITY_AT, student_id=r.student_id)
-                for u in sorted(users)
-            ]
-            re_per_offset[str(r.offset)] += 1
-            re_sent.setdefault(r.offset, []).append(r.iep_id)
+        re_per_offset, re_sent = _ladder_emails(re_due, recipients, requests, template="iep-reevaluation", context_of=lambda r: {
+            "iep_id": r.iep_id, "student_name": r.student_name, "reevaluation_due": r.due.isoformat(),
+            "days_until_due": r.days_until_due, "offset": r.offset, "inactive_members": inactive.get(r.iep_id, []),
+        })
         for r in re_overdue:
             context = {
                 "iep_id": r.iep_id, "student_name": r.student_name, "reevaluation_due": r.due.isoformat(),
