@@ -26,6 +26,15 @@ REDIS_DOWN = "redis://127.0.0.1:6390/11"  # nothing listens there
 REDIS_BACK = "redis://127.0.0.1:6379/11"  # this test's own database number
 
 
+@pytest.fixture(autouse=True)
+def _an_afternoon():
+    """Each test starts at a fixed afternoon in New York (11:00 EST), hours from any test job's
+    slot (01:00-05:00): passes up to 20 minutes on must fire only what the test queued, never a
+    daily schedule that happened to fall due at the hour CI ran."""
+    with time_machine.travel(dt.datetime(2026, 3, 3, 16, 0, tzinfo=dt.UTC), tick=True):
+        yield
+
+
 @pytest.fixture
 def queue(monkeypatch):
     """django-q2's Redis broker, at an address the test moves: ``queue.point(url)``."""
