@@ -89,5 +89,9 @@ def test_the_report_counts_lateness_catch_ups_missed_lost_claims_and_the_schedul
     assert report["duplicate_runs"] == 0
     assert report["slots_without_run"] == 7 - 6
     assert (report["load_mean"], report["load_max"]) == (2.0, 3.0)
+    # The whole window: every started run's lateness (1, 2, 3, 40, 400 s), nearest rank.
+    night_figures = report["night"]
+    assert (night_figures["late_p50"], night_figures["late_p99"], night_figures["late_max"]) == (3, 400, 400)
+    assert (night_figures["catch_up"], night_figures["missed"]) == (1, 1)
     # Four runs finished, from the first start (+1 s) to the last finish (+41 s); 1 s each.
     assert (report["runs_per_second"], report["run_seconds_median"]) == (0.1, 1.0)
