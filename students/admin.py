@@ -7,7 +7,9 @@ FERPA trail through StudentRecordAdmin. Changelists select their related rows up
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
+import zoneinfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from scheduling.models import RolloverRequest, UserLifecycleChange
+from scheduling.templatetags.times_and_durations import local_text
 from skillcore.admin import CappedCountPaginator, IdsFirstPaginator, ReadOnlyMixin
 from skillcore.models import AccessLog
 from students import scoping
@@ -419,6 +422,7 @@ class RolloverRequestForm(forms.ModelForm):
     class Meta:
         model = RolloverRequest
         fields = ("district", "to_name", "start_date", "end_date", "run_at")
+        help_texts = {"run_at": "The district's local time (its own time zone). Empty: as soon as it is approved."}
 
     NEEDED = ("district", "to_name", "start_date", "end_date")
 
@@ -432,6 +436,8 @@ class RolloverRequestForm(forms.ModelForm):
             raise forms.ValidationError("A filed rollover request cannot be changed: approve or cancel it from the list.")
         if self.errors or any(data.get(name) in (None, "") for name in self.NEEDED):
             return data  # each missing or invalid field already carries its own error
+        if data.get("run_at") is not None:
+            data["run_at"] = self._in_district_time(data["run_at"], data["district"])
         try:
             rollover.validate(district_id=data["district"].pk, to_name=data["to_name"], start=data["start_date"],
                               end=data["end_date"])
@@ -444,6 +450,20 @@ class RolloverRequestForm(forms.ModelForm):
             raise forms.ValidationError({"to_name": "A rollover to this year is already on file."})
         return data
 
+    @staticmethod
+    def _in_district_time(value, district):
+        """The clock time typed, read in the district's zone: the field arrives in the site's
+        zone (UTC), and "18:00" for a New York district meant 18:00 New York, not 13:00.
+        A time the district's clocks skip (the spring DST gap) is refused, not moved; in the
+        repeated autumn hour the first 01:30 is taken."""
+        zone = zoneinfo.ZoneInfo(district.time_zone)
+        wall = timezone.localtime(value).replace(tzinfo=None)
+        local = wall.replace(tzinfo=zone)
+        if local.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != wall:
+            raise forms.ValidationError({"run_at": f"{wall:%Y-%m-%d %H:%M} does not exist in {district.time_zone} "
+                                                   f"(the clocks skip it for daylight saving time): choose another time."})
+        return local
+
 
 @admin.register(RolloverRequest)
 class RolloverRequestAdmin(admin.ModelAdmin):
@@ -451,10 +471,14 @@ class RolloverRequestAdmin(admin.ModelAdmin):
     approval creates the one-off schedule that runs the rollover at ``run_at``."""
 
     form = RolloverRequestForm
-    list_display = ("district", "to_name", "start_date", "end_date", "run_at", "status", "requested_by", "approved_by", "steps")
+    list_display = ("district", "to_name", "start_date", "end_date", "runs_at", "status", "requested_by", "approved_by", "steps")
     list_filter = ("status",)
     list_select_related = ("district", "requested_by", "approved_by")
     actions = ["approve_and_schedule", "cancel"]
+
+    @admin.display(description="runs at (district time)", ordering="run_at")
+    def runs_at(self, obj):
+        return local_text(obj.run_at, obj.district.time_zone) or "when approved"
 
     @admin.display(description="steps done")
     def steps(self, obj):
@@ -487,7 +511,8 @@ class RolloverRequestAdmin(admin.ModelAdmin):
             except rollover.RolloverError as exc:
                 self.message_user(request, f"{req}: {exc}", messages.ERROR)
             else:
-                self.message_user(request, f"{req.district}: rollover to {req.to_name} scheduled for {req.run_at:%Y-%m-%d %H:%M} UTC.")
+                when = local_text(req.run_at, req.district.time_zone)
+                self.message_user(request, f"{req.district}: rollover to {req.to_name} scheduled for {when}.")
 
     @admin.action(description="Cancel (before it runs)")
     def cancel(self, request, queryset):

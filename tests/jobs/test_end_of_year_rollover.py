@@ -197,6 +197,18 @@ def test_query_count_is_flat_in_the_number_of_students():
 
 
 # -- the admin: two system admins, a one-off schedule --------------------------------------------
+def test_a_rollover_time_the_district_clocks_skip_is_refused_with_a_form_error(client, district, year, system_admin):
+    """02:30 on 2027-03-14 does not exist in New York (the clocks jump from 02:00 to 03:00)."""
+    client.force_login(system_admin)
+    response = client.post("/admin/scheduling/rolloverrequest/add/", {
+        "district": district.id, "to_name": "2027-2028", "start_date": "2027-08-30", "end_date": "2028-06-16",
+        "run_at_0": "2027-03-14", "run_at_1": "02:30"})
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["run_at"]
+    assert "2027-03-14 02:30 does not exist in America/New_York" in error, error
+    assert not RolloverRequest.objects.exists()
+
+
 @pytest.fixture
 def second_admin(db):
     return f.UserFactory(username="sysadmin2", is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN])
@@ -220,11 +232,14 @@ def test_admin_request_needs_a_second_admin_and_schedules_a_one_off_run(client, 
     # A second system admin approves: a one-off schedule at run_at.
     with time_machine.travel(NOW, tick=False):
         client.force_login(second_admin)  # a session opened now, so it has not expired at NOW
-        client.post(url, {"action": "approve_and_schedule", "_selected_action": [req.pk]})
+        approved = client.post(url, {"action": "approve_and_schedule", "_selected_action": [req.pk]}, follow=True)
     req.refresh_from_db()
     assert req.status == "scheduled" and req.approved_by == second_admin
+    # "18:00" was typed for a New York district: 18:00 New York (EDT), said so in its time.
     q = Schedule.objects.get(name=f"skillcore:rollover:{req.pk}")
-    assert q.schedule_type == Schedule.ONCE and q.next_run == req.run_at == dt.datetime(2027, 6, 30, 18, tzinfo=dt.UTC)
+    assert q.schedule_type == Schedule.ONCE and q.next_run == req.run_at == dt.datetime(2027, 6, 30, 22, tzinfo=dt.UTC)
+    said = [m.message for m in approved.context["messages"]]  # the earlier posts' messages first
+    assert said[-1] == f"{district}: rollover to 2027-2028 scheduled for Wed 2027-06-30 18:00 EDT (UTC\u221204:00).", said
     assert q.func == rollover.RUN_FUNC
     # The schedule fires: the task runs the job through the runner.
     with time_machine.travel(req.run_at + dt.timedelta(seconds=20), tick=False):
