@@ -17,3 +17,14 @@ EMAIL_BACKEND = os.environ.get("TEST_QCLUSTER_EMAIL_BACKEND", "django.core.mail.
 # Request metrics flush only when a test asks (a flush inside another test's query-count
 # assertion would add statements to it).
 REQUEST_METRICS_FLUSH_SECONDS = 10**9
+
+# A real qcluster a test starts (tests/support/qcluster.py) runs on the test's clock: the
+# test process passes how far its clock (time-machine's) is from the real one, and the
+# cluster's processes (forked from this one, so they inherit it) keep that distance, ticking.
+# Without it a cluster would fire the slots of the hour the suite happens to run in.
+if os.environ.get("SKILLCORE_TEST_CLOCK_OFFSET"):
+    import time as _time
+
+    import time_machine as _time_machine
+
+    _time_machine.travel(_time.time() + float(os.environ["SKILLCORE_TEST_CLOCK_OFFSET"]), tick=True).start()

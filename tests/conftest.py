@@ -1,7 +1,11 @@
 """Shared fixtures: a small district and named personas, one per role."""
 from __future__ import annotations
 
+import datetime as dt
+import os
+
 import pytest
+import time_machine
 from django.db import connection
 
 from students.models import Role
@@ -9,6 +13,38 @@ from tests import factories as f
 
 # The TRUNCATE trigger on the access trail, switched off on the test database only.
 TRAIL_TRUNCATE_TRIGGER = "skillcore_accesslog_no_truncate"
+
+# SKILLCORE_TEST_CLOCK="2026-11-01T05:59:30+00:00" runs the whole session from that instant,
+# the clock ticking on (README.md, "Two commands"). A test that passes only at some hours,
+# days or dates (a schedule falling due mid-test, a month end, a DST night, a weekend) fails
+# at will instead of once in a while in CI. A test's own time_machine.travel still wins
+# inside it. A real qcluster a test starts follows the clock it had (tests/support/qcluster.py).
+TEST_CLOCK = "SKILLCORE_TEST_CLOCK"
+_session_clock = None
+
+
+def pytest_configure(config):
+    global _session_clock
+    value = os.environ.get(TEST_CLOCK)
+    if not value:
+        return
+    instant = dt.datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        raise pytest.UsageError(f"{TEST_CLOCK} needs an offset, e.g. 2026-11-01T05:59:30+00:00; got {value!r}")
+    _session_clock = time_machine.travel(instant, tick=True)
+    _session_clock.start()
+
+
+def pytest_report_header(config):
+    if _session_clock is not None:
+        return f"{TEST_CLOCK}: the session started at {os.environ[TEST_CLOCK]} (time-machine, ticking)"
+
+
+def pytest_unconfigure(config):
+    global _session_clock
+    if _session_clock is not None:
+        _session_clock.stop()
+        _session_clock = None
 
 
 @pytest.fixture(scope="session")

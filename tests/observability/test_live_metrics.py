@@ -4,6 +4,7 @@ live_server, a WSGI server in a thread of this process) and parsed with
 prometheus_client's parser. The numbers agree because both read the database."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings as django_settings
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scheduling import services
 from scheduling.models import JobRun, SchedulerHeartbeat
 from tests.observability.conftest import received
+from tests.support.qcluster import clock_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "live-test-token"
@@ -55,8 +58,18 @@ def scrape(base_url: str, token: str | None = TOKEN) -> dict:
     return values
 
 
+@pytest.fixture
+def an_afternoon():
+    """The test, and its cluster (clock_env), run at 11:00 in New York: hours from the obs
+    jobs' slots (06:00-09:00). At the real clock, a minute before one of them, the cluster's
+    first scheduler pass fired that job beside the test's own runs (a third obs-ok run)."""
+    with time_machine.travel(dt.datetime(2026, 3, 3, 16, 0, tzinfo=dt.UTC), tick=True):
+        yield
+
+
 @pytest.mark.django_db(transaction=True)
 def test_metrics_from_a_live_server_agree_with_runs_in_a_real_qcluster(
+    an_afternoon,
     only_obs_jobs, postgres_only, lakeside, live_server, endpoints, settings, tmp_path,
 ):
     endpoints.expect_request("/v2/enqueue", method="POST").respond_with_json({"status": "success"}, status=202)
@@ -73,6 +86,7 @@ def test_metrics_from_a_live_server_agree_with_runs_in_a_real_qcluster(
         "PAGERDUTY_EVENTS_URL": endpoints.url_for("/v2/enqueue"),
         "OBS_SLOW_SECONDS": "8",
         "LOG_LEVEL": "WARNING",
+        **clock_env(),
     }
     env.pop("REDIS_URL", None)  # the ORM broker on the test database
     log = (tmp_path / "qcluster.log").open("w")

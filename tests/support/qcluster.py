@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import time_machine
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
+CLOCK_OFFSET = "SKILLCORE_TEST_CLOCK_OFFSET"  # read by skillcore/settings_test.py
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.2):
@@ -33,6 +35,16 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
+def clock_env() -> dict[str, str]:
+    """The test's clock for a subprocess on the test settings (skillcore/settings_test.py):
+    how many seconds time-machine has moved this process's clock from the real one, when it
+    has (a test's travel or the session's SKILLCORE_TEST_CLOCK). A travel with tick=False
+    still ticks in the subprocess, from where the test's clock stood when the env was made."""
+    if not time_machine.escape_hatch.is_travelling():
+        return {}
+    return {CLOCK_OFFSET: repr(time.time() - time_machine.escape_hatch.time.time())}
+
+
 def cluster_env(**extra: str) -> dict[str, str]:
     """The test database (pytest-django's, by name), the test settings, quiet logs.
 
@@ -49,6 +61,8 @@ def cluster_env(**extra: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
+    env.pop(CLOCK_OFFSET, None)
+    env.update(clock_env())
     env.update(extra)
     return env
 
