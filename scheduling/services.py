@@ -15,8 +15,9 @@ import random
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Min
+from django.db import transaction
+from django.db.models import F, Max, Min, OuterRef, Subquery
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -313,6 +314,66 @@ def _record_slots(rows: list[JobRun], *, calendar_reasons: dict[dt.datetime, str
     return new
 
 
+# Not known from the lock's statement: the overlap check is a query of its own, after the lock.
+_UNKNOWN = object()
+
+
+def _running(job_slug: str, district_id: int | None):
+    """The overlap check: the latest run of this job and district still running."""
+    return JobRun.objects.filter(job=job_slug, district_id=district_id, status=JobRun.Status.RUNNING).order_by("-started_at")
+
+
+def _lock_schedule(job_slug: str, district_id: int | None) -> tuple[JobSchedule | None, object]:
+    """Lock the active JobSchedule row (with its district) and read, in the same statement,
+    the overlap check: (schedule, the id of the latest running run or None), or
+    (schedule, ``_UNKNOWN``) when that read cannot be trusted and the caller must query.
+
+    Why it can be trusted: the statement's snapshot is taken when it starts, and the check
+    must see every run started before the lock was granted (a concurrent claim of another
+    slot of this schedule that committed while this one waited for the lock). So:
+    - the first attempt does not wait (SKIP LOCKED): a row another claim holds is not
+      returned, and the lock is taken again, waiting, with the check a query of its own
+      after it (as every claim did before; only contended claims pay it);
+    - a claim that committed between the snapshot and the lock changed the row's last run
+      (every claim that starts a run records it, as does the runner's claim of a queued
+      run): the locked row is the latest version (PostgreSQL rechecks it), the subquery
+      reads the snapshot's, and a difference means the check is queried again.
+    On SQLite, where FOR UPDATE is not written (the database's one writer serializes
+    claims), the snapshot is the transaction's and both reads agree."""
+    active = JobSchedule.objects.select_related("district").filter(
+        job=job_slug, district_id=district_id, removed_at__isnull=True)
+    schedule = (
+        active.select_for_update(of=("self",), skip_locked=True)
+        .annotate(running_id=Subquery(_running(job_slug, district_id).values("pk")[:1]),
+                  seen_last_run=Subquery(JobSchedule.objects.filter(pk=OuterRef("pk")).order_by().values("last_run_id")))
+        .first()
+    )
+    if schedule is not None and schedule.seen_last_run == schedule.last_run_id:
+        return schedule, schedule.running_id
+    if schedule is None:
+        schedule = active.select_for_update(of=("self",)).first()
+    return schedule, _UNKNOWN
+
+
+def _insert_unless_claimed(run: JobRun) -> bool:
+    """INSERT the run row ... ON CONFLICT DO NOTHING RETURNING id, one statement (PostgreSQL;
+    SQLite writes INSERT OR IGNORE ... RETURNING, from 3.35). False: another claim holds the
+    slot (the unique (job, district, slot) constraints are the claim) and nothing was
+    written. Where a savepoint around a plain INSERT cost three statements, and the
+    IntegrityError of the loser. Through ``QuerySet._insert``, the call ``Model.save`` and
+    ``bulk_create`` make: ``bulk_create(ignore_conflicts=True)`` does not return the id."""
+    opts = JobRun._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key and not f.generated]
+    rows = JobRun.objects._insert([run], fields=fields, returning_fields=opts.db_returning_fields,
+                                  on_conflict=OnConflict.IGNORE)
+    if not rows or rows[0] is None:
+        return False
+    for field, value in zip(opts.db_returning_fields, rows[0], strict=True):
+        setattr(run, field.attname, value)
+    run._state.adding, run._state.db = False, JobRun.objects.db
+    return True
+
+
 @transaction.atomic
 def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now: dt.datetime | None = None,
                start: dict | None = None) -> JobRun | None:
@@ -335,17 +396,18 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
        but within the job's catch-up window runs as a catch-up; beyond it, missed.
     5. Overlap (policy skip): the previous run of this job and district still running
        means this slot is recorded as skipped, with the reason.
-    6. Insert the run row: the unique (job, district, slot) makes this the claim.
+    6. Insert the run row: the unique (job, district, slot) makes this the claim
+       (``_insert_unless_claimed``: the loser of a race writes nothing and gets None).
+
+    Statements when the slot runs on time: the lock (which also reads the overlap check,
+    ``_lock_schedule``), the INSERT and the schedule's UPDATE, in one transaction.
     """
     now = now or timezone.now()
     job = registry.find(job_slug)
     if job is None:
         logger.error("slot %s fired for unknown job %s: ignored", slot, job_slug)
         return None
-    schedule = (
-        JobSchedule.objects.select_for_update(of=("self",)).select_related("district")
-        .filter(job=job_slug, district_id=district_id, removed_at__isnull=True).first()
-    )
+    schedule, running_id = _lock_schedule(job_slug, district_id)
     if schedule is None or not schedule.cron:
         logger.warning("slot %s of %s/%s has no active schedule: ignored", slot, job_slug, district_id)
         return None
@@ -405,10 +467,10 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
                              status=JobRun.Status.MISSED, note=rows[0].note)
 
-    running = (
-        JobRun.objects.filter(job=job_slug, district_id=district_id, status=JobRun.Status.RUNNING)
-        .order_by("-started_at").first()
-    )
+    if running_id is _UNKNOWN:
+        running = _running(job_slug, district_id).first()
+    else:  # read with the lock: None, or the run to look at (rare: fetched now)
+        running = JobRun.objects.filter(pk=running_id).first() if running_id is not None else None
     if running is not None and running.deadline and running.deadline < now:
         _mark_lost(running, now, note=f"worker lost; superseded by slot {latest:%Y-%m-%d %H:%M}Z")
         running = None
@@ -421,14 +483,12 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
         alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[latest], status=JobRun.Status.SKIPPED,
                              note=f"run #{running.pk} is still running (overlap policy: skip)")
         return None
-    try:
-        with transaction.atomic():  # a savepoint: losing the race must not poison the outer block
-            run = JobRun.objects.create(  # with the district read with the lock: the runner needs it
-                job=job_slug, district=schedule.district, trigger=trigger, slot=latest, enqueued_at=now,
-                note="catch-up after an outage" if trigger == JobRun.Trigger.CATCH_UP else "",
-                **(start or {"status": JobRun.Status.QUEUED}),
-            )
-    except IntegrityError:
+    run = JobRun(  # with the district read with the lock: the runner needs it
+        job=job_slug, district=schedule.district, trigger=trigger, slot=latest, enqueued_at=now,
+        note="catch-up after an outage" if trigger == JobRun.Trigger.CATCH_UP else "",
+        **(start or {"status": JobRun.Status.QUEUED}),
+    )
+    if not _insert_unless_claimed(run):
         logger.info("slot %s of %s/%s already claimed", latest, job_slug, district_id)
         return None
     JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest, **({"last_run": run} if start else {}))
