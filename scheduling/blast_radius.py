@@ -197,11 +197,17 @@ def _earlier_attempts(run: JobRun) -> list[int]:
     return list(JobRun.objects.filter(Q(pk=first) | Q(retry_of_id=first)).exclude(pk=run.pk).values_list("pk", flat=True))
 
 
-def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None) -> Judgement:
+def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None, staged: bool | None = None) -> Judgement:
     """Step 2 of the module docstring, for a run that just ended (inside the transaction
     that records its outcome). Releases the messages when within the limits; the caller
     records the hold (``hold_record``) when ``held``. ``proposal``: the run held its other
-    writes as proposals (``propose_check``), so it is held whatever is staged."""
+    writes as proposals (``propose_check``), so it is held whatever is staged.
+
+    ``staged``: whether the run's staging was asked to hold a message (the runner's
+    ``held_messages.staging(...).asked``; None: not known, counted). False, for a run that is
+    not a retry, means it holds nothing: only its own staging writes held rows for a run (a
+    store asks ``staging_run`` first) and only a retry adopts others', so its counts are
+    zeros without the stores' queries (most runs of most jobs send nothing)."""
     stores = held_messages.stores()
     earlier, undecided = _undecided_earlier(run, lock=True)
     if earlier:
@@ -209,7 +215,7 @@ def judge(*, run: JobRun, now: dt.datetime, proposal: dict | None = None) -> Jud
         # died mid-run leaves its messages held with no hold; a held run, with one).
         for store in stores:
             store.adopt(run_id=run.pk, from_run_ids=earlier)
-    counts = _staged_counts(run.pk)
+    counts = {a: 0 for a in AUDIENCES} if staged is False and not earlier else _staged_counts(run.pk)
     judgement = Judgement(counts=counts)
     if run.checkpoint.get(RELEASED_PROPOSALS):
         reason = None  # the slot run again with a system admin's approval

@@ -194,11 +194,12 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
     ctx = JobContext(run=run, job=job)
     started = time.monotonic()
     status, result, error, trace = JobRun.Status.SUCCEEDED, {}, "", ""
+    staged = None  # the run's staging record, once it is on
     try:
         if job.entry is None:
             raise NotImplementedError(f"job {job.slug} has no body yet")
         # The run's messages are held until it is judged (scheduling/blast_radius.py).
-        with access_trail(job_run_id=run.id, purpose=f"scheduled job {job.slug}"), held_messages.staging(run.id):
+        with access_trail(job_run_id=run.id, purpose=f"scheduled job {job.slug}"), held_messages.staging(run.id) as staged:
             # Inside a qcluster worker django-q2 already enforces the timeout; ``jobs run``
             # enforces it here with the same SIGALRM handler.
             if enforce_timeout:
@@ -225,18 +226,24 @@ def _execute_claimed(run: JobRun, *, enforce_timeout: bool, auto_retry: bool) ->
     if status == JobRun.Status.SUCCEEDED and ctx.warnings:  # kept its result; said why in the note
         outcome.update(status=JobRun.Status.WARNING, note="; ".join(ctx.warnings)[:300])
     left = (run.deadline - timezone.now()).total_seconds() if run.deadline else 0
-    _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry, proposal=ctx.proposal),
+    # No staging (the job had no body, the trail could not start): nothing can be held, but
+    # the guard counts as before (None: not known).
+    asked = staged.asked if staged is not None else None
+    _with_fresh_connection(lambda: _record_outcome(run, job, outcome, auto_retry=auto_retry, proposal=ctx.proposal,
+                                                   staged=asked),
                            patience=max(left, OUTCOME_MIN_PATIENCE))
     return run
 
 
 def _record_outcome(run: JobRun, job: registry.Job, outcome: dict, *, auto_retry: bool,
-                    proposal: dict | None = None) -> None:
+                    proposal: dict | None = None, staged: bool | None = None) -> None:
     with transaction.atomic():
         # The blast-radius guard, in this transaction: the run's messages are released to
         # the outbox, or held with the run ending "held" (no retry: nothing failed), never
         # both and never lost. A failed run's messages are judged like any run's.
-        judgement = blast_radius.judge(run=run, now=outcome["finished_at"], proposal=proposal)
+        # ``staged``: whether the job's staging was asked to hold a message; a run that was
+        # not is judged without counting (blast_radius.judge).
+        judgement = blast_radius.judge(run=run, now=outcome["finished_at"], proposal=proposal, staged=staged)
         outcome["outbound"] = judgement.counts
         if judgement.held:
             outcome["status"] = JobRun.Status.HELD

@@ -23,22 +23,45 @@ from typing import Protocol
 
 AUDIENCES = ("families", "staff")
 
-_staging: contextvars.ContextVar[int | None] = contextvars.ContextVar("held_messages_staging", default=None)
+class Staging:
+    """One run's staging: its id and whether anything asked to hold a message for it."""
+
+    __slots__ = ("run_id", "asked")
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.asked = False
+
+
+# The record itself is the value (not a flag of its own): a job's thread started with a copy
+# of the context marks the same record.
+_staging: contextvars.ContextVar[Staging | None] = contextvars.ContextVar("held_messages_staging", default=None)
 
 
 @contextlib.contextmanager
-def staging(run_id: int) -> Iterator[None]:
-    """While on, messages enqueued for ``run_id`` are written held (see the module docstring)."""
-    token = _staging.set(run_id)
+def staging(run_id: int) -> Iterator[Staging]:
+    """While on, messages enqueued for ``run_id`` are written held (see the module docstring).
+    Yields the record: ``asked`` False at the end means the run wrote no held message, so the
+    engine's settle need not count them (the blast-radius guard, scheduling/blast_radius.py)."""
+    record = Staging(run_id)
+    token = _staging.set(record)
     try:
-        yield
+        yield record
     finally:
         _staging.reset(token)
 
 
 def staging_run() -> int | None:
-    """The run whose messages are being held right now, or None."""
-    return _staging.get()
+    """The run whose messages are being held right now, or None.
+
+    A store asks this before writing, and holds a message only when it names the message's
+    run; so asking is taken as "this run may have written held messages" (the staging's
+    ``asked``). A store must not write a held row for a run without asking."""
+    record = _staging.get()
+    if record is None:
+        return None
+    record.asked = True
+    return record.run_id
 
 
 class HeldMessageStore(Protocol):
