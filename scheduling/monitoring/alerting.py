@@ -302,13 +302,8 @@ def on_run_finished(run: JobRun, *, now: dt.datetime | None = None) -> None:
     """A run ended: a success resolves its job's open incidents; any end closes its
     long-running warning; jobs listed in ALERTS_SLACK_RUN_EVENTS post the outcome."""
     now = now or timezone.now()
-    kinds = [Kind.LONG_RUNNING]
-    if run.status == JobRun.Status.SUCCEEDED:
-        kinds += list(Incident.RESOLVED_BY_SUCCESS)
-    elif run.status == JobRun.Status.WARNING:
-        kinds += list(Incident.RESOLVED_BY_ANY_RUN)
     incidents_resolve(
-        job_slug=run.job, district_id=run.district_id, kinds=kinds, now=now,
+        job_slug=run.job, district_id=run.district_id, kinds=_resolved_by(run), now=now,
         resolution=f"run #{run.pk} {run.get_status_display().lower()} after {run.duration_seconds or 0:.0f} s",
     )
     if run.status == JobRun.Status.WARNING:
@@ -323,6 +318,27 @@ def on_run_finished(run: JobRun, *, now: dt.datetime | None = None) -> None:
         _queue([_row(None, Channel.SLACK, Action.MESSAGE, _slack_body(
             f"{icon} {_title(run.job)} {run.get_status_display().lower()} for {_where(run.district)} (run #{run.pk}, "
             f"{run.duration_seconds or 0:.1f} s){': ' + counts if counts else ''}", run.pk), now)])
+
+
+def _resolved_by(run: JobRun) -> list[str]:
+    """The kinds of incident the end of ``run`` resolves (``on_run_finished``)."""
+    kinds = [Kind.LONG_RUNNING]
+    if run.status == JobRun.Status.SUCCEEDED:
+        kinds += list(Incident.RESOLVED_BY_SUCCESS)
+    elif run.status == JobRun.Status.WARNING:
+        kinds += list(Incident.RESOLVED_BY_ANY_RUN)
+    return kinds
+
+
+def run_finished_has_work(run: JobRun) -> bool:
+    """Whether ``on_run_finished`` would write anything for ``run``: an incident to open (a
+    run with warnings), an event to post, or an open incident its end resolves (one read,
+    the same filter as ``incidents_resolve``'s, on the open incidents' index). Most runs end
+    with none: the hook then costs this read, without its savepoints."""
+    if run.status == JobRun.Status.WARNING or _posts_run_events(run.job):
+        return True
+    return Incident.objects.filter(job=run.job, district_id=run.district_id, resolved_at__isnull=True,
+                                   kind__in=_resolved_by(run)).exists()
 
 
 def _posts_run_events(slug: str) -> bool:

@@ -54,9 +54,18 @@ def run_started(run) -> None:
 
 
 def run_finished(run) -> None:
-    """Any end of a run: a success resolves its job's incidents."""
+    """Any end of a run: a success resolves its job's incidents.
+
+    Asked first, outside a savepoint, whether there is anything to do (one read): the
+    common end, nothing open and nothing to post, costs that read alone, where the
+    savepoints around the locking read cost four statements more. The read is a plain
+    SELECT like the outcome's own statements, in their transaction (its failure is the
+    settle's, retried as theirs); the work, when there is some, is in the savepoint as
+    before, and it re-reads what is open with the lock."""
     from scheduling.monitoring import alerting
 
+    if not alerting.run_finished_has_work(run):
+        return
     _safely(f"end of run #{run.pk}", alerting.on_run_finished, run)
 
 

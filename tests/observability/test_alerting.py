@@ -363,3 +363,38 @@ def test_one_unreachable_channel_costs_one_attempt_per_pass_not_one_per_message(
     settings.SLACK_WEBHOOK_URL = endpoints.url_for(SLACK)
     assert alerting.deliver_due(now=slack[0][1]).sent == 5
     assert [b["text"] for b in received(endpoints, SLACK)] == ["m0", "m1", "m2", "m3", "m4"]  # order kept
+
+
+def test_an_incident_opened_while_the_run_ran_is_resolved_by_its_success(obs_jobs, lakeside, endpoints,
+                                                                          django_capture_on_commit_callbacks):
+    """The end-of-run hook asks whether anything is open before taking its savepoints: an
+    incident opened during the run (here the next slot's overlap skip, opened from the body)
+    is seen at the settle and resolved, as when every settle took the savepoints."""
+    accept(endpoints)
+
+    def skipped_meanwhile(ctx) -> dict:
+        alerting.incident_open(kind=alerting.Kind.SKIPPED, job_slug=ctx.job.slug, district=ctx.district,
+                               summary="the next slot was skipped: this run is still running")
+        return {"items": 1}
+
+    registry.register(Job(slug="obs-meanwhile", title="Obs meanwhile", default_cron=None, why="test",
+                          entry=skipped_meanwhile, timeout=30, max_attempts=1))
+    try:
+        run = execute(manual_run("obs-meanwhile", lakeside), django_capture_on_commit_callbacks)
+    finally:
+        registry.unregister("obs-meanwhile")
+    assert run.status == "succeeded"
+    incident = Incident.objects.get(job="obs-meanwhile")
+    assert incident.resolved_at is not None and f"run #{run.pk} succeeded" in incident.resolution
+
+
+def test_a_run_ending_with_nothing_open_takes_no_savepoint(obs_jobs, lakeside, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = manual_run("obs-ok", lakeside)
+    with CaptureQueriesContext(connection) as captured:
+        execute(run, django_capture_on_commit_callbacks)
+    incident_reads = [q["sql"] for q in captured.captured_queries if "scheduling_incident" in q["sql"]]
+    assert len(incident_reads) == 1 and "FOR UPDATE" not in incident_reads[0]
+    assert not Incident.objects.exists()
