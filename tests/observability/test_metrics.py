@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.utils import timezone
 from django_q.models import OrmQ
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,6 +61,11 @@ def _notification(user, channel, status, key, **kw):
     return n
 
 
+# A Tuesday, 11:00 in New York (EST), hours from the obs jobs' 06:00-09:00 slots and from a DST
+# change. At the real clock the next slot asserted below was 25 h away for the hour after 06:00
+# on the Saturday before the clocks fall back (89,929 s > 86,400 at 2027-11-06T10:00:30Z), and
+# not in the future if the test ran across 06:00.
+@time_machine.travel(dt.datetime(2026, 3, 3, 16, 0, tzinfo=dt.UTC), tick=True)
 def test_the_collector_reads_runs_schedules_queue_and_notifications_from_the_database(only_obs_jobs, lakeside):
     now = timezone.now()
     services.sync_schedules(now=now)
