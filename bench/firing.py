@@ -110,7 +110,8 @@ def _sync(runs: int) -> dict:
 
 def _arm(burst: int) -> list[int]:
     """Make ``burst`` of the engine's rows due now (next_run one second ago) and empty the
-    queue; the other rows are left in the future."""
+    queue; every other row is moved a day ahead, so a real slot that happens to fall due at
+    the minute the bench runs (a 05:00 New York job at 10:00 UTC) never joins the burst."""
     from django.db import connection
     from django_q.models import Schedule
 
@@ -118,6 +119,7 @@ def _arm(burst: int) -> list[int]:
                .exclude(repeats=0).order_by("id").values_list("id", flat=True)[:burst])
     _truncate("django_q_ormq")
     with connection.cursor() as c:
+        c.execute("UPDATE django_q_schedule SET next_run = now() + interval '1 day' WHERE NOT id = ANY(%s)", [ids])
         c.execute("UPDATE django_q_schedule SET next_run = now() - interval '1 second' WHERE id = ANY(%s)", [ids])
         c.execute("ANALYZE django_q_schedule")
     return ids
@@ -279,21 +281,22 @@ def main(argv: list[str] | None = None) -> int:
           f"  each slot once: {'yes' if out['two_once'] else 'NO'}")
     print(f"a task's start (no-op job, empty district): {out['task_queries']:.0f} queries (max {out['task_queries_max']};"
           f" {out['task_queries_no_control']:.0f} without BEGIN and COMMIT), {out['task_ms']:.1f} ms")
+    # A goal stated for a size is judged only at that size (None: not measured in this run).
     goals = {
-        "3,000 fired in < 1 s by one scheduler": out["batch_s"] < 1 or args.burst != 3000,
+        "3,000 fired in < 1 s by one scheduler": out["batch_s"] < 1 if args.burst == 3000 else None,
         "< 0.05 queries per fired slot": out["batch_queries_per_slot"] < 0.05,
         "each slot fired once (one and two schedulers)": out["batch_once"] and out["two_once"],
         "a task's overhead < 8 queries": out["task_queries_max"] < 8,
         "a task's overhead < 8 queries without BEGIN and COMMIT": out["task_queries_no_control_max"] < 8,
         "a task's overhead < 10 ms": out["task_ms"] < 10,
-        "sync of 10,000 districts < 30 s": out["sync_create_s"] < 30 or args.districts != 10_000,
+        "sync of 10,000 districts < 30 s": out["sync_create_s"] < 30 if args.districts == 10_000 else None,
     }
     for goal, met in goals.items():
-        print(f"  {'met    ' if met else 'NOT met'}  {goal}")
+        print(f"  {'not run' if met is None else 'met    ' if met else 'NOT met'}  {goal}")
     target = Path(__file__).resolve().parent.parent / "var" / "bench-firing.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(out, indent=2, default=str))
-    return 0 if all(goals.values()) else 1
+    return 0 if all(met is not False for met in goals.values()) else 1
 
 
 if __name__ == "__main__":
