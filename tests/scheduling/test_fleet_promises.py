@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
-from scheduling import firing, registry, runner, services, tasks
+from scheduling import cron, firing, registry, runner, services, tasks
 from scheduling.models import Incident, JobRun, JobRunCounter, JobSchedule
 from scheduling.monitoring import counters
 from tests import factories as f
@@ -368,3 +368,27 @@ def test_a_spread_slot_runs_once_on_a_dst_night_through_batch_firing(spread_job,
     assert runs(SPREAD.slug) == {(expected(minute), "succeeded", "schedule")}
     q_row = JobSchedule.objects.select_related("q_schedule").get(job=SPREAD.slug, district=district).q_schedule
     assert q_row.next_run == following(minute)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("night", [dt.date(2026, 11, 1), dt.date(2027, 3, 14)], ids=["fall-back", "spring-forward"])
+@pytest.mark.parametrize("expr", ["30 1 * * *", "15 * * * *", "*/20 1-3 * * *"])
+def test_a_customized_cron_on_a_dst_night_fires_each_of_its_slots_once_through_batch_firing(
+        only_test_jobs, new_york, system_admin, night, expr):
+    """Staff's cron in the hours the clocks change: batch firing (and django-q2's loop after
+    it) runs exactly the slots the cron module lists for the night, each once."""
+    begin = dt.datetime.combine(night, dt.time(0, 30), tzinfo=NY).astimezone(UTC)
+    with time_machine.travel(begin - dt.timedelta(minutes=10), tick=False):  # the night's first pass follows
+        services.sync_schedules()
+        services.edit_cron(schedule=JobSchedule.objects.get(job="t-daily", district=new_york),
+                           acting_user=system_admin, cron_expr=expr)
+    end = dt.datetime.combine(night, dt.time(4, 0), tzinfo=NY).astimezone(UTC)
+    moment = begin + dt.timedelta(seconds=10)
+    while moment < end:
+        with time_machine.travel(moment, tick=False):
+            scheduler_pass()
+        moment += dt.timedelta(minutes=2)
+    expected = cron.slots_between(expr, "America/New_York", after=begin, until=moment - dt.timedelta(minutes=2))
+    assert expected  # the night has slots of this cron
+    assert sorted(JobRun.objects.filter(job="t-daily").values_list("slot", "status", "trigger")) == [
+        (s, "succeeded", "schedule") for s in expected]
