@@ -162,6 +162,52 @@ def test_a_lost_slot_run_reaped_before_its_redelivery_is_retried_once(only_test_
     assert [c for c in jobs_for_tests.CALLS if c[0] == "t-daily"] == [("t-daily", SLOT, new_york.pk)]
 
 
+@pytest.mark.django_db
+def test_a_chunk_pushed_to_redis_whose_commit_failed_is_fired_again_and_run_once(
+        only_test_jobs, new_york, postgres_only, monkeypatch):
+    """Redis accepted the chunk's push, then the chunk's UPDATE failed (a PostgreSQL trigger
+    refuses it here): the rows stay due and the next pass pushes the slot again. The two
+    deliveries run the slot once, and the second, after the first ended, tells no one."""
+    import pydoc
+
+    import redis
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+
+    services.sync_schedules(now=SYNCED)
+    monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:6379/13")  # this test's own database number
+    client = redis.from_url(Conf.REDIS)
+    client.flushdb()
+    broker = Redis()
+    table = Schedule._meta.db_table
+    try:
+        with time_machine.travel(SLOT + dt.timedelta(seconds=20), tick=False):
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE FUNCTION fleet_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                               "$$ BEGIN RAISE EXCEPTION 'the commit was lost'; END $$")
+                cursor.execute(f'CREATE TRIGGER fleet_refuse BEFORE UPDATE ON "{table}" '
+                               "FOR EACH ROW EXECUTE FUNCTION fleet_refuse()")
+            with pytest.raises(Exception, match="the commit was lost"):
+                firing.fire_due(broker=broker)
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP TRIGGER fleet_refuse ON "{table}"')
+            assert Schedule.objects.get(name__startswith="skillcore:t-daily:").next_run == SLOT  # still due
+            assert firing.fire_due(broker=broker).fired == 1
+        payloads = [SignedPackage.loads(p) for p in client.lrange(broker.list_key, 0, -1)]
+        assert [(t["kwargs"]["scheduled_for"], t["kwargs"]["district"]) for t in payloads] == [
+            (SLOT.isoformat(), new_york.pk)] * 2
+        results = []
+        for i, task in enumerate(payloads):
+            with time_machine.travel(SLOT + dt.timedelta(seconds=30 + 60 * i), tick=False):
+                results.append(pydoc.locate(task["func"])(*task["args"], **task["kwargs"])["claimed"])
+    finally:
+        client.flushdb()
+    assert results == [True, False]
+    assert runs() == {(SLOT, "succeeded", "schedule")}
+    assert counter(district=new_york).executions == 1
+    assert not Incident.objects.exists()
+
+
 # -- races (PostgreSQL: row locks across connections) ------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_four_deliveries_of_one_slot_at_once_run_it_once(only_test_jobs, new_york, postgres_only):
