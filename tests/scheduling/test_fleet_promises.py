@@ -208,6 +208,31 @@ def test_a_chunk_pushed_to_redis_whose_commit_failed_is_fired_again_and_run_once
     assert not Incident.objects.exists()
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("job", ["t-daily", "t-global"])
+def test_a_slot_that_succeeds_resolves_what_its_schedule_had_open_and_nothing_else(only_test_jobs, new_york, job):
+    """The settle now asks before it takes its savepoints: a district's and a global job's
+    open failure and missed incidents are still resolved by a fired slot's success; another
+    district's, and a kind success does not resolve, stay open."""
+    from scheduling.monitoring import alerting
+
+    other = f.DistrictFactory(time_zone="America/New_York")
+    district = new_york if job == "t-daily" else None
+    slot = SLOT if job == "t-daily" else dt.datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    services.sync_schedules(now=SYNCED)
+    with time_machine.travel(SYNCED, tick=False):
+        mine = [alerting.incident_open(kind=kind, job_slug=job, district=district, summary=f"{job} {kind}")
+                for kind in (Incident.Kind.FAILURE, Incident.Kind.MISSED)]
+        theirs = alerting.incident_open(kind=Incident.Kind.FAILURE, job_slug="t-daily", district=other, summary="other")
+        down = alerting.incident_open(kind=Incident.Kind.SCHEDULER_DOWN, job_slug=job, district=district, summary="down")
+    with time_machine.travel(slot + dt.timedelta(seconds=20), tick=False):
+        assert tasks.fire(job=job, district=district and district.pk, tz="America/New_York" if district else "UTC",
+                          scheduled_for=slot.isoformat())["status"] == "succeeded"
+    open_now = set(Incident.objects.filter(resolved_at__isnull=True).values_list("pk", flat=True))
+    assert open_now == {theirs.pk, down.pk}
+    assert Incident.objects.filter(pk__in=[i.pk for i in mine], resolution__contains="succeeded").count() == 2
+
+
 # -- races (PostgreSQL: row locks across connections) ------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_four_deliveries_of_one_slot_at_once_run_it_once(only_test_jobs, new_york, postgres_only):
