@@ -3,6 +3,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from interventions.models import CounselorTask, Intervention
 from interventions.selectors import attendance_evidence, attendance_risks, needs_tier_2
@@ -191,9 +192,26 @@ def test_query_count_does_not_grow_with_students(district, school, session, djan
         for _ in range(n):
             s = f.StudentFactory(school=school, enrollment_date=START)
             attend(s, days, absent_on={days[0], days[1], days[2]})
-        with django_assert_num_queries(2):
+        # The count and the statement; on PostgreSQL also the planner setting taken for the
+        # statement and given back (selectors._risk_rows).
+        with django_assert_num_queries(4 if connection.vendor == "postgresql" else 2):
             checked, risks = attendance_risks(district=district, session=session, as_of=days[-1])
     assert checked == 13 and len(risks) == 13
+
+
+def test_the_statements_planner_setting_does_not_outlive_it(district, school, session):
+    """PostgreSQL: merge joins are off for the at-risk statement only; a caller's transaction
+    (the test's own here) finds the setting it had before."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    days = school_days(school, 5)
+    student = f.StudentFactory(school=school, enrollment_date=START)
+    attend(student, days, absent_on=set(days[:3]))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_mergejoin = on")
+        assert student.id in risks_for(district, session, days[-1])
+        cursor.execute("SHOW enable_mergejoin")
+        assert cursor.fetchone()[0] == "on"
 
 
 def apply(district, risks, slot, run_id=1):
