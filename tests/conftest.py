@@ -14,11 +14,14 @@ from tests import factories as f
 # The TRUNCATE trigger on the access trail, switched off on the test database only.
 TRAIL_TRUNCATE_TRIGGER = "skillcore_accesslog_no_truncate"
 
-# SKILLCORE_TEST_CLOCK="2026-11-01T05:59:30+00:00" runs the whole session from that instant,
+# SKILLCORE_TEST_CLOCK="2027-11-07T05:59:30+00:00" runs the whole session from that instant,
 # the clock ticking on (README.md, "Two commands"). A test that passes only at some hours,
 # days or dates (a schedule falling due mid-test, a month end, a DST night, a weekend) fails
 # at will instead of once in a while in CI. A test's own time_machine.travel still wins
 # inside it. A real qcluster a test starts follows the clock it had (tests/support/qcluster.py).
+# Not findings: PostgreSQL's and Redis's own clocks (now(), stream ids) and a subprocess on
+# the production settings stay real; an instant weeks before a test's own pinned date expires
+# a login the test made before travelling there (tests/scheduling/test_spread.py at 2026-11-01).
 TEST_CLOCK = "SKILLCORE_TEST_CLOCK"
 _session_clock = None
 
@@ -30,7 +33,7 @@ def pytest_configure(config):
         return
     instant = dt.datetime.fromisoformat(value)
     if instant.tzinfo is None:
-        raise pytest.UsageError(f"{TEST_CLOCK} needs an offset, e.g. 2026-11-01T05:59:30+00:00; got {value!r}")
+        raise pytest.UsageError(f"{TEST_CLOCK} needs an offset, e.g. 2027-11-07T05:59:30+00:00; got {value!r}")
     _session_clock = time_machine.travel(instant, tick=True)
     _session_clock.start()
 
