@@ -456,32 +456,44 @@ def claim_slot(*, job_slug: str, district_id: int | None, slot: dt.datetime, now
                 job_slug, district_id, latest, JobRun.Status.MISSED,
                 f"missed: {duration_text(lateness)} late, beyond the catch-up window of {duration_text(job.catch_up_window)}", now=now,
             ))
-            _record_slots(rows)
+            # Alerted only for the slots this claim recorded: a second delivery of a slot
+            # that already has its run (or its missed row) finds nothing new to say.
+            if new := _record_slots(rows):
+                alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in new],
+                                     status=JobRun.Status.MISSED, note=new[-1].note)
             JobSchedule.objects.filter(pk=schedule.pk).update(last_slot=latest)
-            alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
-                                 status=JobRun.Status.MISSED, note=rows[-1].note)
             return None
         trigger = JobRun.Trigger.CATCH_UP
-    if rows:
-        _record_slots(rows)
-        alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in rows],
-                             status=JobRun.Status.MISSED, note=rows[0].note)
+    if rows and (new := _record_slots(rows)):
+        alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[r.slot for r in new],
+                             status=JobRun.Status.MISSED, note=new[0].note)
 
     if running_id is _UNKNOWN:
         running = _running(job_slug, district_id).first()
     else:  # read with the lock: None, or the run to look at (rare: fetched now)
         running = JobRun.objects.filter(pk=running_id).first() if running_id is not None else None
+    if running is not None and running.slot == latest:
+        # This slot's own run: the fire task was delivered again (a commit lost after the
+        # push, or the broker's redelivery once its worker died). Not an overlap: nothing
+        # is skipped or alerted. Past its deadline its worker is gone, and it is recovered
+        # as the reaper would (failed, its retry from the checkpoint sent to the cluster):
+        # "superseded" by its own slot, it would end failed with no retry and the slot undone.
+        # (The retry is sent once this claim commits: a queue that refuses it raises
+        # QueueUnavailable from the commit, the retry saved queued for the sweeper.)
+        if running.deadline and running.deadline < now:
+            recover_lost_run(run=running, now=now, enqueue=True)
+        return None
     if running is not None and running.deadline and running.deadline < now:
         _mark_lost(running, now, note=f"worker lost; superseded by slot {latest:%Y-%m-%d %H:%M}Z")
         running = None
     if running is not None:
-        _record_slots([_slot_row(
+        if _record_slots([_slot_row(
             job_slug, district_id, latest, JobRun.Status.SKIPPED,
             f"skipped: run #{running.pk} (slot {running.slot:%Y-%m-%d %H:%M}Z) is still running; overlap policy: skip",
             trigger=trigger, now=now,
-        )])
-        alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[latest], status=JobRun.Status.SKIPPED,
-                             note=f"run #{running.pk} is still running (overlap policy: skip)")
+        )]):
+            alerts.slots_not_run(job_slug=job_slug, district=schedule.district, slots=[latest], status=JobRun.Status.SKIPPED,
+                                 note=f"run #{running.pk} is still running (overlap policy: skip)")
         return None
     run = JobRun(  # with the district read with the lock: the runner needs it
         job=job_slug, district=schedule.district, trigger=trigger, slot=latest, enqueued_at=now,

@@ -14,8 +14,13 @@ def fire(*, job: str, district: int | None, tz: str, scheduled_for: str) -> dict
     slot = dt.datetime.fromisoformat(scheduled_for)
     now = timezone.now()
     # The run is inserted already started by this worker: it is not claimed a second time.
-    run = services.claim_slot(job_slug=job, district_id=district, slot=slot, now=now,
-                              start=runner.started_fields(job, now))
+    try:
+        run = services.claim_slot(job_slug=job, district_id=district, slot=slot, now=now,
+                                  start=runner.started_fields(job, now))
+    except services.QueueUnavailable:
+        # A redelivery recovered its slot's lost run; the retry is committed, queued without
+        # a task, and the scheduler pass's sweeper sends it once the queue is back.
+        return {"claimed": False}
     if run is None:
         return {"claimed": False}
     done = runner.execute(run.pk, started=run)

@@ -92,11 +92,6 @@ def test_a_fire_task_delivered_again_after_the_run_ended_changes_nothing(only_te
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: a second delivery of the fire task while the slot's own run is still running "
-    "passes the overlap check against that very run: claim_slot records nothing (the skipped "
-    "row conflicts) but still calls alerts.slots_not_run, which opens a SKIPPED incident "
-    "(and its Slack/PagerDuty delivery) saying the slot was skipped, though it is running"))
 def test_a_fire_task_delivered_twice_while_its_run_runs_alerts_nothing(only_test_jobs, new_york):
     """Batch firing admits double delivery (a push accepted, the chunk's commit lost, and
     django-q2's loop fires the row again). The slot is running: nothing to record, nothing
@@ -113,12 +108,6 @@ def test_a_fire_task_delivered_twice_while_its_run_runs_alerts_nothing(only_test
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: the fire task redelivered after its worker died (the ORM broker redelivers after "
-    "Q_RETRY=3700 s, past every deadline) reaches claim_slot before the reaper: the slot's own "
-    "running run is past its deadline, so claim_slot marks it lost 'superseded by slot S' "
-    "(_mark_lost: no retry), then its INSERT for the same slot S conflicts; the slot ends failed "
-    "with attempts left and is never retried"))
 def test_a_fire_task_redelivered_after_its_worker_died_still_gets_the_slot_done(
         only_test_jobs, new_york, django_capture_on_commit_callbacks):
     """The worker running slot S (inserted started by the fire task) dies with the host; the
@@ -130,7 +119,9 @@ def test_a_fire_task_redelivered_after_its_worker_died_still_gets_the_slot_done(
                                start=runner.started_fields("t-daily", now))
     back = now + dt.timedelta(seconds=3700)  # Q_RETRY: the redelivery
     with time_machine.travel(back, tick=False):
-        deliver(new_york)
+        # The redelivery recovers the lost run; its retry is sent when the claim commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver(new_york) == {"claimed": False}
     with time_machine.travel(back + dt.timedelta(seconds=30), tick=False):
         # The sentinel's pass: the reaper (its retry sent on commit), then the queue.
         with django_capture_on_commit_callbacks(execute=True):
