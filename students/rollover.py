@@ -75,7 +75,9 @@ def validate(*, district_id, to_name: str, start: dt.date, end: dt.date, existin
     """Check a rollover's input; raise RolloverError naming the first problem."""
     district = District.objects.filter(pk=district_id).first() if str(district_id).isdigit() else None
     if district is None:
-        raise RolloverError(f"unknown district {district_id}")
+        # Quoted unless it is a plain number: "\n0" typed as an id must not break the one-line error.
+        shown = district_id if str(district_id).isdigit() else repr(str(district_id))
+        raise RolloverError(f"unknown district {shown}")
     to_name = (to_name or "").strip()
     if not to_name:
         raise RolloverError("the new school year needs a name (--to)")

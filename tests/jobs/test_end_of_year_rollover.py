@@ -163,6 +163,9 @@ def test_a_crash_mid_way_resumes_at_the_first_unfinished_step(district, year, mo
 
 @pytest.mark.parametrize("args, message", [
     (["--district", "999999", *ARGS], "unknown district 999999"),
+    # A line break typed into the id is quoted, so the error stays one line (found by the
+    # property test in tests/reliability/test_bad_input.py).
+    (["--district", "\n0", *ARGS], "unknown district '\\n0'"),
     (["--to", "2025-2026", "--start", "2027-08-30", "--end", "2028-06-16"], "already has a session named '2025-2026'"),
     (["--to", "2027-2028", "--start", "2027-06-01", "--end", "2028-06-16"], "overlaps session '2026-2027'"),
     (["--to", "2027-2028", "--start", "2028-06-16", "--end", "2027-08-30"], "is not after the start date"),
