@@ -74,12 +74,13 @@ class AttendanceRisk:
 # last 30 follow from its length and last index (its days are consecutive indexes). At 50,000
 # students (440,000 absent days, 378,000 runs, nearly all one day long) the grouping on
 # (student, island) was a hash aggregate spilling to disk, then a second one per student:
-# 1.3 s of backend CPU for the statement, 1.05 s this way (bench/daily_jobs.py; docs/benchmarks.md).
+# 1.35 s of backend CPU for the statement, 1.05 s this way (bench/daily_jobs.py; docs/benchmarks.md).
 # Enrolled days: a whole-session student's are the school's day count; only mid-year entries
 # and exits are counted on the calendar index.
 # Rates compare integers (absences * den >= num * days for threshold num/den): exact on
 # every database. Portable SQL (CASE, window functions): it runs on SQLite too.
-# Measured at 50,000 students against the fastest hand-written statement: bench/daily_jobs.py.
+# Measured at 50,000 students against an independent hand-written statement (the former grouping
+# on (student, island)) and the per-student loop: bench/daily_jobs.py.
 # The calendar's instructional-day index, written out twice rather than shared: PostgreSQL
 # materialises a CTE read twice, and the planner then loses its estimates for the big join.
 _CALENDAR_SQL = """
