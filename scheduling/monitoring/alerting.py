@@ -176,6 +176,11 @@ def incident_open(
     return incident
 
 
+def _open_incidents(*, job_slug: str, district_id: int | None, kinds):
+    """The open incidents of these kinds for a job and district (resolving reads these)."""
+    return Incident.objects.filter(job=job_slug, district_id=district_id, resolved_at__isnull=True, kind__in=list(kinds))
+
+
 @transaction.atomic
 def incidents_resolve(
     *, job_slug: str, district_id: int | None, kinds, resolution: str, now: dt.datetime | None = None,
@@ -184,10 +189,7 @@ def incidents_resolve(
     channel that was told about them (PagerDuty resolve, Slack message). One query when
     nothing is open, which is the common case on every successful run."""
     now = now or timezone.now()
-    incidents = list(
-        Incident.objects.select_for_update()
-        .filter(job=job_slug, district_id=district_id, resolved_at__isnull=True, kind__in=list(kinds))
-    )
+    incidents = list(_open_incidents(job_slug=job_slug, district_id=district_id, kinds=kinds).select_for_update())
     if not incidents:
         return 0
     Incident.objects.filter(pk__in=[i.pk for i in incidents], resolved_at__isnull=True).update(
@@ -333,12 +335,11 @@ def _resolved_by(run: JobRun) -> list[str]:
 def run_finished_has_work(run: JobRun) -> bool:
     """Whether ``on_run_finished`` would write anything for ``run``: an incident to open (a
     run with warnings), an event to post, or an open incident its end resolves (one read,
-    the same filter as ``incidents_resolve``'s, on the open incidents' index). Most runs end
+    ``_open_incidents``, as ``incidents_resolve`` reads them, on the open incidents' index). Most runs end
     with none: the hook then costs this read, without its savepoints."""
     if run.status == JobRun.Status.WARNING or _posts_run_events(run.job):
         return True
-    return Incident.objects.filter(job=run.job, district_id=run.district_id, resolved_at__isnull=True,
-                                   kind__in=_resolved_by(run)).exists()
+    return _open_incidents(job_slug=run.job, district_id=run.district_id, kinds=_resolved_by(run)).exists()
 
 
 def _posts_run_events(slug: str) -> bool:
