@@ -212,6 +212,13 @@ def test_a_rollover_time_the_district_clocks_skip_is_refused_with_a_form_error(c
     assert not RolloverRequest.objects.exists()
 
 
+def _file_request(district, asker, *, run_at=NOW):
+    """A rollover of ``district`` to 2027-2028 filed by ``asker`` (pending), at NOW."""
+    target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
+                               end=dt.date(2028, 6, 16))
+    return rollover.request_create(target=target, requested_by=asker, run_at=run_at, now=NOW)
+
+
 @pytest.fixture
 def second_admin(db):
     return f.UserFactory(username="sysadmin2", is_staff=True, is_superuser=True, roles=[Role.SYSTEM_ADMIN])
@@ -265,9 +272,7 @@ def test_non_admins_cannot_open_rollover_requests(client, district_admin):
 
 def test_jobs_run_command_runs_the_approved_request(district, year, system_admin, second_admin):
     with time_machine.travel(NOW, tick=False):
-        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
-                                   end=dt.date(2028, 6, 16))
-        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+        req = _file_request(district, system_admin)
         rollover.request_approve(request=req, approver=second_admin)
         call_command("jobs", "run", "end-of-year-rollover", "--district", str(district.id), "--as-of", NOW.isoformat(),
                      stdout=io.StringIO())
@@ -296,9 +301,7 @@ def test_command_files_a_request_and_rolls_nothing_over_until_a_second_admin_app
 
 def test_command_refuses_a_pending_request_exit_2_one_line_nothing_written(district, year, system_admin):
     with time_machine.travel(NOW, tick=False):
-        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
-                                   end=dt.date(2028, 6, 16))
-        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+        req = _file_request(district, system_admin)
     assert req.approved_by is None
     before = world_state()
     with pytest.raises(CommandError) as exc:
@@ -327,9 +330,7 @@ def test_the_service_itself_refuses_an_unapproved_request(district, year, system
     # Whatever calls it (a new command, a shell session), execute() checks the approval in the
     # same UPDATE that marks the request running.
     with time_machine.travel(NOW, tick=False):
-        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
-                                   end=dt.date(2028, 6, 16))
-        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+        req = _file_request(district, system_admin)
     before = world_state()
     with pytest.raises(rollover.NotApproved):
         rollover.execute(request=req, now=NOW)
@@ -367,9 +368,7 @@ def test_admin_add_with_a_missing_field_is_a_form_error(client, district, year, 
 
 def test_admin_post_to_a_filed_request_is_a_form_error_not_a_500(client, district, year, system_admin):
     with time_machine.travel(NOW, tick=False):
-        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
-                                   end=dt.date(2028, 6, 16))
-        req = rollover.request_create(target=target, requested_by=system_admin, run_at=NOW, now=NOW)
+        req = _file_request(district, system_admin)
     client.force_login(system_admin)
     before = world_state()
     # What the tester posted: the change page's form without a district (every field is read-only there).
@@ -586,9 +585,7 @@ def test_its_scheduled_run_after_the_request_was_rolled_over_by_hand_succeeds_wi
     succeeds, with no "succeeded with warnings" alert (see docs/jobs.md)."""
     run_at = NOW + dt.timedelta(days=5)
     with time_machine.travel(NOW, tick=False):
-        target = rollover.validate(district_id=district.id, to_name="2027-2028", start=dt.date(2027, 8, 30),
-                                   end=dt.date(2028, 6, 16))
-        req = rollover.request_create(target=target, requested_by=system_admin, run_at=run_at, now=NOW)
+        req = _file_request(district, system_admin, run_at=run_at)
         rollover.request_approve(request=req, approver=second_admin)
         call_command("jobs", "run", "end-of-year-rollover", "--district", str(district.id), "--as-of", NOW.isoformat(),
                      stdout=io.StringIO())
