@@ -26,12 +26,12 @@ from skillcore import counters
 def notification_settled(*, channel: str, status: str) -> None:
     """Count one notification that has just entered ``status`` (sent or failed)."""
     if status == Status.SENT:
-        counters.add(NotificationCounter, key="channel", value=channel, increments={"sent": 1})
+        counters.add(NotificationCounter, key={"channel": channel}, increments={"sent": 1})
     elif status == Status.FAILED:
-        counters.add(NotificationCounter, key="channel", value=channel, increments={"failed": 1})
+        counters.add(NotificationCounter, key={"channel": channel}, increments={"failed": 1})
 
 
 def failed_at_enqueue(by_channel: Mapping[str, int]) -> None:
     """Count rows an enqueue inserted as failed, per channel (one statement per channel)."""
     for channel, n in sorted(by_channel.items()):
-        counters.add(NotificationCounter, key="channel", value=channel, increments={"failed": n})
+        counters.add(NotificationCounter, key={"channel": channel}, increments={"failed": n})

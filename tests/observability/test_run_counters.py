@@ -9,6 +9,8 @@ import importlib
 import pytest
 import time_machine
 from django.apps import apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -107,6 +109,21 @@ def test_a_late_success_never_moves_last_success_backwards(only_obs_jobs, lakesi
         counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="succeeded", duration_seconds=1.0,
                               finished_at=finished)
     assert counter("obs-ok", lakeside).last_success == later
+
+
+def test_a_failure_after_a_success_keeps_last_success_and_a_first_run_writes_one_statement(only_obs_jobs, lakeside):
+    """The counter is one upsert whatever the run's outcome: a failure adds to its counts and
+    leaves the last success as it was; a global job's row (district NULL) is its own."""
+    ok = at(2026, 12, 1, 9, 0)
+    with CaptureQueriesContext(connection) as first:
+        counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="succeeded", duration_seconds=2.0, finished_at=ok)
+    counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="failed", duration_seconds=9.0,
+                          finished_at=at(2026, 12, 2, 9, 0))
+    counters.run_finished(job="obs-ok", district_id=None, status="failed", duration_seconds=1.0, finished_at=ok)
+    row = counter("obs-ok", lakeside)
+    assert len(first.captured_queries) == 1
+    assert (row.executions, row.failures, row.timed, row.le_5, row.le_15, row.last_success) == (2, 1, 2, 1, 2, ok)
+    assert (counter("obs-ok", None).executions, counter("obs-ok", None).last_success) == (1, None)
 
 
 def test_scrape_cost_and_values_do_not_depend_on_history(only_obs_jobs, lakeside, django_assert_num_queries):
