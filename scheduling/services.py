@@ -10,14 +10,16 @@ from __future__ import annotations
 import ast
 import collections
 import datetime as dt
+import functools
 import logging
 import random
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Max, Min, OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import F, Max, Min
 from django.db.models.constants import OnConflict
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -323,6 +325,26 @@ def _running(job_slug: str, district_id: int | None):
     return JobRun.objects.filter(job=job_slug, district_id=district_id, status=JobRun.Status.RUNNING).order_by("-started_at")
 
 
+@functools.cache
+def _lock_reads(without_district: bool) -> tuple[str, str]:
+    """The two subqueries ``_lock_schedule`` reads with the lock, written once: the overlap
+    check (``_running``: the latest run of the job and district still running) and the
+    schedule's last run as the statement's snapshot sees it. Written out rather than as
+    ORM Subquery expressions, which Django compiled again on every task (about 1 ms of the
+    task's Python, a tenth of its time); the same SQL on PostgreSQL and SQLite."""
+    qn = connection.ops.quote_name
+    runs, schedules = qn(JobRun._meta.db_table), qn(JobSchedule._meta.db_table)
+    district = "IS NULL" if without_district else "= %s"
+    running = (f"SELECT r.{qn('id')} FROM {runs} r WHERE r.{qn('job')} = %s AND r.{qn('district_id')} {district} "
+               f"AND r.{qn('status')} = %s ORDER BY r.{qn('started_at')} DESC LIMIT 1")
+    seen = f"SELECT s.{qn('last_run_id')} FROM {schedules} s WHERE s.{qn('id')} = {schedules}.{qn('id')}"
+    return f"({running})", f"({seen})"
+
+
+def _running_params(job_slug: str, district_id: int | None) -> list:
+    return [job_slug, JobRun.Status.RUNNING] if district_id is None else [job_slug, district_id, JobRun.Status.RUNNING]
+
+
 def _lock_schedule(job_slug: str, district_id: int | None) -> tuple[JobSchedule | None, object]:
     """Lock the active JobSchedule row (with its district) and read, in the same statement,
     the overlap check: (schedule, the id of the latest running run or None), or
@@ -344,8 +366,8 @@ def _lock_schedule(job_slug: str, district_id: int | None) -> tuple[JobSchedule 
         job=job_slug, district_id=district_id, removed_at__isnull=True)
     schedule = (
         active.select_for_update(of=("self",), skip_locked=True)
-        .annotate(running_id=Subquery(_running(job_slug, district_id).values("pk")[:1]),
-                  seen_last_run=Subquery(JobSchedule.objects.filter(pk=OuterRef("pk")).order_by().values("last_run_id")))
+        .annotate(running_id=RawSQL(_lock_reads(district_id is None)[0], _running_params(job_slug, district_id)),
+                  seen_last_run=RawSQL(_lock_reads(district_id is None)[1], ()))
         .first()
     )
     if schedule is not None and schedule.seen_last_run == schedule.last_run_id:
