@@ -65,6 +65,7 @@ def django_q_problems() -> list[str]:
     if original is None or list(inspect.signature(original).parameters) != ["broker"]:
         problems.append("django_q.scheduler.scheduler(broker) is gone or has other arguments")
     sentinel = getattr(getattr(django_q.cluster, "Sentinel", None), "guard", None)
+    sentinel = inspect.unwrap(sentinel) if sentinel is not None else None  # a wrapper is judged by what it wraps
     if not hasattr(django_q.cluster, "scheduler") or sentinel is None or "scheduler" not in sentinel.__code__.co_names:
         # The engine's pre-pass (heartbeat, reaper, sweeper) runs only if the sentinel looks
         # the scheduler up by this module-level name on every pass.

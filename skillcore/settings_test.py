@@ -28,3 +28,9 @@ if os.environ.get("SKILLCORE_TEST_CLOCK_OFFSET"):
     import time_machine as _time_machine
 
     _time_machine.travel(_time.time() + float(os.environ["SKILLCORE_TEST_CLOCK_OFFSET"]), tick=True).start()
+
+# A real qcluster a test starts with SKILLCORE_TEST_SCHEDULER_TICK runs its scheduler pass at
+# that tick rather than every ~30 s (tests/support/scheduler_tick.py): for tests that wait
+# for passes to happen, not for their rhythm.
+if os.environ.get("SKILLCORE_TEST_SCHEDULER_TICK"):
+    INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.scheduler_tick.SchedulerTickConfig"]  # noqa: F405

@@ -29,9 +29,10 @@ def test_a_pending_email_is_delivered_by_a_qcluster_after_jobs_sync(counselor, s
     env = cluster_env(
         TEST_QCLUSTER_EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp_server.port), EMAIL_TIMEOUT="5",
+        SKILLCORE_TEST_SCHEDULER_TICK="2",
     )
     with qcluster(env, tmp_path / "qcluster.log"):
-        # The first scheduler pass (~30 s after start at most) fires the drain row, due now.
+        # The first scheduler pass (at start: the test tick) fires the drain row, due now.
         sent = wait(lambda: Notification.objects.filter(dedupe_key="outbox-schedule-1", status=Status.SENT).first(),
                     90, "the queued email to be sent")
     log = (tmp_path / "qcluster.log").read_text()

@@ -85,6 +85,7 @@ def test_metrics_from_a_live_server_agree_with_runs_in_a_real_qcluster(
         "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY",
         "PAGERDUTY_EVENTS_URL": endpoints.url_for("/v2/enqueue"),
         "OBS_SLOW_SECONDS": "8",
+        "SKILLCORE_TEST_SCHEDULER_TICK": "2",
         "LOG_LEVEL": "WARNING",
         **clock_env(),
     }
@@ -108,7 +109,7 @@ def test_metrics_from_a_live_server_agree_with_runs_in_a_real_qcluster(
         ids = [r.pk for r in (*ok, fail, slow)]
         _wait(lambda: not JobRun.objects.filter(pk__in=ids, status__in=["queued", "running"]).exists(), 40,
               "every run to finish")
-        # The sentinel's first scheduler pass (30 s after start): heartbeat and alert watch.
+        # The sentinel's first scheduler pass (at start: the test tick): heartbeat and alert watch.
         _wait(lambda: SchedulerHeartbeat.objects.exists(), 40, "the cluster's first scheduler pass")
     finally:
         os.killpg(cluster.pid, signal.SIGKILL)

@@ -64,7 +64,7 @@ def _start_batches(tmp_path, name: str):
     env = cluster_env(
         Q_RETRY="700", SCHEDULING_EXTRA_JOB_MODULES="tests.scheduling.jobs_for_tests",
         SCHED_TEST_TIMEOUT=PRODUCTION_LIKE_TIMEOUT, SCHED_TEST_ITEMS=str(TOTAL), SCHED_TEST_BATCH="2",
-        SCHED_TEST_PAUSE="0.3",
+        SCHED_TEST_PAUSE="0.3", SKILLCORE_TEST_SCHEDULER_TICK="2",
     )
     return district, env
 
@@ -113,7 +113,8 @@ def test_a_database_restart_under_a_job_fails_the_run_at_once_with_its_cause_and
     """The job is reading outside any transaction when its session is terminated: nothing
     drops the broken connection but the runner, which must still record the failure."""
     district = f.DistrictFactory(name="Restart Ridge")
-    env = cluster_env(Q_RETRY="700", SCHEDULING_EXTRA_JOB_MODULES="tests.reliability.busy_jobs", REL_READ_SECONDS="60")
+    env = cluster_env(Q_RETRY="700", SCHEDULING_EXTRA_JOB_MODULES="tests.reliability.busy_jobs", REL_READ_SECONDS="60",
+                      SKILLCORE_TEST_SCHEDULER_TICK="2")
     log_path = tmp_path / "qcluster.log"
     with qcluster(env, log_path):
         run = services.run_now(job_slug="rel-reader", district=district, acting_user=None)
@@ -172,6 +173,7 @@ def test_database_connections_killed_mid_job_fail_the_run_cleanly_and_the_retry_
     env = cluster_env(
         Q_RETRY="20", SCHEDULING_LOST_GRACE="2", SCHEDULING_EXTRA_JOB_MODULES="tests.scheduling.jobs_for_tests",
         SCHED_TEST_TIMEOUT="20", SCHED_TEST_ITEMS=str(TOTAL), SCHED_TEST_BATCH="2", SCHED_TEST_PAUSE="0.3",
+        SKILLCORE_TEST_SCHEDULER_TICK="2",
     )
     log_path = tmp_path / "qcluster.log"
     with qcluster(env, log_path):

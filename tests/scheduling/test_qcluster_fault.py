@@ -103,12 +103,12 @@ def test_sigkilled_worker_with_the_production_pool_recovers_and_the_scheduler_ke
         Q_RETRY="20", SCHEDULING_LOST_GRACE="2",
         SCHEDULING_EXTRA_JOB_MODULES="tests.scheduling.jobs_for_tests,tests.reliability.busy_jobs",
         SCHED_TEST_TIMEOUT="8", SCHED_TEST_ITEMS="20", SCHED_TEST_BATCH="2", SCHED_TEST_PAUSE="0.4",
-        REL_BUSY_SECONDS="35",
+        REL_BUSY_SECONDS="10", SKILLCORE_TEST_SCHEDULER_TICK="2",
     )
     assert env["DATABASE_POOL"] == "true"
     log_path = tmp_path / "qcluster.log"
     with qcluster(env, log_path):
-        # 1. The sentinel's first scheduler pass (~30 s after start) opens its pool.
+        # 1. The sentinel's first scheduler pass (at start: the test tick, tests/support/scheduler_tick.py) opens its pool.
         beat = _wait(lambda: SchedulerHeartbeat.objects.first(), 60, "the first scheduler pass")
         run = services.run_now(job_slug="t-batches", district=district, acting_user=None)
         killed_at = _wait(
@@ -122,7 +122,7 @@ def test_sigkilled_worker_with_the_production_pool_recovers_and_the_scheduler_ke
             lambda: JobRun.objects.filter(retry_of=run.pk, status__in=["succeeded", "failed"]).first(),
             60, "the retry to finish",
         )
-        # 3. The same worker then keeps its connection busy for 35 s, across a scheduler pass.
+        # 3. The same worker then keeps its connection busy for 10 s, across the sentinel's passes (every 2 s).
         passes_before = SchedulerHeartbeat.objects.get(pk=beat.pk).passes
         busy = services.run_now(job_slug="rel-busy", district=district, acting_user=None)
         busy = _wait(lambda: JobRun.objects.filter(pk=busy.pk, status__in=["succeeded", "failed"]).first(),
