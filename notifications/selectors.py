@@ -1,6 +1,9 @@
 """Reads over the outbox."""
 from __future__ import annotations
 
+import json
+
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from notifications.models import Category, DigestItem, Notification, NotificationPreference, RecipientProfile, Status
@@ -71,6 +74,10 @@ def queued_recipients(*, requests) -> set[tuple[int, int | None]]:
 
     Digest items are found by recipient *and* object key: the recipient leads the
     digest_item_unique index (object_key alone has none, a scan of every open item).
+    On PostgreSQL the wanted (recipient, object key) pairs are joined as one list: given
+    as two ``= ANY`` arrays, PostgreSQL 15 walks digest_item_unique once per combination
+    of a recipient and a key (recipients x keys: 30 million index probes, 40 s, for one
+    chunk of 5,500 digests at 50,000 students; the bench's grade-posting-digest took 196 s).
     """
     from notifications.services import _among
 
@@ -83,9 +90,20 @@ def queued_recipients(*, requests) -> set[tuple[int, int | None]]:
         .values_list("recipient_id", "student_id")
     )
     wanted = {(r.recipient_id, r.object_key or r.dedupe_key) for r in requests}
-    rows = DigestItem.objects.filter(
-        _among("recipient_id", {u for u, _ in wanted}), _among("object_key", {k for _, k in wanted}),
-    ).values_list("recipient_id", "object_key", "student_id")
+    if connection.vendor == "postgresql":
+        table = DigestItem._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT d."recipient_id", d."object_key", d."student_id" FROM "{table}" d '
+                "JOIN jsonb_to_recordset(%s::jsonb) AS w(recipient_id bigint, object_key text) "
+                'ON d."recipient_id" = w.recipient_id AND d."object_key" = w.object_key',
+                [json.dumps([{"recipient_id": u, "object_key": k} for u, k in wanted])],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = DigestItem.objects.filter(
+            _among("recipient_id", {u for u, _ in wanted}), _among("object_key", {k for _, k in wanted}),
+        ).values_list("recipient_id", "object_key", "student_id")
     out.update((u, s) for u, k, s in rows if (u, k) in wanted)
     return out
 
