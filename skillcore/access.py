@@ -135,6 +135,9 @@ def student_tables() -> _Tables:
 _OPERATIONS = {"SELECT": "read", "WITH": "read", "INSERT": "create", "UPDATE": "update", "DELETE": "delete"}
 _MAIN_TABLE = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
 _FROM_TABLE = re.compile(r'\bFROM\s+"?(\w+)"?', re.IGNORECASE)
+# A FROM or a parenthesis: the statement's own FROM is the first at depth 0 (a subquery in
+# the select list, an annotation's EXISTS, comes before it).
+_FROM_OR_PAREN = re.compile(r'[()]|\bFROM\s+"?(\w+)"?', re.IGNORECASE)
 # "INSERT OR IGNORE INTO" is SQLite's bulk_create(ignore_conflicts=True).
 _INSERT_COLUMNS = re.compile(r'^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+"?\w+"?\s*\(([^)]*)\)', re.IGNORECASE)
 _LOG_FIELDS = ("at", "actor", "job_run_id", "actor_label", "purpose", "model", "operation", "query_count",
@@ -260,7 +263,25 @@ class AccessTrail:
 
     @staticmethod
     def _main_table(sql: str, named: list[str], tables: _Tables) -> str:
-        m = _MAIN_TABLE.match(sql) or _FROM_TABLE.search(sql)
+        """The table whose rows the statement returns or writes: the INSERT, UPDATE or DELETE
+        target, else the first FROM outside parentheses (``Grade ... annotate(muted=Exists(
+        SectionEnrollment ...))`` reads grades, though the EXISTS's FROM comes first), else
+        the first FROM of a student-data table (a CTE's), else the first table named."""
+        m = _MAIN_TABLE.match(sql)
+        if m and m.group(1) in tables.labels:
+            return m.group(1)
+        depth = 0
+        for m in _FROM_OR_PAREN.finditer(sql):
+            token = m.group(0)
+            if token == "(":
+                depth += 1
+            elif token == ")":
+                depth -= 1
+            elif depth == 0:
+                if m.group(1) in tables.labels:
+                    return m.group(1)
+                break
+        m = _FROM_TABLE.search(sql)
         if m and m.group(1) in tables.labels:
             return m.group(1)
         return named[0].lower()

@@ -189,6 +189,26 @@ def test_tables_read_through_a_subquery_are_recorded(school):
     assert via_subquery.query_count == 1 and via_subquery.row_count == 0
 
 
+def test_a_read_with_a_subquery_in_its_select_list_is_recorded_as_the_read_of_its_own_table(school):
+    """grade-posting-digest streams grades with ``muted``, an EXISTS on the student's
+    enrollment, in the select list: the rows returned are grades, and the trail says so."""
+    from django.db.models import Exists, OuterRef
+
+    from students.models import Grade, SectionEnrollment
+
+    a, b = f.StudentFactory.create_batch(2, school=school)
+    grades = [f.GradeFactory(student=a), f.GradeFactory(student=a), f.GradeFactory(student=b)]
+    muted = SectionEnrollment.objects.filter(student_id=OuterRef("student_id"), notifications_muted=True)
+    with access_trail(purpose="p", actor_label="t"):
+        rows = list(Grade.objects.filter(pk__in=[g.pk for g in grades]).annotate(muted=Exists(muted))
+                    .values("id", "student_id", "muted"))
+    assert len(rows) == 3
+    read = _log("students.Grade", "read")
+    assert (read.row_count, read.student_ids) == (3, sorted([a.id, b.id]))
+    through_subquery = _log("students.SectionEnrollment", "read")
+    assert (through_subquery.query_count, through_subquery.row_count) == (1, 0)
+
+
 def test_bulk_create_ignoring_conflicts_is_recorded(school):
     a, b = f.StudentFactory.create_batch(2, school=school)
     with access_trail(purpose="p", actor_label="t"):
