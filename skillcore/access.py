@@ -207,9 +207,18 @@ class AccessTrail:
     def __call__(self, execute, sql, params, many, context):
         tables = student_tables()
         named = tables.pattern.findall(sql)
-        verb = sql.lstrip()[:6].upper()
+        # PostgreSQL writes a UNION's parts each in parentheses: "(SELECT ...) UNION (SELECT ...)".
+        verb = sql.lstrip(" \t\r\n(")[:6].upper()
         operation = next((op for kw, op in _OPERATIONS.items() if verb.startswith(kw)), None)
         if not named or operation is None:
+            return execute(sql, params, many, context)
+        target = _MAIN_TABLE.match(sql)
+        if target and target.group(1) not in tables.labels:
+            # A write to a table without student data, filtered through a student table's
+            # subquery: nothing of a student is written, and RETURNING a student table's column
+            # would fail (it is not the target); the tables named are read, without rows.
+            for other in {n.lower() for n in named}:
+                self._touch(other, "read").query_count += 1
             return execute(sql, params, many, context)
         table = self._main_table(sql, named, tables)
         # Other student-data tables the statement reads through a join or a subquery (an
@@ -264,26 +273,27 @@ class AccessTrail:
     @staticmethod
     def _main_table(sql: str, named: list[str], tables: _Tables) -> str:
         """The table whose rows the statement returns or writes: the INSERT, UPDATE or DELETE
-        target, else the first FROM outside parentheses (``Grade ... annotate(muted=Exists(
-        SectionEnrollment ...))`` reads grades, though the EXISTS's FROM comes first), else
-        the first FROM of a student-data table (a CTE's), else the first table named."""
+        target, else the first student-data FROM least deep in parentheses (``Grade ...
+        annotate(muted=Exists(SectionEnrollment ...))`` reads grades, though the EXISTS's FROM
+        comes first; a CTE whose own FROM is not student data: its CTE's), else the first
+        table named."""
         m = _MAIN_TABLE.match(sql)
         if m and m.group(1) in tables.labels:
             return m.group(1)
-        depth = 0
+        # The first student-data FROM at the lowest depth: not only depth 0, since a count of a
+        # distinct queryset reads FROM (SELECT ... FROM grade) and PostgreSQL parenthesizes each
+        # part of a UNION; a select-list EXISTS inside them is one level deeper still.
+        depth, best = 0, None
         for m in _FROM_OR_PAREN.finditer(sql):
             token = m.group(0)
             if token == "(":
                 depth += 1
             elif token == ")":
                 depth -= 1
-            elif depth == 0:
-                if m.group(1) in tables.labels:
-                    return m.group(1)
-                break
-        m = _FROM_TABLE.search(sql)
-        if m and m.group(1) in tables.labels:
-            return m.group(1)
+            elif m.group(1) in tables.labels and (best is None or depth < best[0]):
+                best = (depth, m.group(1))
+        if best is not None:
+            return best[1]
         return named[0].lower()
 
     @staticmethod

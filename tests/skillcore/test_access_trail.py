@@ -376,3 +376,105 @@ def test_a_job_reading_iep_team_members_and_meetings_names_their_students(distri
     assert {r.model for r in one_hop} == {"iep.IEPTeamMember", "iep.IEPMeeting"}
     assert all(r.student_ids == [iep.student_id] for r in one_hop if r.row_count), [(r.model, r.operation, r.student_ids) for r in one_hop]
     assert one_hop.filter(model="iep.IEPMeeting", operation="create", student_ids=[iep.student_id]).exists()
+
+
+# -- The read's own table (f54a64f), in statements its test did not write -------------------
+
+
+def _graded(school):
+    from students.models import Grade
+
+    a, b = f.StudentFactory.create_batch(2, school=school)
+    grades = [f.GradeFactory(student=a), f.GradeFactory(student=a), f.GradeFactory(student=b)]
+    return a, b, Grade.objects.filter(pk__in=[g.pk for g in grades])
+
+
+def _muted():
+    from django.db.models import Exists, OuterRef
+
+    from students.models import SectionEnrollment
+
+    return Exists(SectionEnrollment.objects.filter(student_id=OuterRef("student_id"), notifications_muted=True))
+
+
+def test_a_count_over_a_distinct_annotated_read_is_a_read_of_its_inner_table(school):
+    """``.count()`` of a distinct queryset wraps it: SELECT COUNT(*) FROM (SELECT ..., EXISTS(
+    ... FROM enrollment) ... FROM grade) subquery. Grades are counted, enrollments only probed."""
+    a, b, grades = _graded(school)
+    with access_trail(purpose="p", actor_label="t"):
+        n = grades.annotate(muted=_muted()).values("student_id", "muted").distinct().count()
+    assert n == 2
+    assert _log("students.Grade", "read").row_count == 1
+    probed = _log("students.SectionEnrollment", "read")
+    assert (probed.query_count, probed.row_count) == (1, 0)
+
+
+def test_a_union_of_annotated_reads_is_a_read_of_its_parts_table(school):
+    """PostgreSQL parenthesizes each part of a UNION: no FROM is outside parentheses."""
+    a, b, grades = _graded(school)
+    with access_trail(purpose="p", actor_label="t"):
+        rows = list(grades.filter(student=a).annotate(muted=_muted()).values("id", "student_id", "muted")
+                    .union(grades.filter(student=b).annotate(muted=_muted()).values("id", "student_id", "muted")))
+    assert len(rows) == 3
+    read = _log("students.Grade", "read")
+    assert (read.row_count, read.student_ids) == (3, sorted([a.id, b.id]))
+    assert _log("students.SectionEnrollment", "read").row_count == 0
+
+
+def test_a_cte_whose_own_from_is_a_student_table_is_a_read_of_that_table(school):
+    """A raw CTE: WITH w AS (... FROM enrollment) SELECT ... FROM grade: the grades are returned."""
+    from students.models import Grade, SectionEnrollment
+
+    a, b, grades = _graded(school)
+    g, e = Grade._meta.db_table, SectionEnrollment._meta.db_table
+    with access_trail(purpose="p", actor_label="t"), connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH w AS (SELECT "student_id" FROM "{e}" WHERE "notifications_muted") '
+            f'SELECT "id", "student_id" FROM "{g}" WHERE "id" IN ({", ".join(["%s"] * 3)}) '
+            f'AND "student_id" NOT IN (SELECT "student_id" FROM w)', [gr.pk for gr in grades])
+        assert len(cursor.fetchall()) == 3
+    assert _log("students.Grade", "read").student_ids == sorted([a.id, b.id])
+    assert _log("students.SectionEnrollment", "read").row_count == 0
+
+
+def test_a_select_list_subquery_of_another_student_table_leaves_that_table_without_rows(school):
+    """Students read with a count of their grades in the select list: the rows are students."""
+    from django.db.models import Count, IntegerField, OuterRef, Subquery
+
+    from students.models import Grade
+
+    a, b, grades = _graded(school)
+    n_grades = Subquery(Grade.objects.filter(student_id=OuterRef("pk")).order_by().values("student_id")
+                        .annotate(n=Count("id")).values("n"), output_field=IntegerField())
+    with access_trail(purpose="p", actor_label="t"):
+        rows = dict(Student.objects.filter(pk__in=[a.pk, b.pk]).annotate(n=n_grades).values_list("id", "n"))
+    assert rows == {a.id: 2, b.id: 1}
+    read = _log("students.Student", "read")
+    assert (read.row_count, read.student_ids) == (2, sorted([a.id, b.id]))
+    assert _log("students.Grade", "read").row_count == 0
+
+
+def test_an_update_filtered_by_a_subquery_on_another_student_table_is_an_update_of_its_target(school):
+    from students.models import Grade
+
+    a, b, grades = _graded(school)
+    with access_trail(purpose="p", actor_label="t"):
+        n = Student.objects.filter(pk__in=Grade.objects.filter(pk__in=grades).values("student_id")).update(grade_level=11)
+    assert n == 2
+    updated = _log("students.Student", "update")
+    assert (updated.row_count, updated.student_ids) == (2, sorted([a.id, b.id]))
+    assert Student.objects.filter(pk__in=[a.pk, b.pk], grade_level=11).count() == 2
+    assert _log("students.Grade", "read").row_count == 0
+
+
+def test_an_update_of_a_table_without_student_data_filtered_by_students_runs_and_logs_no_write(school):
+    """The write's target holds no student data: the statement runs as written (no RETURNING
+    of a student table it does not write) and the students it read are a read."""
+    s = f.StudentFactory(school=school)
+    with access_trail(purpose="p", actor_label="t"):
+        n = District.objects.filter(pk__in=Student.objects.filter(pk=s.pk).values("school__district_id")).update(
+            name="Renamed")
+    assert n == 1
+    assert District.objects.get(pk=school.district_id).name == "Renamed"
+    assert not AccessLog.objects.exclude(operation="read").exists()
+    assert _log("students.Student", "read").row_count == 0
