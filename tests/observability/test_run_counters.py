@@ -9,7 +9,7 @@ import importlib
 import pytest
 import time_machine
 from django.apps import apps
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -172,3 +172,98 @@ def test_the_migration_backfills_the_counters_from_history(only_obs_jobs, lakesi
     for key, want in expected.items():
         assert {n: getattr(got[key], n) for n in fields} == {n: getattr(want, n) for n in fields}
     assert got[("obs-ok", lakeside.pk)].executions == 4 and got[("obs-ok", lakeside.pk)].le_30 == 2
+
+
+# -- skillcore.counters.add (da8563f) in cases its tests did not write ----------------------
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: SQLite has one writer")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("per_district", [True, False])
+def test_concurrent_first_upserts_from_their_own_connections_make_one_row_and_lose_nothing(lakeside, per_district):
+    """Four workers, each on its own connection, start together on a key with no row yet:
+    every first upsert but one meets the others' uncommitted insert, waits, and adds."""
+    import threading
+
+    district_id = lakeside.pk if per_district else None
+    workers, each = 4, 10
+    start, errors = threading.Barrier(workers), []
+    finished = [at(2026, 12, 1, 9, 0) + dt.timedelta(minutes=w) for w in range(workers)]
+
+    def worker(w):
+        try:
+            start.wait(10)
+            for i in range(each):
+                with transaction.atomic():
+                    counters.run_finished(job="obs-race", district_id=district_id,
+                                          status="succeeded" if i % 2 else "failed", duration_seconds=3.0,
+                                          finished_at=finished[w] - dt.timedelta(seconds=i))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    row = JobRunCounter.objects.get(job="obs-race")
+    assert row.district_id == district_id
+    n = workers * each
+    assert (row.executions, row.failures, row.timed, row.le_1, row.le_5, row.duration_sum) == (n, n // 2, n, 0, n, 3.0 * n)
+    # The latest success of all: worker 3's first success (i = 1).
+    assert row.last_success == finished[-1] - dt.timedelta(seconds=1)
+
+
+def test_a_global_row_and_a_district_row_of_one_job_are_kept_apart_in_either_order(only_obs_jobs, lakeside):
+    other = f.DistrictFactory(name="Other")
+    counters.run_finished(job="obs-ok", district_id=None, status="succeeded", duration_seconds=0.5,
+                          finished_at=at(2026, 12, 1, 9, 0))
+    counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="timed_out", duration_seconds=40.0,
+                          finished_at=at(2026, 12, 1, 10, 0))
+    counters.run_finished(job="obs-ok", district_id=other.pk, status="failed", duration_seconds=None, finished_at=None)
+    counters.run_finished(job="obs-ok", district_id=None, status="failed", duration_seconds=None, finished_at=None)
+    counters.slots_decided(job="obs-ok", district_id=None, missed=2, skipped=1)
+    counters.slots_decided(job="obs-ok", district_id=lakeside.pk, missed=0, skipped=0)  # nothing to add
+    rows = {r.district_id: r for r in JobRunCounter.objects.filter(job="obs-ok")}
+    assert set(rows) == {None, lakeside.pk, other.pk}
+    g, d, o = rows[None], rows[lakeside.pk], rows[other.pk]
+    assert (g.executions, g.failures, g.missed, g.skipped, g.le_1, g.last_success) == (2, 1, 2, 1, 1, at(2026, 12, 1, 9, 0))
+    assert (d.executions, d.failures, d.timeouts, d.le_30, d.le_60, d.last_success) == (1, 1, 1, 0, 1, None)
+    assert (o.executions, o.failures, o.timed, o.duration_sum) == (1, 1, 0, 0.0)
+
+
+def test_last_success_compares_instants_not_local_clock_readings_and_keeps_microseconds(only_obs_jobs, lakeside):
+    """Given in New York time, a success at 09:30 there (14:30 UTC) is earlier than one stored
+    at 15:00 UTC; one a half second later than the stored one replaces it."""
+    import zoneinfo
+
+    ny = zoneinfo.ZoneInfo("America/New_York")
+    stored = at(2026, 12, 1, 15, 0)
+
+    def success(finished):
+        counters.run_finished(job="obs-ok", district_id=lakeside.pk, status="succeeded", duration_seconds=1.0,
+                              finished_at=finished)
+        return counter("obs-ok", lakeside).last_success
+
+    assert success(stored) == stored
+    assert success(dt.datetime(2026, 12, 1, 9, 30, tzinfo=ny)) == stored
+    later = stored + dt.timedelta(microseconds=500_000)
+    assert success(later) == later
+    assert success(stored) == later  # the whole second is earlier than the half
+    assert success(dt.datetime(2026, 12, 1, 10, 0, 1, tzinfo=ny)) == at(2026, 12, 1, 15, 0, 1)
+    assert counter("obs-ok", lakeside).executions == 5
+
+
+def test_calendar_skips_with_quotes_and_unicode_reasons_add_per_reason(only_obs_jobs, db):
+    from scheduling.models import CalendarSkipCounter
+
+    reasons = {"Winter break": 2, "O'Brien Day \"observed\"": 1, "Fête — neige ❄": 3, "back\\slash": 1}
+    counters.calendar_skipped(job="obs-ok", reasons=reasons)
+    counters.calendar_skipped(job="obs-ok", reasons={"Fête — neige ❄": 1, "Winter break": 0})
+    counters.calendar_skipped(job="obs-warn", reasons={"Winter break": 5})
+    got = dict(CalendarSkipCounter.objects.filter(job="obs-ok").values_list("reason", "skipped"))
+    assert got == {**reasons, "Fête — neige ❄": 4}
+    assert CalendarSkipCounter.objects.get(job="obs-warn").skipped == 5
