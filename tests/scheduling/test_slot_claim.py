@@ -84,3 +84,49 @@ def test_a_claim_that_waited_for_the_lock_sees_the_run_the_holder_started(only_t
     skipped = JobRun.objects.get(job="t-daily", slot=nxt)
     running = JobRun.objects.get(job="t-daily", slot=SLOT)
     assert skipped.status == "skipped" and f"run #{running.pk}" in skipped.note and "still running" in skipped.note
+
+
+# -- The overlap check written as SQL (a4dbe4b): global jobs and other districts -----------------
+
+
+def _running_run(job, district, slot):
+    run = JobRun.objects.create(job=job, district=district, trigger="schedule", slot=slot, status="running",
+                                started_at=slot, enqueued_at=slot, deadline=slot + dt.timedelta(days=2))
+    JobSchedule.objects.filter(job=job, district=district).update(last_slot=slot, last_run=run)
+    return run
+
+
+@pytest.mark.django_db
+def test_a_global_job_still_running_skips_its_next_slot(only_test_jobs, new_york):
+    """district NULL: the check reads district_id IS NULL (= NULL would never match)."""
+    services.sync_schedules(now=GLOBAL_SLOT - dt.timedelta(hours=6))
+    running = _running_run("t-global", None, GLOBAL_SLOT)
+    nxt = GLOBAL_SLOT + dt.timedelta(days=1)
+    now = nxt + dt.timedelta(seconds=20)
+    assert services.claim_slot(job_slug="t-global", district_id=None, slot=nxt, now=now,
+                               start=runner.started_fields("t-global", now)) is None
+    skipped = JobRun.objects.get(job="t-global", slot=nxt)
+    assert (skipped.status, skipped.district_id) == ("skipped", None)
+    assert f"run #{running.pk}" in skipped.note and "still running" in skipped.note
+    assert JobRunCounter.objects.get(job="t-global", district=None).skipped == 1
+
+
+@pytest.mark.django_db
+def test_a_run_still_running_in_another_district_or_of_another_job_does_not_skip_this_one(only_test_jobs, new_york,
+                                                                                           adelaide):
+    services.sync_schedules(now=SLOT - dt.timedelta(hours=6))
+    _running_run("t-daily", adelaide, SLOT)
+    _running_run("t-global", None, GLOBAL_SLOT)
+    JobRun.objects.create(job="t-daily", district=None, trigger="manual", slot=SLOT, status="running",
+                          started_at=SLOT, enqueued_at=SLOT)  # a district-less run of the district job
+    ours = JobRun.objects.create(job="t-daily", district=new_york, trigger="schedule", slot=SLOT,
+                                 status="succeeded", started_at=SLOT, finished_at=SLOT + dt.timedelta(minutes=1))
+    JobSchedule.objects.filter(job="t-daily", district=new_york).update(last_slot=SLOT, last_run=ours)
+    nxt = SLOT + dt.timedelta(days=1)
+    now = nxt + dt.timedelta(seconds=20)
+    run = services.claim_slot(job_slug="t-daily", district_id=new_york.pk, slot=nxt, now=now,
+                              start=runner.started_fields("t-daily", now))
+    assert run is not None
+    assert JobRun.objects.get(pk=run.pk).status == "running"
+    assert not JobRun.objects.filter(status="skipped").exists()
+    assert not JobRunCounter.objects.filter(skipped__gt=0).exists()
