@@ -134,7 +134,6 @@ def student_tables() -> _Tables:
 
 _OPERATIONS = {"SELECT": "read", "WITH": "read", "INSERT": "create", "UPDATE": "update", "DELETE": "delete"}
 _MAIN_TABLE = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
-_FROM_TABLE = re.compile(r'\bFROM\s+"?(\w+)"?', re.IGNORECASE)
 # A FROM or a parenthesis: the statement's own FROM is the first at depth 0 (a subquery in
 # the select list, an annotation's EXISTS, comes before it).
 _FROM_OR_PAREN = re.compile(r'[()]|\bFROM\s+"?(\w+)"?', re.IGNORECASE)
