@@ -364,10 +364,10 @@ def _lock_schedule(job_slug: str, district_id: int | None) -> tuple[JobSchedule 
     claims), the snapshot is the transaction's and both reads agree."""
     active = JobSchedule.objects.select_related("district").filter(
         job=job_slug, district_id=district_id, removed_at__isnull=True)
+    running, seen = _lock_reads(district_id is None)
     schedule = (
         active.select_for_update(of=("self",), skip_locked=True)
-        .annotate(running_id=RawSQL(_lock_reads(district_id is None)[0], _running_params(job_slug, district_id)),
-                  seen_last_run=RawSQL(_lock_reads(district_id is None)[1], ()))
+        .annotate(running_id=RawSQL(running, _running_params(job_slug, district_id)), seen_last_run=RawSQL(seen, ()))
         .first()
     )
     if schedule is not None and schedule.seen_last_run == schedule.last_run_id:

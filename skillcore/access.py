@@ -134,8 +134,8 @@ def student_tables() -> _Tables:
 
 _OPERATIONS = {"SELECT": "read", "WITH": "read", "INSERT": "create", "UPDATE": "update", "DELETE": "delete"}
 _MAIN_TABLE = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
-# A FROM or a parenthesis: the statement's own FROM is the first at depth 0 (a subquery in
-# the select list, an annotation's EXISTS, comes before it).
+# A FROM or a parenthesis: a read's main table is the student-data FROM least deep in
+# parentheses (a subquery in the select list, an annotation's EXISTS, comes before it).
 _FROM_OR_PAREN = re.compile(r'[()]|\bFROM\s+"?(\w+)"?', re.IGNORECASE)
 # "INSERT OR IGNORE INTO" is SQLite's bulk_create(ignore_conflicts=True).
 _INSERT_COLUMNS = re.compile(r'^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+"?\w+"?\s*\(([^)]*)\)', re.IGNORECASE)
@@ -219,7 +219,7 @@ class AccessTrail:
             for other in {n.lower() for n in named}:
                 self._touch(other, "read").query_count += 1
             return execute(sql, params, many, context)
-        table = self._main_table(sql, named, tables)
+        table = target.group(1) if target else self._read_table(sql, named, tables)
         # Other student-data tables the statement reads through a join or a subquery (an
         # anti-join on submissions, say) are recorded as read too; their rows never reach
         # the client, so the entry counts the statement without row or student figures.
@@ -270,15 +270,11 @@ class AccessTrail:
         return result
 
     @staticmethod
-    def _main_table(sql: str, named: list[str], tables: _Tables) -> str:
-        """The table whose rows the statement returns or writes: the INSERT, UPDATE or DELETE
-        target, else the first student-data FROM least deep in parentheses (``Grade ...
-        annotate(muted=Exists(SectionEnrollment ...))`` reads grades, though the EXISTS's FROM
-        comes first; a CTE whose own FROM is not student data: its CTE's), else the first
-        table named."""
-        m = _MAIN_TABLE.match(sql)
-        if m and m.group(1) in tables.labels:
-            return m.group(1)
+    def _read_table(sql: str, named: list[str], tables: _Tables) -> str:
+        """The table whose rows a read returns (a write's is its target, ``_MAIN_TABLE``): the
+        first student-data FROM least deep in parentheses (``Grade ... annotate(muted=Exists(
+        SectionEnrollment ...))`` reads grades, though the EXISTS's FROM comes first; a CTE
+        whose own FROM is not student data: its CTE's), else the first table named."""
         # The first student-data FROM at the lowest depth: not only depth 0, since a count of a
         # distinct queryset reads FROM (SELECT ... FROM grade) and PostgreSQL parenthesizes each
         # part of a UNION; a select-list EXISTS inside them is one level deeper still.

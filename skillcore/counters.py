@@ -36,9 +36,9 @@ def add(model: type[models.Model], *, key: Mapping[str, object], increments: Map
     or a counter, which adds its value from ``increments`` (absent: 0, so the insert of a
     new row fills every column).
     """
-    if not any(increments.values()) and not any(v is not None for v in (latest or {}).values()):
-        return
     latest = latest or {}
+    if not any(increments.values()) and all(v is None for v in latest.values()):
+        return
     nulls = tuple(sorted(name for name, value in key.items() if value is None))
     sql, keys, counters, stamps = _statement(model, tuple(key), nulls)
     for given, fields, what in ((increments, counters, "counter"), (latest, stamps, "timestamp")):
